@@ -1,0 +1,754 @@
+#pragma once
+
+#include <dlcore/data/tensor_dataset.h>
+#include <dlcore/detail/topk_buffer.h>
+#include <dlcore/detail/topk_row.h>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/arg.h>
+#include <torch/data/datasets/base.h>
+#include <torch/data/example.h>
+#include <torch/serialize/archive.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+namespace dlcore {
+
+/// Options of `TopKTopPSelector`.
+///
+/// Example:
+///   dlcore::TopKTopPSelectorOptions opts(/*num_classes=*/1000, /*k=*/16000,
+///                                        /*p=*/10);
+///   opts.softmax(true).num_threads(2);
+struct TopKTopPSelectorOptions {
+  TopKTopPSelectorOptions(int64_t num_classes, int64_t k, int64_t p)
+      : num_classes_(num_classes), k_(k), p_(p) {}
+
+  /// Number of classes C: the width of every chunk of scores.
+  TORCH_ARG(int64_t, num_classes);
+  /// Images kept per class (K, 16000 in Yalniz et al. on ImageNet).
+  TORCH_ARG(int64_t, k);
+  /// Classes kept per image (P, 10 in Yalniz et al.); 1 <= p <= num_classes.
+  TORCH_ARG(int64_t, p);
+  /// Treat chunks as logits and apply a softmax per row, in float64, before
+  /// selecting; scores in the result are then probabilities. Default: false
+  TORCH_ARG(bool, softmax) = false;
+  /// Threads that ingest one chunk (row blocks, each thread with its own
+  /// per-class buffers, merged exactly when the result is taken).
+  /// Default: 1
+  TORCH_ARG(int64_t, num_threads) = 1;
+
+ public:
+  /// Throws when an option is out of range; `owner` names the caller.
+  void check(const std::string& owner) const {
+    TORCH_CHECK(
+        num_classes_ >= 1,
+        owner,
+        ": expected num_classes >= 1, but got ",
+        num_classes_);
+    TORCH_CHECK(k_ >= 1, owner, ": expected k >= 1, but got ", k_);
+    TORCH_CHECK(p_ >= 1, owner, ": expected p >= 1, but got ", p_);
+    TORCH_CHECK(
+        p_ <= num_classes_,
+        owner,
+        ": expected p <= num_classes (",
+        num_classes_,
+        "), but got p = ",
+        p_);
+    TORCH_CHECK(
+        num_threads_ >= 1,
+        owner,
+        ": expected num_threads >= 1, but got ",
+        num_threads_);
+  }
+};
+
+/// The images selected for every class: D-hat of Yalniz et al. 2019.
+///
+/// Entry i says that image `indices[i]` gets label `labels[i]` with teacher
+/// score `scores[i]`. Entries are sorted by class, then by rank within the
+/// class (score descending, index ascending). An image appears once per
+/// class that selected it, so at most P times.
+struct TopKTopPResult {
+  /// Global image index per entry, int64 [M].
+  torch::Tensor indices;
+  /// Class (pseudo-label) per entry, int64 [M].
+  torch::Tensor labels;
+  /// Teacher score per entry (the probability when softmax is on), float64
+  /// [M].
+  torch::Tensor scores;
+  /// Entries per class, int64 [C]; at most K.
+  torch::Tensor counts;
+  /// K minus the count per class, int64 [C]: classes that fewer than K
+  /// images had among their top-P classes.
+  torch::Tensor shortfalls;
+  /// int64 [P + 1]: element j (1 <= j <= P) counts the images selected for
+  /// exactly j classes; element 0 counts ingested rows selected for none.
+  torch::Tensor labels_per_image;
+  int64_t num_classes = 0;
+  int64_t k = 0;
+  int64_t p = 0;
+  /// Rows ingested.
+  int64_t rows_seen = 0;
+
+  /// Number of entries M (the size of D-hat).
+  int64_t size() const {
+    return indices.defined() ? indices.size(0) : 0;
+  }
+
+  /// Number of distinct images selected for at least one class.
+  int64_t num_images() const {
+    return rows_seen - labels_per_image[0].item<int64_t>();
+  }
+
+  /// D-hat as an in-memory data set: `images` holds the unlabelled pool with
+  /// image i at row i - first_index; images are replicated once per selected
+  /// class, as in the paper. Usable directly by `dlcore::Batches`.
+  TensorDataset dataset(
+      const torch::Tensor& images, int64_t first_index = 0) const {
+    check_images(images, first_index);
+    auto rows = indices - first_index;
+    return TensorDataset{
+        images.index_select(0, rows.to(images.device())),
+        labels.to(images.device())};
+  }
+
+  /// Throws unless every selected index has a row in `images`.
+  void check_images(const torch::Tensor& images, int64_t first_index) const {
+    TORCH_CHECK(
+        images.defined() && images.dim() >= 1,
+        "TopKTopPResult: expected images with a leading sample dimension, but "
+        "got ",
+        images.defined() ? images.sizes() : at::IntArrayRef{});
+    if (size() == 0) {
+      return;
+    }
+    const auto lo = indices.min().item<int64_t>();
+    const auto hi = indices.max().item<int64_t>();
+    TORCH_CHECK(
+        lo >= first_index && hi < first_index + images.size(0),
+        "TopKTopPResult: expected images to cover indices [",
+        lo,
+        ", ",
+        hi,
+        "], but they cover [",
+        first_index,
+        ", ",
+        first_index + images.size(0),
+        ")");
+  }
+};
+
+/// A view of D-hat that yields each selected image once per selected class
+/// without copying the pool: example i is (images[indices[i] - first_index],
+/// labels[i]). Usable with `torch::data::make_data_loader` and any sampler.
+///
+/// Example:
+///   auto result = selector.result();
+///   auto view = dlcore::PseudoLabelDataset(result, pool_images);
+///   auto loader = torch::data::make_data_loader(
+///       view.map(torch::data::transforms::Stack<>()), 256);
+class PseudoLabelDataset
+    : public torch::data::datasets::Dataset<PseudoLabelDataset> {
+ public:
+  PseudoLabelDataset(
+      const TopKTopPResult& result,
+      torch::Tensor images,
+      int64_t first_index = 0)
+      : images_(std::move(images)),
+        rows_(
+            (result.check_images(images_, first_index),
+             result.indices - first_index)),
+        labels_(result.labels) {}
+
+  torch::data::Example<> get(size_t i) override {
+    const auto j = static_cast<int64_t>(i);
+    return {images_[rows_[j].item<int64_t>()], labels_[j]};
+  }
+
+  c10::optional<size_t> size() const override {
+    return static_cast<size_t>(rows_.size(0));
+  }
+
+ private:
+  torch::Tensor images_;
+  torch::Tensor rows_;
+  torch::Tensor labels_;
+};
+
+/// Top-K/top-P pseudo-label selection over a stream of teacher scores
+/// (Yalniz et al. 2019, "Billion-scale semi-supervised learning for image
+/// classification", section 3).
+///
+/// Rule: every image keeps its P highest-scoring classes; every class keeps,
+/// among the images that kept it, the K with the highest score for it.
+/// Order, everywhere: score descending, then the lower index first (classes
+/// inside a row: the lower class id first on ties). The result is therefore
+/// unique, whatever the chunking, thread count or rank count.
+///
+/// Chunks `[B, C]` of probabilities (or logits, with `softmax(true)`) stream
+/// through `ingest`; memory stays O(C * K * num_threads) however many rows
+/// pass: per class a buffer of about 1.5 K (score, index) pairs of 16 bytes,
+/// compacted by selection when full (amortized O(1) per candidate). A class
+/// with fewer than K candidates keeps all of them and the result reports the
+/// shortfall. `merge` combines selectors over disjoint rows into exactly the
+/// selector of their union (associative and commutative), which is how
+/// threads and c10d ranks (dlcore/distributed/selection.h) combine.
+///
+/// Chunks are float32, float64, float16 or bfloat16 (the last two are
+/// widened to float32, exactly); a non-finite score is an error naming the
+/// row. Indices are given by the chunk's first global index (ranges are
+/// recorded and an overlap with an earlier chunk is an error) or by an int64
+/// index tensor (indices must be distinct across the stream; not checked).
+///
+/// Example:
+///   dlcore::TopKTopPSelector sel({/*C=*/10, /*K=*/5000, /*P=*/2});
+///   for (int64_t i = 0; i < n; i += 1024) {
+///     sel.ingest(torch::softmax(teacher(pool.slice(0, i, i + 1024)), 1), i);
+///   }
+///   dlcore::TopKTopPResult dhat = sel.result();
+///
+/// Differences from the paper and other code: the paper does not say how
+/// ties break; the one public re-implementation sorts everything in memory
+/// and fails when a class has fewer than K candidates, where this keeps
+/// them all and reports the shortfall. With an error mid-chunk (non-finite
+/// score) rows of that chunk before the bad one are already ingested and
+/// its range is not recorded: reload a checkpoint.
+class TopKTopPSelector {
+ public:
+  explicit TopKTopPSelector(const TopKTopPSelectorOptions& options)
+      : options_(options) {
+    options_.check("TopKTopPSelector");
+    states_.emplace_back(make_state());
+  }
+
+  const TopKTopPSelectorOptions& options() const {
+    return options_;
+  }
+
+  /// Rows ingested so far (including merged selectors).
+  int64_t rows_seen() const {
+    return rows_seen_;
+  }
+
+  /// Ingests a chunk whose row r is image `first_index + r`. Throws when
+  /// [first_index, first_index + B) overlaps a range ingested before.
+  void ingest(const torch::Tensor& scores, int64_t first_index) {
+    check_chunk(scores);
+    TORCH_CHECK(
+        first_index >= 0,
+        "TopKTopPSelector: expected first_index >= 0, but got ",
+        first_index);
+    const int64_t rows = scores.size(0);
+    TORCH_CHECK(
+        first_index <= std::numeric_limits<int64_t>::max() - rows,
+        "TopKTopPSelector: first_index ",
+        first_index,
+        " + rows ",
+        rows,
+        " overflows int64");
+    if (rows == 0) {
+      return;
+    }
+    check_no_overlap(first_index, first_index + rows);
+    ingest_impl(scores, [first_index](int64_t r) { return first_index + r; });
+    add_range(first_index, first_index + rows);
+  }
+
+  /// Ingests a chunk whose row r is image `indices[r]` (int64 [B], >= 0).
+  void ingest(const torch::Tensor& scores, const torch::Tensor& indices) {
+    check_chunk(scores);
+    TORCH_CHECK(
+        indices.defined() && indices.dim() == 1 &&
+            indices.scalar_type() == at::kLong &&
+            indices.size(0) == scores.size(0),
+        "TopKTopPSelector: expected an int64 index tensor of shape [",
+        scores.size(0),
+        "], but got ",
+        indices.defined() ? indices.toString() : std::string("undefined"),
+        " of shape ",
+        indices.defined() ? indices.sizes() : at::IntArrayRef{});
+    if (scores.size(0) == 0) {
+      return;
+    }
+    auto idx = indices.to(at::kCPU).contiguous();
+    TORCH_CHECK(
+        idx.min().item<int64_t>() >= 0,
+        "TopKTopPSelector: expected indices >= 0, but got ",
+        idx.min().item<int64_t>());
+    const int64_t* ip = idx.data_ptr<int64_t>();
+    ingest_impl(scores, [ip](int64_t r) { return ip[r]; });
+  }
+
+  /// Adds the rows of `other` (disjoint from this selector's rows): the
+  /// result is exactly that of one selector that ingested both streams.
+  /// Throws when C, K or P differ, or when recorded index ranges overlap.
+  void merge(const TopKTopPSelector& other) {
+    check_compatible(other.options_, "merge");
+    for (const auto& r : other.ranges_) {
+      check_no_overlap(r.first, r.second);
+    }
+    auto& mine = states_[0];
+    for (const auto& st : other.states_) {
+      for (int64_t c = 0; c < options_.num_classes(); ++c) {
+        mine[c].merge(st[c]);
+      }
+    }
+    for (const auto& r : other.ranges_) {
+      add_range(r.first, r.second);
+    }
+    rows_seen_ += other.rows_seen_;
+  }
+
+  /// The selection so far (D-hat), sorted by class then rank.
+  TopKTopPResult result() const {
+    const int64_t C = options_.num_classes();
+    const int64_t P = options_.p();
+    std::vector<std::vector<detail::TopKEntry>> per_class(
+        static_cast<size_t>(C));
+    int64_t total = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      per_class[c] = class_entries(c);
+      total += static_cast<int64_t>(per_class[c].size());
+    }
+    TopKTopPResult out;
+    out.num_classes = C;
+    out.k = options_.k();
+    out.p = P;
+    out.rows_seen = rows_seen_;
+    out.indices = at::empty({total}, at::kLong);
+    out.labels = at::empty({total}, at::kLong);
+    out.scores = at::empty({total}, at::kDouble);
+    out.counts = at::empty({C}, at::kLong);
+    auto* ip = out.indices.data_ptr<int64_t>();
+    auto* lp = out.labels.data_ptr<int64_t>();
+    auto* sp = out.scores.data_ptr<double>();
+    auto* cp = out.counts.data_ptr<int64_t>();
+    int64_t m = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      cp[c] = static_cast<int64_t>(per_class[c].size());
+      for (const auto& e : per_class[c]) {
+        ip[m] = e.index;
+        lp[m] = c;
+        sp[m] = e.score;
+        ++m;
+      }
+    }
+    out.shortfalls = options_.k() - out.counts;
+    // Labels per image: sort the indices and count runs.
+    std::vector<int64_t> sorted(ip, ip + total);
+    std::sort(sorted.begin(), sorted.end());
+    out.labels_per_image = at::zeros({P + 1}, at::kLong);
+    auto* hp = out.labels_per_image.data_ptr<int64_t>();
+    int64_t distinct = 0;
+    for (size_t i = 0; i < sorted.size();) {
+      size_t j = i;
+      while (j < sorted.size() && sorted[j] == sorted[i]) {
+        ++j;
+      }
+      const auto run = static_cast<int64_t>(j - i);
+      TORCH_INTERNAL_ASSERT(run <= P, "an image selected more than P times");
+      ++hp[run];
+      ++distinct;
+      i = j;
+    }
+    hp[0] = std::max<int64_t>(rows_seen_ - distinct, 0);
+    return out;
+  }
+
+  /// The current best K of class c, sorted by rank (fewer when short).
+  std::vector<std::pair<int64_t, double>> class_topk(int64_t c) const {
+    TORCH_CHECK(
+        c >= 0 && c < options_.num_classes(),
+        "TopKTopPSelector: expected a class in [0, ",
+        options_.num_classes(),
+        "), but got ",
+        c);
+    std::vector<std::pair<int64_t, double>> out;
+    for (const auto& e : class_entries(c)) {
+      out.emplace_back(e.index, e.score);
+    }
+    return out;
+  }
+
+  /// Bytes held by the per-class buffers (all threads).
+  int64_t state_bytes() const {
+    int64_t b = 0;
+    for (const auto& st : states_) {
+      for (const auto& buf : st) {
+        b += buf.bytes();
+      }
+    }
+    return b;
+  }
+
+  /// The recorded [begin, end) index ranges (chunks given by first index),
+  /// coalesced and sorted.
+  std::vector<std::pair<int64_t, int64_t>> ranges() const {
+    return {ranges_.begin(), ranges_.end()};
+  }
+
+  /// Writes the state (version, C, K, P, rows seen, ranges, the best K of
+  /// every class) so a long pass can checkpoint and resume.
+  void save(torch::serialize::OutputArchive& archive) const {
+    const auto r = result();
+    archive.write("version", at::tensor({kVersion}, at::kLong));
+    archive.write(
+        "ckp",
+        at::tensor(
+            {options_.num_classes(), options_.k(), options_.p()}, at::kLong));
+    archive.write("rows_seen", at::tensor({rows_seen_}, at::kLong));
+    archive.write("ranges", ranges_tensor());
+    archive.write("indices", r.indices);
+    archive.write("labels", r.labels);
+    archive.write("scores", r.scores);
+  }
+
+  /// Restores a state written by `save`; C, K and P must match this
+  /// selector's options (softmax and num_threads may differ).
+  void load(torch::serialize::InputArchive& archive) {
+    at::Tensor version, ckp, rows, ranges, indices, labels, scores;
+    archive.read("version", version);
+    TORCH_CHECK(
+        version.numel() == 1 && version.item<int64_t>() == kVersion,
+        "TopKTopPSelector: expected a saved state of version ",
+        kVersion,
+        ", but got version ",
+        version.numel() == 1 ? version.item<int64_t>() : -1);
+    archive.read("ckp", ckp);
+    archive.read("rows_seen", rows);
+    archive.read("ranges", ranges);
+    archive.read("indices", indices);
+    archive.read("labels", labels);
+    archive.read("scores", scores);
+    TopKTopPSelectorOptions saved(
+        ckp[0].item<int64_t>(), ckp[1].item<int64_t>(), ckp[2].item<int64_t>());
+    check_compatible(saved, "load");
+    restore(rows.item<int64_t>(), ranges, indices, labels, scores);
+  }
+
+  /// Saves to a file, atomically (a temporary file in the same folder, then
+  /// a rename).
+  void save(const std::string& path) const {
+    torch::serialize::OutputArchive archive;
+    save(archive);
+    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    archive.save_to(tmp);
+    TORCH_CHECK(
+        std::rename(tmp.c_str(), path.c_str()) == 0,
+        "TopKTopPSelector: could not rename ",
+        tmp,
+        " to ",
+        path);
+  }
+
+  /// Loads from a file written by `save(path)`.
+  void load(const std::string& path) {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    load(archive);
+  }
+
+  /// Replaces the state by the given candidates (at most K per class are
+  /// kept, by the selection order), ranges [M, 2] and row count. Used by
+  /// `load` and by the distributed merge.
+  void restore(
+      int64_t rows_seen,
+      const torch::Tensor& ranges,
+      const torch::Tensor& indices,
+      const torch::Tensor& labels,
+      const torch::Tensor& scores) {
+    TORCH_CHECK(
+        indices.dim() == 1 && labels.sizes() == indices.sizes() &&
+            scores.sizes() == indices.sizes() &&
+            (ranges.numel() == 0 || (ranges.dim() == 2 && ranges.size(1) == 2)),
+        "TopKTopPSelector: expected candidates of equal shape [M] and ranges "
+        "[R, 2], but got indices ",
+        indices.sizes(),
+        ", labels ",
+        labels.sizes(),
+        ", scores ",
+        scores.sizes(),
+        ", ranges ",
+        ranges.sizes());
+    auto ii = indices.to(at::kLong).contiguous();
+    auto ll = labels.to(at::kLong).contiguous();
+    auto ss = scores.to(at::kDouble).contiguous();
+    const int64_t C = options_.num_classes();
+    std::vector<std::vector<detail::TopKBuffer>> fresh;
+    fresh.emplace_back(make_state());
+    auto& st = fresh[0];
+    const auto* ip = ii.data_ptr<int64_t>();
+    const auto* lp = ll.data_ptr<int64_t>();
+    const auto* sp = ss.data_ptr<double>();
+    for (int64_t i = 0; i < ii.size(0); ++i) {
+      TORCH_CHECK(
+          lp[i] >= 0 && lp[i] < C && std::isfinite(sp[i]) && ip[i] >= 0,
+          "TopKTopPSelector: invalid saved candidate ",
+          i,
+          " (index ",
+          ip[i],
+          ", class ",
+          lp[i],
+          ", score ",
+          sp[i],
+          ")");
+      st[lp[i]].push(detail::TopKEntry{sp[i], ip[i]});
+    }
+    for (auto& buf : st) {
+      buf.compact();
+    }
+    std::map<int64_t, int64_t> rs;
+    if (ranges.numel() > 0) {
+      auto rr = ranges.to(at::kLong).contiguous();
+      const auto* rp = rr.data_ptr<int64_t>();
+      for (int64_t i = 0; i < rr.size(0); ++i) {
+        rs[rp[2 * i]] = rp[2 * i + 1];
+      }
+    }
+    states_ = std::move(fresh);
+    ranges_ = std::move(rs);
+    rows_seen_ = rows_seen;
+  }
+
+  /// The recorded ranges as an int64 [R, 2] tensor.
+  torch::Tensor ranges_tensor() const {
+    auto t = at::empty({static_cast<int64_t>(ranges_.size()), 2}, at::kLong);
+    auto* p = t.data_ptr<int64_t>();
+    for (const auto& r : ranges_) {
+      *p++ = r.first;
+      *p++ = r.second;
+    }
+    return t;
+  }
+
+ private:
+  static constexpr int64_t kVersion = 1;
+
+  std::vector<detail::TopKBuffer> make_state() const {
+    return std::vector<detail::TopKBuffer>(
+        static_cast<size_t>(options_.num_classes()),
+        detail::TopKBuffer(options_.k()));
+  }
+
+  std::vector<detail::TopKEntry> class_entries(int64_t c) const {
+    std::vector<detail::TopKEntry> all;
+    for (const auto& st : states_) {
+      st[c].append_to(all);
+    }
+    return detail::topk_sorted(std::move(all), options_.k());
+  }
+
+  void check_compatible(
+      const TopKTopPSelectorOptions& o, const char* what) const {
+    TORCH_CHECK(
+        o.num_classes() == options_.num_classes() && o.k() == options_.k() &&
+            o.p() == options_.p(),
+        "TopKTopPSelector: ",
+        what,
+        " expected a selector with num_classes ",
+        options_.num_classes(),
+        ", k ",
+        options_.k(),
+        ", p ",
+        options_.p(),
+        ", but got num_classes ",
+        o.num_classes(),
+        ", k ",
+        o.k(),
+        ", p ",
+        o.p());
+  }
+
+  void check_chunk(const torch::Tensor& scores) const {
+    TORCH_CHECK(
+        scores.defined() && scores.dim() == 2 &&
+            scores.size(1) == options_.num_classes(),
+        "TopKTopPSelector: expected a chunk of scores of shape [B, ",
+        options_.num_classes(),
+        "], but got ",
+        scores.defined() ? scores.sizes() : at::IntArrayRef{});
+    const auto t = scores.scalar_type();
+    TORCH_CHECK(
+        t == at::kFloat || t == at::kDouble || t == at::kHalf ||
+            t == at::kBFloat16,
+        "TopKTopPSelector: expected float32, float64, float16 or bfloat16 "
+        "scores, but got ",
+        t);
+  }
+
+  void check_no_overlap(int64_t begin, int64_t end) const {
+    auto it = ranges_.upper_bound(begin);
+    if (it != ranges_.end() && it->first < end) {
+      TORCH_CHECK(
+          false,
+          "TopKTopPSelector: expected a chunk disjoint from earlier ones, but "
+          "rows [",
+          begin,
+          ", ",
+          end,
+          ") overlap [",
+          it->first,
+          ", ",
+          it->second,
+          ")");
+    }
+    if (it != ranges_.begin()) {
+      --it;
+      TORCH_CHECK(
+          it->second <= begin,
+          "TopKTopPSelector: expected a chunk disjoint from earlier ones, but "
+          "rows [",
+          begin,
+          ", ",
+          end,
+          ") overlap [",
+          it->first,
+          ", ",
+          it->second,
+          ")");
+    }
+  }
+
+  /// Records [begin, end), coalescing with touching neighbours.
+  void add_range(int64_t begin, int64_t end) {
+    auto next = ranges_.lower_bound(begin);
+    if (next != ranges_.end() && next->first == end) {
+      end = next->second;
+      next = ranges_.erase(next);
+    }
+    if (next != ranges_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->second == begin) {
+        prev->second = end;
+        return;
+      }
+    }
+    ranges_[begin] = end;
+  }
+
+  template <typename IndexOf>
+  void ingest_impl(const torch::Tensor& scores, const IndexOf& index_of) {
+    at::Tensor x = scores.to(at::kCPU);
+    if (options_.softmax()) {
+      x = at::softmax(x.to(at::kDouble), 1);
+    } else if (
+        x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) {
+      x = x.to(at::kFloat);
+    }
+    x = x.contiguous();
+    if (x.scalar_type() == at::kDouble) {
+      run_rows(x, x.data_ptr<double>(), index_of);
+    } else {
+      run_rows(x, x.data_ptr<float>(), index_of);
+    }
+  }
+
+  template <typename scalar_t, typename IndexOf>
+  void run_rows(
+      const at::Tensor& x, const scalar_t* data, const IndexOf& index_of) {
+    const int64_t rows = x.size(0);
+    const int64_t C = options_.num_classes();
+    const int64_t P = options_.p();
+    // At least 256 rows per thread; one thread for small chunks.
+    const int64_t threads = std::max<int64_t>(
+        1, std::min<int64_t>(options_.num_threads(), rows / 256));
+    while (static_cast<int64_t>(states_.size()) < threads) {
+      states_.emplace_back(make_state());
+    }
+    std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
+    if (threads == 1) {
+      bad[0] = detail::topk_ingest_rows(
+          data, 0, rows, C, P, index_of, states_[0].data());
+    } else {
+      std::vector<std::thread> pool;
+      std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+      for (int64_t t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+          try {
+            const int64_t r0 = rows * t / threads;
+            const int64_t r1 = rows * (t + 1) / threads;
+            bad[t] = detail::topk_ingest_rows(
+                data, r0, r1, C, P, index_of, states_[t].data());
+          } catch (...) {
+            errors[t] = std::current_exception();
+          }
+        });
+      }
+      for (auto& th : pool) {
+        th.join();
+      }
+      for (auto& e : errors) {
+        if (e) {
+          std::rethrow_exception(e);
+        }
+      }
+    }
+    for (int64_t t = 0; t < threads; ++t) {
+      if (bad[t] >= 0) {
+        report_non_finite(data, bad[t], C, index_of);
+      }
+    }
+    rows_seen_ += rows;
+  }
+
+  template <typename scalar_t, typename IndexOf>
+  [[noreturn]] void report_non_finite(
+      const scalar_t* data,
+      int64_t row,
+      int64_t C,
+      const IndexOf& index_of) const {
+    int64_t c = 0;
+    while (c < C && std::isfinite(static_cast<double>(data[row * C + c]))) {
+      ++c;
+    }
+    TORCH_CHECK(
+        false,
+        "TopKTopPSelector: expected finite scores, but row ",
+        row,
+        " of the chunk (image ",
+        index_of(row),
+        ") has ",
+        c < C ? static_cast<double>(data[row * C + c]) : 0.0,
+        " for class ",
+        c);
+    // Unreachable: TORCH_CHECK(false, ...) throws.
+    throw std::logic_error("unreachable");
+  }
+
+  TopKTopPSelectorOptions options_;
+  std::vector<std::vector<detail::TopKBuffer>> states_;
+  std::map<int64_t, int64_t> ranges_;
+  int64_t rows_seen_ = 0;
+};
+
+/// Writes `selector` to an archive; `torch::save(selector, path)` works.
+inline torch::serialize::OutputArchive& operator<<(
+    torch::serialize::OutputArchive& archive,
+    const TopKTopPSelector& selector) {
+  selector.save(archive);
+  return archive;
+}
+
+/// Reads `selector` from an archive; `torch::load(selector, path)` works.
+inline torch::serialize::InputArchive& operator>>(
+    torch::serialize::InputArchive& archive, TopKTopPSelector& selector) {
+  selector.load(archive);
+  return archive;
+}
+
+} // namespace dlcore

@@ -1,0 +1,524 @@
+#include <dlcore/data/pseudo_label.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using dlcore::TopKTopPResult;
+using dlcore::TopKTopPSelector;
+using dlcore::TopKTopPSelectorOptions;
+
+struct Triple {
+  int64_t index;
+  int64_t label;
+  double score;
+  bool operator==(const Triple& o) const {
+    return index == o.index && label == o.label && score == o.score;
+  }
+};
+
+std::ostream& operator<<(std::ostream& os, const Triple& t) {
+  return os << "(" << t.index << ", " << t.label << ", " << t.score << ")";
+}
+
+std::vector<Triple> triples(const TopKTopPResult& r) {
+  std::vector<Triple> out;
+  for (int64_t i = 0; i < r.size(); ++i) {
+    out.push_back(
+        {r.indices[i].item<int64_t>(),
+         r.labels[i].item<int64_t>(),
+         r.scores[i].item<double>()});
+  }
+  return out;
+}
+
+// Brute force: full sort per row, then full sort per class.
+std::vector<Triple> reference(
+    const torch::Tensor& scores,
+    const std::vector<int64_t>& index,
+    int64_t k,
+    int64_t p) {
+  auto s = scores.to(torch::kDouble).contiguous();
+  const int64_t n = s.size(0);
+  const int64_t c = s.size(1);
+  const double* d = s.data_ptr<double>();
+  std::vector<std::vector<std::pair<double, int64_t>>> per_class(c);
+  for (int64_t r = 0; r < n; ++r) {
+    std::vector<int64_t> cls(c);
+    for (int64_t j = 0; j < c; ++j) {
+      cls[j] = j;
+    }
+    std::sort(cls.begin(), cls.end(), [&](int64_t a, int64_t b) {
+      const double va = d[r * c + a];
+      const double vb = d[r * c + b];
+      return va > vb || (va == vb && a < b);
+    });
+    for (int64_t j = 0; j < p; ++j) {
+      per_class[cls[j]].emplace_back(d[r * c + cls[j]], index[r]);
+    }
+  }
+  std::vector<Triple> out;
+  for (int64_t j = 0; j < c; ++j) {
+    auto& v = per_class[j];
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    for (size_t i = 0; i < v.size() && static_cast<int64_t>(i) < k; ++i) {
+      out.push_back({v[i].second, j, v[i].first});
+    }
+  }
+  return out;
+}
+
+// Scores drawn from few distinct values, so ties are everywhere.
+torch::Tensor tied_scores(int64_t n, int64_t c, int64_t levels, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return torch::randint(levels, {n, c}, gen, torch::kFloat) / levels;
+}
+
+std::vector<int64_t> iota(int64_t n, int64_t from = 0) {
+  std::vector<int64_t> v(n);
+  for (int64_t i = 0; i < n; ++i) {
+    v[i] = from + i;
+  }
+  return v;
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "no error";
+}
+
+} // namespace
+
+TEST_CASE(
+    "TopKTopPSelectorOptions default to probabilities and one thread",
+    "[pseudo_label]") {
+  TopKTopPSelectorOptions o(10, 100, 2);
+  CHECK(o.num_classes() == 10);
+  CHECK(o.k() == 100);
+  CHECK(o.p() == 2);
+  CHECK_FALSE(o.softmax());
+  CHECK(o.num_threads() == 1);
+  TopKTopPSelector sel(o);
+  CHECK(sel.rows_seen() == 0);
+  auto r = sel.result();
+  CHECK(r.size() == 0);
+  CHECK(r.counts.sum().item<int64_t>() == 0);
+  CHECK(r.shortfalls.eq(100).all().item<bool>());
+  CHECK(r.labels_per_image.sizes() == torch::IntArrayRef{3});
+}
+
+TEST_CASE("TopKTopPSelector rejects invalid options", "[pseudo_label]") {
+  using Catch::Contains;
+  CHECK_THAT(
+      message_of([] {
+        TopKTopPSelector s({10, 0, 2});
+      }),
+      Contains("TopKTopPSelector: expected k >= 1, but got 0"));
+  CHECK_THAT(
+      message_of([] {
+        TopKTopPSelector s({10, 5, 0});
+      }),
+      Contains("TopKTopPSelector: expected p >= 1, but got 0"));
+  CHECK_THAT(
+      message_of([] {
+        TopKTopPSelector s({10, 5, 11});
+      }),
+      Contains("expected p <= num_classes (10), but got p = 11"));
+  CHECK_THAT(
+      message_of([] {
+        TopKTopPSelector s({0, 5, 1});
+      }),
+      Contains("expected num_classes >= 1, but got 0"));
+  CHECK_THAT(
+      message_of([] {
+        TopKTopPSelector s(TopKTopPSelectorOptions(10, 5, 1).num_threads(0));
+      }),
+      Contains("expected num_threads >= 1, but got 0"));
+}
+
+TEST_CASE(
+    "TopKTopPSelector rejects chunks of the wrong rank, width or dtype",
+    "[pseudo_label]") {
+  using Catch::Contains;
+  TopKTopPSelector s({4, 5, 2});
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::rand({3, 5}), 0);
+      }),
+      Contains("expected a chunk of scores of shape [B, 4], but got [3, 5]"));
+  CHECK_THAT(
+      message_of([&] { s.ingest(torch::rand({12}), 0); }),
+      Contains("expected a chunk of scores of shape [B, 4], but got [12]"));
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::ones({3, 4}, torch::kLong), 0);
+      }),
+      Contains("expected float32, float64, float16 or bfloat16 scores, but "
+               "got Long"));
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::rand({3, 4}), -1);
+      }),
+      Contains("expected first_index >= 0, but got -1"));
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::rand({3, 4}), torch::arange(2));
+      }),
+      Contains("expected an int64 index tensor of shape [3]"));
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::rand({2, 4}), torch::tensor({0, -3}, torch::kLong));
+      }),
+      Contains("expected indices >= 0, but got -3"));
+  CHECK(s.rows_seen() == 0);
+}
+
+TEST_CASE(
+    "TopKTopPSelector detects a chunk overlapping an earlier one",
+    "[pseudo_label]") {
+  using Catch::Contains;
+  TopKTopPSelector s({4, 5, 2});
+  s.ingest(torch::rand({10, 4}), 100);
+  s.ingest(torch::rand({10, 4}), 120);
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::rand({5, 4}), 105);
+      }),
+      Contains("but rows [105, 110) overlap [100, 110)"));
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::rand({15, 4}), 90);
+      }),
+      Contains("but rows [90, 105) overlap [100, 110)"));
+  CHECK_THAT(
+      message_of([&] {
+        s.ingest(torch::rand({11, 4}), 110);
+      }),
+      Contains("but rows [110, 121) overlap [120, 130)"));
+  s.ingest(torch::rand({10, 4}), 110); // fills the gap exactly
+  s.ingest(torch::rand({3, 4}), 0);    // earlier indices are fine
+  CHECK(
+      s.ranges() ==
+      std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {100, 130}});
+  CHECK(s.rows_seen() == 33);
+}
+
+TEST_CASE(
+    "TopKTopPSelector names the row of a non-finite score", "[pseudo_label]") {
+  using Catch::Contains;
+  for (auto dtype : {torch::kFloat, torch::kDouble, torch::kHalf}) {
+    for (double bad : std::vector<double>{std::nan(""), INFINITY, -INFINITY}) {
+      TopKTopPSelector s({40, 5, 2});
+      auto x = torch::rand({300, 40}, torch::kDouble);
+      x[123][37] = bad;
+      x[200][3] = bad;
+      CHECK_THAT(
+          message_of([&] { s.ingest(x.to(dtype), 1000); }),
+          Contains("expected finite scores, but row 123 of the chunk (image "
+                   "1123) has") &&
+              Contains("for class 37"));
+      CHECK(s.ranges().empty());
+    }
+  }
+  TopKTopPSelector s(TopKTopPSelectorOptions(40, 5, 2).num_threads(2));
+  auto x = torch::rand({2000, 40});
+  x[1500][1] = std::nan("");
+  x[1700][1] = std::nan("");
+  CHECK_THAT(
+      message_of([&] { s.ingest(x, 0); }),
+      Contains("but row 1500 of the chunk (image 1500)"));
+}
+
+TEST_CASE(
+    "TopKTopPSelector equals a brute-force full sort on tied random scores",
+    "[pseudo_label]") {
+  struct Case {
+    int64_t n, c, k, p, levels, chunk;
+  };
+  // C crosses the 16-class block size; K above and below the candidates.
+  const std::vector<Case> cases = {
+      {500, 10, 30, 2, 5, 64},
+      {700, 37, 20, 3, 4, 100},
+      {400, 16, 1, 1, 3, 33},
+      {300, 50, 500, 5, 7, 1000},
+      {600, 100, 40, 10, 2, 77},
+      {200, 5, 60, 5, 3, 17},
+      {256, 1, 300, 1, 2, 50},
+      {900, 64, 25, 17, 6, 128},
+  };
+  uint64_t seed = 1;
+  for (const auto& cs : cases) {
+    for (auto dtype : {torch::kFloat, torch::kDouble}) {
+      auto x = tied_scores(cs.n, cs.c, cs.levels, seed++).to(dtype);
+      TopKTopPSelector s({cs.c, cs.k, cs.p});
+      for (int64_t i = 0; i < cs.n; i += cs.chunk) {
+        s.ingest(x.slice(0, i, std::min(cs.n, i + cs.chunk)), i);
+      }
+      const auto want = reference(x, iota(cs.n), cs.k, cs.p);
+      INFO("n=" << cs.n << " c=" << cs.c << " k=" << cs.k << " p=" << cs.p);
+      CHECK(triples(s.result()) == want);
+      CHECK(s.rows_seen() == cs.n);
+    }
+  }
+}
+
+TEST_CASE(
+    "TopKTopPSelector accepts index tensors in any order", "[pseudo_label]") {
+  const int64_t n = 800, c = 20, k = 30, p = 3;
+  auto x = tied_scores(n, c, 4, 7);
+  auto perm = torch::randperm(n, at::detail::createCPUGenerator(3));
+  auto ids = perm * 7 + 5; // sparse, shuffled global indices
+  std::vector<int64_t> idv(
+      ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + n);
+  TopKTopPSelector s({c, k, p});
+  for (int64_t i = 0; i < n; i += 90) {
+    const int64_t e = std::min(n, i + 90);
+    s.ingest(x.slice(0, i, e), ids.slice(0, i, e));
+  }
+  CHECK(triples(s.result()) == reference(x, idv, k, p));
+  CHECK(s.ranges().empty());
+}
+
+TEST_CASE(
+    "TopKTopPSelector gives the same result for any thread count and chunking",
+    "[pseudo_label]") {
+  const int64_t n = 6000, c = 33, k = 50, p = 4;
+  auto x = tied_scores(n, c, 5, 11);
+  const auto want = reference(x, iota(n), k, p);
+  for (int64_t threads : {1, 2, 3, 8}) {
+    for (int64_t chunk : {6000, 1000, 777}) {
+      TopKTopPSelector s(TopKTopPSelectorOptions(c, k, p).num_threads(threads));
+      for (int64_t i = 0; i < n; i += chunk) {
+        s.ingest(x.slice(0, i, std::min(n, i + chunk)), i);
+      }
+      INFO("threads=" << threads << " chunk=" << chunk);
+      CHECK(triples(s.result()) == want);
+    }
+  }
+}
+
+TEST_CASE(
+    "TopKTopPSelector merges disjoint selectors exactly, in any order",
+    "[pseudo_label]") {
+  const int64_t n = 1500, c = 12, k = 40, p = 3;
+  auto x = tied_scores(n, c, 6, 21);
+  auto part = [&](int64_t b, int64_t e) {
+    TopKTopPSelector s({c, k, p});
+    s.ingest(x.slice(0, b, e), b);
+    return s;
+  };
+  const auto want = reference(x, iota(n), k, p);
+  auto a = part(0, 400), b = part(400, 1100), d = part(1100, 1500);
+  TopKTopPSelector ab = a;
+  ab.merge(b);
+  ab.merge(d);
+  TopKTopPSelector db = d;
+  db.merge(b);
+  TopKTopPSelector a_db = a;
+  a_db.merge(db);
+  TopKTopPSelector bda = b;
+  bda.merge(d);
+  bda.merge(a);
+  CHECK(triples(ab.result()) == want);
+  CHECK(triples(a_db.result()) == want);
+  CHECK(triples(bda.result()) == want);
+  CHECK(bda.rows_seen() == n);
+  CHECK(bda.ranges() == std::vector<std::pair<int64_t, int64_t>>{{0, n}});
+}
+
+TEST_CASE(
+    "TopKTopPSelector refuses to merge incompatible or overlapping "
+    "selectors",
+    "[pseudo_label]") {
+  using Catch::Contains;
+  TopKTopPSelector a({10, 5, 2});
+  TopKTopPSelector b({11, 5, 2});
+  CHECK_THAT(
+      message_of([&] { a.merge(b); }),
+      Contains("merge expected a selector with num_classes 10, k 5, p 2, but "
+               "got num_classes 11, k 5, p 2"));
+  TopKTopPSelector d({10, 6, 2});
+  CHECK_THAT(
+      message_of([&] { a.merge(d); }), Contains("but got num_classes 10, k 6"));
+  a.ingest(torch::rand({10, 10}), 0);
+  TopKTopPSelector e({10, 5, 2});
+  e.ingest(torch::rand({10, 10}), 5);
+  CHECK_THAT(
+      message_of([&] { a.merge(e); }),
+      Contains("rows [5, 15) overlap [0, 10)"));
+}
+
+TEST_CASE(
+    "TopKTopPSelector reports counts, shortfalls and labels per image",
+    "[pseudo_label]") {
+  // 3 classes, P = 2, K = 2. Rows (index: scores):
+  //   0: .5 .3 .2 -> classes 0, 1
+  //   1: .1 .6 .3 -> classes 1, 2
+  //   2: .4 .4 .2 -> classes 0, 1 (tie: lower class first)
+  //   3: .2 .2 .6 -> classes 2, 0 (tie between 0 and 1: class 0)
+  auto x = torch::tensor(
+      {{.5, .3, .2}, {.1, .6, .3}, {.4, .4, .2}, {.2, .2, .6}}, torch::kDouble);
+  TopKTopPSelector s({3, 2, 2});
+  s.ingest(x, 0);
+  auto r = s.result();
+  // class 0: (0,.5) (2,.4) [(3,.2) dropped]; class 1: (1,.6) (2,.4)
+  // [(0,.3) dropped]; class 2: (3,.6) (1,.3).
+  const std::vector<Triple> want = {
+      {0, 0, .5}, {2, 0, .4}, {1, 1, .6}, {2, 1, .4}, {3, 2, .6}, {1, 2, .3}};
+  CHECK(triples(r) == want);
+  CHECK(r.counts.equal(torch::tensor({2, 2, 2}, torch::kLong)));
+  CHECK(r.shortfalls.equal(torch::tensor({0, 0, 0}, torch::kLong)));
+  // image 0: 1 label, 1: 2 labels, 2: 2 labels, 3: 1 label.
+  CHECK(r.labels_per_image.equal(torch::tensor({0, 2, 2}, torch::kLong)));
+  CHECK(r.num_images() == 4);
+  CHECK(r.rows_seen == 4);
+
+  TopKTopPSelector big({3, 10, 1});
+  big.ingest(x, 0);
+  auto rb = big.result();
+  CHECK(rb.counts.equal(torch::tensor({2, 1, 1}, torch::kLong)));
+  CHECK(rb.shortfalls.equal(torch::tensor({8, 9, 9}, torch::kLong)));
+  CHECK(rb.labels_per_image.equal(torch::tensor({0, 4}, torch::kLong)));
+}
+
+TEST_CASE(
+    "TopKTopPSelector widens float16 and bfloat16 exactly", "[pseudo_label]") {
+  auto x = torch::rand({500, 24}, at::detail::createCPUGenerator(5));
+  for (auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    auto xl = x.to(dtype);
+    TopKTopPSelector a({24, 20, 3}), b({24, 20, 3});
+    a.ingest(xl, 0);
+    b.ingest(xl.to(torch::kFloat), 0);
+    CHECK(triples(a.result()) == triples(b.result()));
+    CHECK(triples(a.result()) == reference(xl, iota(500), 20, 3));
+  }
+}
+
+TEST_CASE(
+    "TopKTopPSelector applies a float64 softmax per row, independent of "
+    "chunking",
+    "[pseudo_label]") {
+  auto logits = torch::randn({700, 15}, at::detail::createCPUGenerator(9)) * 3;
+  auto probs = torch::softmax(logits.to(torch::kDouble), 1);
+  TopKTopPSelector whole(TopKTopPSelectorOptions(15, 25, 2).softmax(true));
+  whole.ingest(logits, 0);
+  TopKTopPSelector pieces(
+      TopKTopPSelectorOptions(15, 25, 2).softmax(true).num_threads(2));
+  for (int64_t i = 0; i < 700; i += 64) {
+    pieces.ingest(logits.slice(0, i, std::min<int64_t>(700, i + 64)), i);
+  }
+  const auto want = reference(probs, iota(700), 25, 2);
+  CHECK(triples(whole.result()) == want);
+  CHECK(triples(pieces.result()) == want);
+  auto r = whole.result();
+  CHECK(r.scores.le(1.0).all().item<bool>());
+  CHECK(r.scores.gt(0.0).all().item<bool>());
+}
+
+TEST_CASE(
+    "TopKTopPSelector resumes from a checkpoint mid-stream", "[pseudo_label]") {
+  const int64_t n = 3000, c = 20, k = 60, p = 3;
+  auto x = tied_scores(n, c, 8, 31);
+  TopKTopPSelector first(TopKTopPSelectorOptions(c, k, p).num_threads(2));
+  first.ingest(x.slice(0, 0, 1400), 0);
+  const std::string path = "test_pseudo_label_ckpt.pt";
+  first.save(path);
+  TopKTopPSelector resumed({c, k, p});
+  resumed.load(path);
+  std::remove(path.c_str());
+  CHECK(resumed.rows_seen() == 1400);
+  CHECK(
+      resumed.ranges() == std::vector<std::pair<int64_t, int64_t>>{{0, 1400}});
+  CHECK_THROWS(resumed.ingest(x.slice(0, 1000, 1500), 1000));
+  resumed.ingest(x.slice(0, 1400, n), 1400);
+  CHECK(triples(resumed.result()) == reference(x, iota(n), k, p));
+
+  // Through torch::save / torch::load archives too.
+  std::stringstream stream;
+  torch::save(first, stream);
+  TopKTopPSelector other({c, k, p});
+  torch::load(other, stream);
+  CHECK(triples(other.result()) == triples(first.result()));
+
+  TopKTopPSelector wrong({c, k + 1, p});
+  first.save(path);
+  CHECK_THAT(
+      message_of([&] { wrong.load(path); }),
+      Catch::Contains("load expected a selector with num_classes 20, k 61"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE(
+    "TopKTopPSelector memory stays bounded by C and K whatever N",
+    "[pseudo_label]") {
+  const int64_t c = 50, k = 100, p = 5;
+  TopKTopPSelector s({c, k, p});
+  int64_t after_first = 0;
+  for (int64_t i = 0; i < 40; ++i) {
+    s.ingest(
+        torch::rand({1000, c}, at::detail::createCPUGenerator(i)), i * 1000);
+    if (i == 4) {
+      after_first = s.state_bytes();
+    }
+  }
+  CHECK(s.state_bytes() == after_first);
+  CHECK(s.state_bytes() <= c * (k + std::max<int64_t>(k / 2, 16)) * 16);
+  CHECK(s.result().counts.eq(k).all().item<bool>());
+}
+
+TEST_CASE(
+    "TopKTopPResult builds D-hat as a data set that trains a model",
+    "[pseudo_label]") {
+  // Pool of 600 points in 2-D, 3 well separated clusters; the "teacher"
+  // scores are a softmax of negative distances to the centres.
+  auto gen = at::detail::createCPUGenerator(17);
+  auto centres = torch::tensor({{4.0, 0.0}, {-4.0, 0.0}, {0.0, 4.0}});
+  auto truth = torch::randint(3, {600}, gen, torch::kLong);
+  auto pool = centres.index_select(0, truth) + torch::randn({600, 2}, gen);
+  auto logits = -torch::cdist(pool, centres);
+  TopKTopPSelector s(TopKTopPSelectorOptions(3, 150, 1).softmax(true));
+  s.ingest(logits, 1000); // pool row i is image 1000 + i
+  auto r = s.result();
+  CHECK(r.size() == 450);
+  auto d = r.dataset(pool, 1000);
+  CHECK(d.size() == 450);
+  CHECK(d.data.sizes() == torch::IntArrayRef{450, 2});
+  CHECK(d.targets.equal(r.labels));
+  // The selected labels are the true ones (clusters are well separated).
+  auto true_sel = truth.index_select(0, r.indices - 1000);
+  CHECK(true_sel.eq(r.labels).to(torch::kDouble).mean().item<double>() > 0.99);
+
+  dlcore::PseudoLabelDataset view(r, pool, 1000);
+  CHECK(view.size().value() == 450);
+  auto ex = view.get(7);
+  CHECK(ex.data.equal(d.data[7]));
+  CHECK(ex.target.equal(d.targets[7]));
+  CHECK_THROWS_WITH(
+      r.dataset(pool, 1001),
+      Catch::Contains("expected images to cover indices"));
+
+  torch::manual_seed(0);
+  torch::nn::Linear model(2, 3);
+  torch::optim::SGD opt(model->parameters(), 0.1);
+  double first = 0, last = 0;
+  for (int step = 0; step < 50; ++step) {
+    opt.zero_grad();
+    auto loss = torch::cross_entropy_loss(model(d.data), d.targets);
+    loss.backward();
+    opt.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  CHECK(last < first * 0.5);
+  auto pred = model(pool).argmax(1);
+  CHECK(pred.eq(truth).to(torch::kDouble).mean().item<double>() > 0.95);
+}
