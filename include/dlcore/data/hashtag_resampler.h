@@ -1,0 +1,888 @@
+#pragma once
+
+#include <dlcore/detail/alias_random.h>
+#include <dlcore/detail/alias_table.h>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/arg.h>
+#include <torch/data/samplers/base.h>
+#include <torch/serialize/archive.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dlcore {
+
+/// Per-image tag lists in compressed sparse row form: image i carries the tags
+/// `tags[offsets[i] : offsets[i+1]]`. Single-label data is the special case of
+/// one tag per image (see `from_labels`); an image with an empty list has no
+/// tag.
+///
+/// Example:
+///   // image 0: tags {2, 5}; image 1: no tag; image 2: tag {5}
+///   dlcore::TagLists t{torch::tensor({0, 2, 2, 3}), torch::tensor({2, 5, 5})};
+struct TagLists {
+  /// int64 [N + 1], non-decreasing, offsets[0] = 0, offsets[N] = tags.numel().
+  torch::Tensor offsets;
+  /// int64 [P]: the tag ids of all images, image after image.
+  torch::Tensor tags;
+
+  /// Number of images N.
+  int64_t size() const {
+    return offsets.defined() && offsets.numel() > 0 ? offsets.numel() - 1 : 0;
+  }
+
+  /// One tag per image from single labels (int64 or int32 [N]); a negative
+  /// label means "no tag".
+  static TagLists from_labels(const torch::Tensor& labels) {
+    TORCH_CHECK(
+        labels.defined() && labels.dim() == 1 &&
+            (labels.scalar_type() == torch::kLong ||
+             labels.scalar_type() == torch::kInt),
+        "TagLists::from_labels: expected int64 or int32 labels of shape [N], "
+        "but got ",
+        labels.defined() ? labels.toString() : std::string("undefined"),
+        labels.defined() ? labels.sizes() : torch::IntArrayRef{});
+    auto l = labels.to(torch::kCPU, torch::kLong).contiguous();
+    auto has = l.ge(0);
+    TagLists out;
+    out.offsets = torch::zeros({l.numel() + 1}, torch::kLong);
+    out.offsets.slice(0, 1).copy_(has.to(torch::kLong).cumsum(0));
+    out.tags = l.masked_select(has);
+    return out;
+  }
+
+  /// Checks shapes, dtypes and offsets; `owner` names the caller in errors.
+  void check(const std::string& owner) const {
+    TORCH_CHECK(
+        offsets.defined() && tags.defined(),
+        owner,
+        ": expected TagLists with offsets and tags, but got an undefined "
+        "tensor");
+    TORCH_CHECK(
+        offsets.dim() == 1 && offsets.numel() >= 1 &&
+            offsets.scalar_type() == torch::kLong,
+        owner,
+        ": expected int64 offsets of shape [N + 1], but got ",
+        offsets.toString(),
+        offsets.sizes());
+    TORCH_CHECK(
+        tags.dim() == 1 && (tags.scalar_type() == torch::kLong ||
+                            tags.scalar_type() == torch::kInt),
+        owner,
+        ": expected int64 or int32 tags of shape [P], but got ",
+        tags.toString(),
+        tags.sizes());
+    TORCH_CHECK(
+        offsets.device().is_cpu() && tags.device().is_cpu(),
+        owner,
+        ": expected TagLists on the CPU");
+    auto off = offsets.contiguous();
+    const int64_t* o = off.data_ptr<int64_t>();
+    const int64_t n = off.numel() - 1;
+    TORCH_CHECK(
+        o[0] == 0 && o[n] == tags.numel(),
+        owner,
+        ": expected offsets[0] = 0 and offsets[N] = number of tags (",
+        tags.numel(),
+        "), but got ",
+        o[0],
+        " and ",
+        o[n]);
+    for (int64_t i = 0; i < n; ++i) {
+      TORCH_CHECK(
+          o[i + 1] >= o[i],
+          owner,
+          ": expected non-decreasing offsets, but offsets[",
+          i + 1,
+          "] = ",
+          o[i + 1],
+          " < offsets[",
+          i,
+          "] = ",
+          o[i]);
+    }
+  }
+};
+
+/// The three sampling schemes of Mahajan et al. (2018), Section 3.1: tag mass
+/// n_h^alpha with alpha = 1 (natural), 1/2 (square root) or 0 (uniform).
+enum class SamplingScheme { kNatural, kSquareRoot, kUniform };
+
+/// The exponent alpha of a scheme: 1, 0.5 or 0.
+inline double sampling_exponent(SamplingScheme scheme) {
+  switch (scheme) {
+    case SamplingScheme::kNatural:
+      return 1.0;
+    case SamplingScheme::kSquareRoot:
+      return 0.5;
+    case SamplingScheme::kUniform:
+      return 0.0;
+  }
+  TORCH_CHECK(false, "sampling_exponent: unknown SamplingScheme");
+}
+
+/// How an epoch is made.
+enum class ResamplingMode {
+  /// Every position is an independent draw (with replacement): pick a tag by
+  /// its mass through an alias table, then an image carrying it uniformly.
+  kDraw,
+  /// A fixed list: image i appears round(w_i * L) times (largest remainder, so
+  /// the list has exactly L entries), shuffled per epoch. Tail images are
+  /// repeated, head images thinned; no sampling noise in the counts.
+  kReplicate,
+};
+
+/// Options of `HashtagResampler`.
+///
+/// Example:
+///   auto opts = dlcore::HashtagResamplerOptions(
+///                   dlcore::SamplingScheme::kSquareRoot)
+///                   .seed(7)
+///                   .epoch_length(1 << 20);
+struct HashtagResamplerOptions {
+  /* implicit */ HashtagResamplerOptions(double alpha = 1.0) : alpha_(alpha) {}
+  /* implicit */ HashtagResamplerOptions(SamplingScheme scheme)
+      : alpha_(sampling_exponent(scheme)) {}
+
+  /// Exponent of the tag mass n_h^alpha; any alpha >= 0. Default: 1 (natural)
+  TORCH_ARG(double, alpha);
+  /// Number of tags T; every tag id must lie in [0, T). Default: -1 (the
+  /// largest tag id + 1)
+  TORCH_ARG(int64_t, num_tags) = -1;
+  /// Draws per epoch L over all ranks. Default: -1 (the number of images N)
+  TORCH_ARG(int64_t, epoch_length) = -1;
+  /// Seed of every draw; epoch e's stream is a pure function of (seed, e).
+  /// Default: 0
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// This process's rank in [0, world_size). Default: 0
+  TORCH_ARG(int64_t, rank) = 0;
+  /// Number of ranks sharing one global epoch. Default: 1
+  TORCH_ARG(int64_t, world_size) = 1;
+  /// With several ranks: true drops the last L mod world_size draws, false
+  /// pads by wrapping around to the first draws (DistributedSampler).
+  /// Default: false
+  TORCH_ARG(bool, drop_last) = false;
+  /// Independent draws or a replicated fixed list. Default: kDraw
+  TORCH_ARG(ResamplingMode, mode) = ResamplingMode::kDraw;
+
+ public:
+  /// Sets alpha from a named scheme.
+  HashtagResamplerOptions& scheme(SamplingScheme s) {
+    alpha_ = sampling_exponent(s);
+    return *this;
+  }
+};
+
+/// What the resampler found in the data (none of it is an error).
+struct HashtagResamplerReport {
+  int64_t num_images = 0;
+  int64_t num_tags = 0;
+  /// (image, tag) pairs.
+  int64_t num_pairs = 0;
+  /// Images without a tag: never drawn, weight 0.
+  int64_t num_untagged_images = 0;
+  /// Tags that no image carries: mass 0.
+  int64_t num_unused_tags = 0;
+  double alpha = 1.0;
+};
+
+/// Hashtag resampling of Mahajan et al., "Exploring the Limits of Weakly
+/// Supervised Pretraining" (ECCV 2018), as a LibTorch sampler of image
+/// indices.
+///
+/// Rule: tag h carried by n_h images gets mass m_h = n_h^alpha (alpha = 0:
+/// every used tag gets 1; a tag no image carries gets 0). A draw picks tag h
+/// with probability p_h = m_h / sum_h' m_h', then one of its n_h images
+/// uniformly. Image i is therefore drawn with probability
+///   w_i = sum_{h in tags(i)} p_h / n_h            (`image_weights()`),
+/// and an untagged image never. The tag is drawn from a Walker/Vose alias
+/// table built in double precision over the T tags (O(T)); the image from a
+/// tag -> images inverted index (O(P) set-up for P image-tag pairs, 4 bytes
+/// per pair while N < 2^32); each draw is O(1) and exact up to double
+/// rounding of p_h, for any N (far above the 2^24 categories
+/// `torch::multinomial` accepts).
+///
+/// Randomness is counter-based: draw i of epoch e uses outputs 3i, 3i+1, 3i+2
+/// of the SplitMix64 stream keyed by (seed, e) (column word, coin, image word;
+/// bounded integers by Lemire's unbiased method, the coin with 53 bits). So
+/// every rank computes the same global epoch without materializing it, a rank
+/// takes positions i = rank, rank + W, rank + 2W, ... (DistributedSampler's
+/// interleaving; padded by wrapping around to the first positions, or dropped
+/// with `drop_last`), and save/load only stores the position.
+///
+/// In `kReplicate` mode the epoch is the fixed list described at
+/// `ResamplingMode::kReplicate`, materialized (8 bytes per entry) and
+/// shuffled by a Fisher-Yates pass seeded with (seed, epoch).
+///
+/// Like `DistributedSampler`, the epoch's stream only changes through
+/// `set_epoch`; `reset()` rewinds the current epoch.
+///
+/// Example:
+///   auto tags = dlcore::TagLists::from_labels(train.targets);
+///   dlcore::HashtagResampler sampler(
+///       tags,
+///       dlcore::HashtagResamplerOptions(dlcore::SamplingScheme::kUniform)
+///                 .seed(1));
+///   for (int64_t epoch = 0; epoch < 10; ++epoch) {
+///     sampler.set_epoch(epoch);
+///     while (auto idx = sampler.next(128)) {
+///       auto i = torch::tensor(std::vector<int64_t>(idx->begin(),
+///       idx->end())); auto x = train.data.index_select(0, i);
+///     }
+///   }
+///
+/// Differences from PyTorch (Python): `WeightedRandomSampler` takes per-image
+/// weights and calls `torch.multinomial`, which refuses more than 2^24
+/// categories and samples in float; here the weights come from tag counts,
+/// the draw is two-stage and exact in double, and the sampler shards like
+/// `DistributedSampler`. LibTorch has no weighted sampler.
+class HashtagResampler : public torch::data::samplers::Sampler<> {
+ public:
+  static constexpr int64_t kVersion = 1;
+
+  /// Multi-label (or single-label) data as tag lists. The data is indexed
+  /// once; the tensors need not outlive the sampler.
+  explicit HashtagResampler(
+      const TagLists& tags, HashtagResamplerOptions options = {})
+      : options_(std::move(options)) {
+    tags.check("HashtagResampler");
+    check_options();
+    auto off = tags.offsets.contiguous();
+    auto t = tags.tags.contiguous();
+    if (t.scalar_type() == torch::kLong) {
+      build_csr(off.data_ptr<int64_t>(), t.data_ptr<int64_t>(), tags.size());
+    } else {
+      build_csr(off.data_ptr<int64_t>(), t.data_ptr<int32_t>(), tags.size());
+    }
+  }
+
+  /// Single-label data: int64 or int32 labels [N], a negative label meaning
+  /// "no tag". Uses no offsets, so the memory is 4 bytes per image.
+  explicit HashtagResampler(
+      const torch::Tensor& labels, HashtagResamplerOptions options = {})
+      : options_(std::move(options)) {
+    TORCH_CHECK(
+        labels.defined() && labels.dim() == 1 && labels.device().is_cpu() &&
+            (labels.scalar_type() == torch::kLong ||
+             labels.scalar_type() == torch::kInt),
+        "HashtagResampler: expected CPU int64 or int32 labels of shape [N], "
+        "but got ",
+        labels.defined() ? labels.toString() : std::string("undefined"),
+        labels.defined() ? labels.sizes() : torch::IntArrayRef{});
+    check_options();
+    auto l = labels.contiguous();
+    if (l.scalar_type() == torch::kLong) {
+      build_labels(l.data_ptr<int64_t>(), l.numel());
+    } else {
+      build_labels(l.data_ptr<int32_t>(), l.numel());
+    }
+  }
+
+  const HashtagResamplerOptions& options() const {
+    return options_;
+  }
+
+  const HashtagResamplerReport& report() const {
+    return report_;
+  }
+
+  int64_t num_images() const {
+    return report_.num_images;
+  }
+
+  int64_t num_tags() const {
+    return report_.num_tags;
+  }
+
+  /// Draws per epoch over all ranks (L).
+  int64_t epoch_length() const {
+    return epoch_length_;
+  }
+
+  /// Draws this rank yields per epoch: ceil(L / W), or floor with drop_last.
+  int64_t local_length() const {
+    const int64_t w = options_.world_size();
+    if (epoch_length_ == 0) {
+      return 0;
+    }
+    return options_.drop_last() ? epoch_length_ / w
+                                : (epoch_length_ + w - 1) / w;
+  }
+
+  int64_t epoch() const {
+    return epoch_;
+  }
+
+  /// Position in this rank's slice of the current epoch.
+  int64_t position() const {
+    return position_;
+  }
+
+  /// Selects epoch `e` (its own stream) and rewinds to its start.
+  void set_epoch(int64_t e) {
+    TORCH_CHECK(e >= 0, "HashtagResampler: epoch must be >= 0, but got ", e);
+    epoch_ = e;
+    position_ = 0;
+  }
+
+  /// Rewinds the current epoch; `new_size` sets a new epoch length L.
+  void reset(torch::optional<size_t> new_size = torch::nullopt) override {
+    if (new_size.has_value()) {
+      epoch_length_ = static_cast<int64_t>(*new_size);
+      replicate_counts_.clear();
+      replicate_epoch_ = -1;
+    }
+    position_ = 0;
+  }
+
+  /// The next at most `batch_size` image indices of this rank's slice, or
+  /// nullopt once the slice is exhausted.
+  torch::optional<std::vector<size_t>> next(size_t batch_size) override {
+    const int64_t local = local_length();
+    if (position_ >= local) {
+      return torch::nullopt;
+    }
+    const int64_t n =
+        std::min<int64_t>(static_cast<int64_t>(batch_size), local - position_);
+    std::vector<size_t> out(static_cast<size_t>(n));
+    const int64_t w = options_.world_size();
+    const int64_t r = options_.rank();
+    if (options_.mode() == ResamplingMode::kReplicate) {
+      ensure_replicate_epoch(epoch_);
+    }
+    const uint64_t key =
+        detail::stream_key(options_.seed(), static_cast<uint64_t>(epoch_));
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t p = r + (position_ + j) * w;
+      if (p >= epoch_length_) {
+        p %= epoch_length_;
+      }
+      out[static_cast<size_t>(j)] = static_cast<size_t>(
+          options_.mode() == ResamplingMode::kReplicate
+              ? replicate_list_[static_cast<size_t>(p)]
+              : draw_at(key, static_cast<uint64_t>(p)));
+    }
+    position_ += n;
+    return out;
+  }
+
+  /// Global position `p` of epoch `e` in kDraw mode: a pure function of
+  /// (seed, e, p), whatever the rank.
+  int64_t sample(int64_t e, int64_t p) const {
+    TORCH_CHECK(
+        options_.mode() == ResamplingMode::kDraw,
+        "HashtagResampler::sample: only in kDraw mode");
+    return draw_at(
+        detail::stream_key(options_.seed(), static_cast<uint64_t>(e)),
+        static_cast<uint64_t>(p));
+  }
+
+  /// Fills out[0 .. count) with global positions first .. first + count of
+  /// epoch `e` (kDraw mode); the hot path, with no allocation.
+  void draw(int64_t e, int64_t first, int64_t count, int64_t* out) const {
+    TORCH_CHECK(
+        options_.mode() == ResamplingMode::kDraw,
+        "HashtagResampler::draw: only in kDraw mode");
+    const uint64_t key =
+        detail::stream_key(options_.seed(), static_cast<uint64_t>(e));
+    if (ids64_.empty()) {
+      draw_loop(key, first, count, out, ids32_.data());
+    } else {
+      draw_loop(key, first, count, out, ids64_.data());
+    }
+  }
+
+  /// The whole global epoch `e` (all ranks, L entries), int64 [L].
+  torch::Tensor epoch_indices(int64_t e) {
+    auto out = torch::empty({epoch_length_}, torch::kLong);
+    if (options_.mode() == ResamplingMode::kReplicate) {
+      ensure_replicate_epoch(e);
+      std::copy(
+          replicate_list_.begin(),
+          replicate_list_.end(),
+          out.data_ptr<int64_t>());
+    } else {
+      draw(e, 0, epoch_length_, out.data_ptr<int64_t>());
+    }
+    return out;
+  }
+
+  /// n_h: images carrying each tag, int64 [T].
+  torch::Tensor tag_counts() const {
+    auto out = torch::empty({report_.num_tags}, torch::kLong);
+    auto* o = out.data_ptr<int64_t>();
+    for (int64_t h = 0; h < report_.num_tags; ++h) {
+      o[h] = tag_offsets_[h + 1] - tag_offsets_[h];
+    }
+    return out;
+  }
+
+  /// p_h = n_h^alpha / sum n_h'^alpha, float64 [T].
+  torch::Tensor tag_probabilities() const {
+    auto out = torch::empty({report_.num_tags}, torch::kDouble);
+    std::copy(tag_p_.begin(), tag_p_.end(), out.data_ptr<double>());
+    return out;
+  }
+
+  /// w_i = sum_{h in tags(i)} p_h / n_h, float64 [N] (0 for untagged images);
+  /// computed on demand in O(P).
+  torch::Tensor image_weights() const {
+    auto out = torch::zeros({report_.num_images}, torch::kDouble);
+    double* w = out.data_ptr<double>();
+    for (int64_t h = 0; h < report_.num_tags; ++h) {
+      const int64_t b = tag_offsets_[h];
+      const int64_t e = tag_offsets_[h + 1];
+      if (e == b) {
+        continue;
+      }
+      const double share = tag_p_[h] / static_cast<double>(e - b);
+      for (int64_t k = b; k < e; ++k) {
+        w[image_at(k)] += share;
+      }
+    }
+    return out;
+  }
+
+  /// Saves version, seed, epoch, position, epoch length and the configuration
+  /// the position refers to.
+  void save(torch::serialize::OutputArchive& archive) const override {
+    auto put = [&archive](const char* key, int64_t v) {
+      archive.write(key, torch::tensor(v, torch::kLong), /*is_buffer=*/true);
+    };
+    put("version", kVersion);
+    put("seed", static_cast<int64_t>(options_.seed()));
+    put("epoch", epoch_);
+    put("position", position_);
+    put("epoch_length", epoch_length_);
+    put("rank", options_.rank());
+    put("world_size", options_.world_size());
+    put("num_images", report_.num_images);
+    put("num_tags", report_.num_tags);
+    put("mode", static_cast<int64_t>(options_.mode()));
+    archive.write(
+        "alpha", torch::tensor(options_.alpha(), torch::kDouble), true);
+  }
+
+  /// Restores what `save` wrote. The sampler must have been built on the same
+  /// data (N, T), alpha, mode, rank and world size; the seed is restored.
+  void load(torch::serialize::InputArchive& archive) override {
+    auto get = [&archive](const char* key) {
+      torch::Tensor t;
+      archive.read(key, t, /*is_buffer=*/true);
+      return t;
+    };
+    const int64_t version = get("version").item<int64_t>();
+    TORCH_CHECK(
+        version >= 1 && version <= kVersion,
+        "HashtagResampler::load: expected version 1..",
+        kVersion,
+        ", but got ",
+        version);
+    auto expect = [&](const char* key, int64_t mine) {
+      const int64_t saved = get(key).item<int64_t>();
+      TORCH_CHECK(
+          saved == mine,
+          "HashtagResampler::load: the saved state has ",
+          key,
+          " = ",
+          saved,
+          ", but this sampler has ",
+          mine);
+    };
+    expect("num_images", report_.num_images);
+    expect("num_tags", report_.num_tags);
+    expect("rank", options_.rank());
+    expect("world_size", options_.world_size());
+    expect("mode", static_cast<int64_t>(options_.mode()));
+    const double alpha = get("alpha").item<double>();
+    TORCH_CHECK(
+        alpha == options_.alpha(),
+        "HashtagResampler::load: the saved state has alpha = ",
+        alpha,
+        ", but this sampler has ",
+        options_.alpha());
+    const int64_t length = get("epoch_length").item<int64_t>();
+    if (length != epoch_length_) {
+      epoch_length_ = length;
+      replicate_counts_.clear();
+      replicate_epoch_ = -1;
+    }
+    options_.seed(static_cast<uint64_t>(get("seed").item<int64_t>()));
+    replicate_epoch_ = -1;
+    epoch_ = get("epoch").item<int64_t>();
+    position_ = get("position").item<int64_t>();
+  }
+
+ private:
+  void check_options() {
+    TORCH_CHECK(
+        std::isfinite(options_.alpha()) && options_.alpha() >= 0.0,
+        "HashtagResampler: alpha must be a finite number >= 0, but got ",
+        options_.alpha());
+    TORCH_CHECK(
+        options_.num_tags() == -1 ||
+            (options_.num_tags() >= 1 && options_.num_tags() <= UINT32_MAX),
+        "HashtagResampler: num_tags must be -1 (infer) or in [1, 2^32), but "
+        "got ",
+        options_.num_tags());
+    TORCH_CHECK(
+        options_.epoch_length() >= -1,
+        "HashtagResampler: epoch_length must be -1 (N) or >= 0, but got ",
+        options_.epoch_length());
+    TORCH_CHECK(
+        options_.world_size() >= 1,
+        "HashtagResampler: world_size must be >= 1, but got ",
+        options_.world_size());
+    TORCH_CHECK(
+        options_.rank() >= 0 && options_.rank() < options_.world_size(),
+        "HashtagResampler: rank must be in [0, world_size = ",
+        options_.world_size(),
+        "), but got ",
+        options_.rank());
+  }
+
+  // `visit(f)` calls f(image, tag) for every pair, image after image.
+  template <typename Visit>
+  void build(int64_t n, int64_t num_pairs, int64_t num_untagged, Visit visit) {
+    TORCH_CHECK(
+        num_pairs > 0,
+        "HashtagResampler: the total tag mass is zero: none of the ",
+        n,
+        " images carries a tag");
+    const int64_t t = report_.num_tags;
+    report_.num_images = n;
+    report_.num_pairs = num_pairs;
+    report_.num_untagged_images = num_untagged;
+    report_.alpha = options_.alpha();
+    // Counts, then the inverted index (images ascending within each tag).
+    std::vector<int64_t> count(static_cast<size_t>(t), 0);
+    visit([&count](int64_t, int64_t h) { ++count[static_cast<size_t>(h)]; });
+    tag_offsets_.assign(static_cast<size_t>(t) + 1, 0);
+    int64_t n_max = 0;
+    for (int64_t h = 0; h < t; ++h) {
+      tag_offsets_[h + 1] = tag_offsets_[h] + count[h];
+      n_max = std::max(n_max, count[h]);
+      report_.num_unused_tags += count[h] == 0 ? 1 : 0;
+    }
+    std::vector<int64_t>& cursor = count;
+    std::copy(tag_offsets_.begin(), tag_offsets_.end() - 1, cursor.begin());
+    if (n <= static_cast<int64_t>(UINT32_MAX)) {
+      ids32_.resize(static_cast<size_t>(num_pairs));
+      visit([this, &cursor](int64_t i, int64_t h) {
+        ids32_[static_cast<size_t>(cursor[h]++)] = static_cast<uint32_t>(i);
+      });
+    } else {
+      ids64_.resize(static_cast<size_t>(num_pairs));
+      visit([this, &cursor](int64_t i, int64_t h) {
+        ids64_[static_cast<size_t>(cursor[h]++)] = static_cast<uint64_t>(i);
+      });
+    }
+    // Masses (n_h / n_max)^alpha: the same ratios as n_h^alpha, no overflow.
+    std::vector<double> mass(static_cast<size_t>(t), 0.0);
+    double total = 0.0;
+    for (int64_t h = 0; h < t; ++h) {
+      const int64_t c = tag_offsets_[h + 1] - tag_offsets_[h];
+      if (c > 0) {
+        mass[h] = options_.alpha() == 0.0
+                      ? 1.0
+                      : std::pow(
+                            static_cast<double>(c) / static_cast<double>(n_max),
+                            options_.alpha());
+      }
+      total += mass[h];
+    }
+    TORCH_CHECK(
+        total > 0.0 && std::isfinite(total),
+        "HashtagResampler: the total tag mass is zero (alpha = ",
+        options_.alpha(),
+        " underflows every tag's mass)");
+    tag_p_.resize(static_cast<size_t>(t));
+    for (int64_t h = 0; h < t; ++h) {
+      tag_p_[h] = mass[h] / total;
+    }
+    table_ = detail::AliasTable(mass);
+    epoch_length_ = options_.epoch_length() == -1 ? n : options_.epoch_length();
+  }
+
+  template <typename TagT>
+  void build_csr(const int64_t* off, const TagT* tags, int64_t n) {
+    const int64_t p = off[n];
+    int64_t t = options_.num_tags();
+    if (t == -1) {
+      int64_t mx = -1;
+      for (int64_t k = 0; k < p; ++k) {
+        mx = std::max<int64_t>(mx, tags[k]);
+      }
+      t = std::max<int64_t>(mx + 1, 1);
+      TORCH_CHECK(
+          t <= static_cast<int64_t>(UINT32_MAX),
+          "HashtagResampler: expected fewer than 2^32 tags, but the largest "
+          "tag id is ",
+          mx);
+    }
+    report_.num_tags = t;
+    int64_t untagged = 0;
+    std::vector<int64_t> scratch;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t b = off[i];
+      const int64_t e = off[i + 1];
+      untagged += e == b ? 1 : 0;
+      for (int64_t k = b; k < e; ++k) {
+        TORCH_CHECK(
+            tags[k] >= 0 && tags[k] < t,
+            "HashtagResampler: image ",
+            i,
+            " has tag id ",
+            static_cast<int64_t>(tags[k]),
+            ", outside [0, num_tags = ",
+            t,
+            ")");
+      }
+      if (e - b >= 2) {
+        scratch.assign(tags + b, tags + e);
+        std::sort(scratch.begin(), scratch.end());
+        auto dup = std::adjacent_find(scratch.begin(), scratch.end());
+        TORCH_CHECK(
+            dup == scratch.end(),
+            "HashtagResampler: image ",
+            i,
+            " lists tag ",
+            dup == scratch.end() ? 0 : *dup,
+            " more than once; expected distinct tags per image");
+      }
+    }
+    build(n, p, untagged, [off, tags, n](auto&& f) {
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = off[i]; k < off[i + 1]; ++k) {
+          f(i, static_cast<int64_t>(tags[k]));
+        }
+      }
+    });
+  }
+
+  template <typename TagT>
+  void build_labels(const TagT* labels, int64_t n) {
+    int64_t t = options_.num_tags();
+    int64_t mx = -1;
+    int64_t untagged = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      mx = std::max<int64_t>(mx, labels[i]);
+      untagged += labels[i] < 0 ? 1 : 0;
+    }
+    if (t == -1) {
+      t = std::max<int64_t>(mx + 1, 1);
+      TORCH_CHECK(
+          t <= static_cast<int64_t>(UINT32_MAX),
+          "HashtagResampler: expected fewer than 2^32 tags, but the largest "
+          "label is ",
+          mx);
+    } else if (mx >= t) {
+      for (int64_t i = 0; i < n; ++i) {
+        TORCH_CHECK(
+            labels[i] < t,
+            "HashtagResampler: image ",
+            i,
+            " has tag id ",
+            static_cast<int64_t>(labels[i]),
+            ", outside [0, num_tags = ",
+            t,
+            ")");
+      }
+    }
+    report_.num_tags = t;
+    build(n, n - untagged, untagged, [labels, n](auto&& f) {
+      for (int64_t i = 0; i < n; ++i) {
+        if (labels[i] >= 0) {
+          f(i, static_cast<int64_t>(labels[i]));
+        }
+      }
+    });
+  }
+
+  int64_t image_at(int64_t k) const {
+    return ids64_.empty() ? static_cast<int64_t>(ids32_[k])
+                          : static_cast<int64_t>(ids64_[k]);
+  }
+
+  template <typename Id>
+  int64_t draw_one(uint64_t key, uint64_t p, const Id* ids) const {
+    const uint64_t base = 3 * p;
+    const uint32_t h = table_.sample(
+        detail::splitmix_at(key, base),
+        detail::uniform53(detail::splitmix_at(key, base + 1)));
+    const int64_t b = tag_offsets_[h];
+    const uint64_t c = static_cast<uint64_t>(tag_offsets_[h + 1] - b);
+    return static_cast<int64_t>(
+        ids[b + static_cast<int64_t>(detail::bounded_at(
+                    detail::splitmix_at(key, base + 2), c))]);
+  }
+
+  int64_t draw_at(uint64_t key, uint64_t p) const {
+    return ids64_.empty() ? draw_one(key, p, ids32_.data())
+                          : draw_one(key, p, ids64_.data());
+  }
+
+  template <typename Id>
+  void draw_loop(
+      uint64_t key, int64_t first, int64_t count, int64_t* out, const Id* ids)
+      const {
+    for (int64_t j = 0; j < count; ++j) {
+      out[j] = draw_one(key, static_cast<uint64_t>(first + j), ids);
+    }
+  }
+
+  // kReplicate: counts round(w_i L) by largest remainder (ties by index),
+  // then a list shuffled for epoch e.
+  void ensure_replicate_epoch(int64_t e) {
+    if (replicate_epoch_ == e && !replicate_counts_.empty()) {
+      return;
+    }
+    const int64_t n = report_.num_images;
+    const int64_t length = epoch_length_;
+    if (replicate_counts_.empty() && n > 0) {
+      auto w = image_weights();
+      const double* wp = w.data_ptr<double>();
+      replicate_counts_.assign(static_cast<size_t>(n), 0);
+      std::vector<std::pair<double, int64_t>> rem;
+      rem.reserve(static_cast<size_t>(n));
+      int64_t assigned = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double x = wp[i] * static_cast<double>(length);
+        const double f = std::floor(x);
+        replicate_counts_[i] = static_cast<int64_t>(f);
+        assigned += replicate_counts_[i];
+        if (wp[i] > 0.0) {
+          rem.emplace_back(x - f, i);
+        }
+      }
+      int64_t left = length - assigned;
+      TORCH_INTERNAL_ASSERT(left >= 0);
+      auto by_remainder = [](const std::pair<double, int64_t>& a,
+                             const std::pair<double, int64_t>& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+      };
+      // Rounding of the weights can leave more than N remainders to hand out;
+      // go round again in the same order.
+      std::sort(rem.begin(), rem.end(), by_remainder);
+      while (left > 0 && !rem.empty()) {
+        for (size_t k = 0; k < rem.size() && left > 0; ++k, --left) {
+          ++replicate_counts_[rem[k].second];
+        }
+      }
+    }
+    replicate_list_.resize(static_cast<size_t>(length));
+    size_t k = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t c = 0; c < replicate_counts_[i]; ++c) {
+        replicate_list_[k++] = i;
+      }
+    }
+    TORCH_INTERNAL_ASSERT(k == static_cast<size_t>(length));
+    detail::SplitMix64 rng(
+        detail::stream_key(options_.seed(), static_cast<uint64_t>(e)));
+    for (size_t i = replicate_list_.size(); i > 1; --i) {
+      std::swap(replicate_list_[i - 1], replicate_list_[rng.below(i)]);
+    }
+    replicate_epoch_ = e;
+  }
+
+  HashtagResamplerOptions options_;
+  HashtagResamplerReport report_;
+  std::vector<int64_t> tag_offsets_;
+  std::vector<uint32_t> ids32_;
+  std::vector<uint64_t> ids64_;
+  std::vector<double> tag_p_;
+  detail::AliasTable table_;
+  int64_t epoch_length_ = 0;
+  int64_t epoch_ = 0;
+  int64_t position_ = 0;
+  std::vector<int64_t> replicate_counts_;
+  std::vector<int64_t> replicate_list_;
+  int64_t replicate_epoch_ = -1;
+};
+
+/// Soft targets of Mahajan et al.: row b of the result is 1/k on each of the
+/// k tags of image indices[b] (zero for an untagged image), float32 [B, T].
+///
+/// Example:
+///   auto y = dlcore::soft_targets(tags, batch_indices, num_tags);
+///   auto loss = dlcore::soft_cross_entropy(model->forward(x), y);
+inline torch::Tensor soft_targets(
+    const TagLists& tags, const torch::Tensor& indices, int64_t num_tags) {
+  TORCH_CHECK(
+      indices.defined() && indices.dim() == 1 &&
+          indices.scalar_type() == torch::kLong,
+      "soft_targets: expected int64 indices of shape [B], but got ",
+      indices.defined() ? indices.toString() : std::string("undefined"));
+  TORCH_CHECK(
+      num_tags >= 1, "soft_targets: num_tags must be >= 1, but got ", num_tags);
+  TORCH_CHECK(
+      tags.offsets.defined() && tags.offsets.scalar_type() == torch::kLong &&
+          tags.tags.defined(),
+      "soft_targets: expected TagLists with int64 offsets");
+  auto off = tags.offsets.contiguous();
+  auto t = tags.tags.to(torch::kLong).contiguous();
+  auto idx = indices.to(torch::kCPU).contiguous();
+  const int64_t b = idx.numel();
+  auto out = torch::zeros({b, num_tags}, torch::kFloat);
+  const int64_t* o = off.data_ptr<int64_t>();
+  const int64_t* tp = t.data_ptr<int64_t>();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  float* y = out.data_ptr<float>();
+  const int64_t n = tags.size();
+  for (int64_t r = 0; r < b; ++r) {
+    const int64_t i = ip[r];
+    TORCH_CHECK(
+        i >= 0 && i < n,
+        "soft_targets: index ",
+        i,
+        " is outside [0, N = ",
+        n,
+        ")");
+    const int64_t k = o[i + 1] - o[i];
+    for (int64_t q = o[i]; q < o[i + 1]; ++q) {
+      TORCH_CHECK(
+          tp[q] >= 0 && tp[q] < num_tags,
+          "soft_targets: image ",
+          i,
+          " has tag id ",
+          tp[q],
+          ", outside [0, num_tags = ",
+          num_tags,
+          ")");
+      y[r * num_tags + tp[q]] += 1.0f / static_cast<float>(k);
+    }
+  }
+  return out.to(indices.device());
+}
+
+/// The softmax cross-entropy with soft targets that Mahajan et al. train with:
+/// mean over the batch of -sum_c y_c log softmax(x)_c. Equals
+/// `torch::nn::functional::cross_entropy` with class indices when every row
+/// of y is one-hot.
+///
+/// Differences from PyTorch (Python): `F.cross_entropy` accepts probability
+/// targets since 1.10 with the same formula (reduction "mean"); this is that
+/// case without label smoothing or weights.
+inline torch::Tensor soft_cross_entropy(
+    const torch::Tensor& logits, const torch::Tensor& targets) {
+  TORCH_CHECK(
+      logits.dim() == 2 && targets.sizes() == logits.sizes(),
+      "soft_cross_entropy: expected logits [B, C] and targets of the same "
+      "shape, but got ",
+      logits.sizes(),
+      " and ",
+      targets.sizes());
+  return -(targets.to(logits.scalar_type()) * torch::log_softmax(logits, 1))
+              .sum(1)
+              .mean();
+}
+
+} // namespace dlcore
