@@ -1,0 +1,181 @@
+#pragma once
+
+// Internals shared by dlcore's cyclic schedulers (CyclicLR, OneCycleLR):
+// per-group option expansion and validation, writing values into an
+// optimizer's param groups, and versioned archive helpers.
+
+#include <dlcore/optim/momentum.h>
+#include <dlcore/per_group.h>
+
+#include <ATen/core/ivalue.h>
+#include <c10/util/Exception.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dlcore {
+namespace detail {
+
+/// The option's name as shown in messages: `base_lr` for a broadcast value,
+/// `base_lr[i]` for the i-th entry of a per-group list.
+inline std::string sched_option_name(
+    const std::string& option, std::size_t index, bool broadcast) {
+  if (broadcast) {
+    return option;
+  }
+  return option + "[" + std::to_string(index) + "]";
+}
+
+/// Expands a per-group option to `num_groups` values and checks that each is
+/// finite.
+inline std::vector<double> sched_expand_finite(
+    const PerGroup<double>& value,
+    std::size_t num_groups,
+    const char* owner,
+    const char* option) {
+  std::vector<double> out = value.expand(num_groups, owner, option);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    TORCH_CHECK(
+        std::isfinite(out[i]),
+        owner,
+        ": ",
+        sched_option_name(option, i, value.is_broadcast()),
+        " must be finite, but got ",
+        out[i]);
+  }
+  return out;
+}
+
+/// Checks that every param group has a momentum-like option (momentum for
+/// SGD/RMSprop, beta1 for Adam/AdamW).
+inline void sched_require_momentum(
+    const torch::optim::Optimizer& optimizer, const char* owner) {
+  const auto& groups = optimizer.param_groups();
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    TORCH_CHECK(
+        momentum_kind(groups[i].options()) != MomentumKind::kNone,
+        owner,
+        ": cycle_momentum is true, but param group ",
+        i,
+        " has neither `momentum` (SGD, RMSprop) nor `betas` (Adam, AdamW);"
+        " use an optimizer with momentum or set cycle_momentum(false)");
+  }
+}
+
+/// Writes one learning rate per param group.
+inline void sched_write_lrs(
+    torch::optim::Optimizer& optimizer, const std::vector<double>& lrs) {
+  auto& groups = optimizer.param_groups();
+  TORCH_INTERNAL_ASSERT(groups.size() == lrs.size());
+  for (std::size_t i = 0; i < lrs.size(); ++i) {
+    groups[i].options().set_lr(lrs[i]);
+  }
+}
+
+/// Writes one momentum (or beta1) per param group.
+inline void sched_write_momenta(
+    torch::optim::Optimizer& optimizer, const std::vector<double>& momenta) {
+  auto& groups = optimizer.param_groups();
+  TORCH_INTERNAL_ASSERT(groups.size() == momenta.size());
+  for (std::size_t i = 0; i < momenta.size(); ++i) {
+    const bool ok = set_momentum(groups[i].options(), momenta[i]);
+    TORCH_INTERNAL_ASSERT(ok, "param group without momentum");
+  }
+}
+
+/// Reads a required entry of a scheduler archive, with a clear error when it
+/// is missing.
+inline c10::IValue sched_read(
+    torch::serialize::InputArchive& archive,
+    const char* owner,
+    const std::string& key) {
+  c10::IValue value;
+  TORCH_CHECK(
+      archive.try_read(key, value),
+      owner,
+      ": the archive has no `",
+      key,
+      "` entry; was it written by ",
+      owner,
+      "::save?");
+  return value;
+}
+
+/// Checks that a saved list of per-group values equals this scheduler's.
+inline void sched_check_same(
+    torch::serialize::InputArchive& archive,
+    const char* owner,
+    const std::string& key,
+    const std::vector<double>& expected) {
+  const c10::IValue saved_value = sched_read(archive, owner, key);
+  TORCH_CHECK(
+      saved_value.isDoubleList(),
+      owner,
+      ": archive entry `",
+      key,
+      "` is not a list of floats");
+  const std::vector<double> saved = saved_value.toDoubleVector();
+  TORCH_CHECK(
+      saved.size() == expected.size(),
+      owner,
+      ": the archive was saved for ",
+      saved.size(),
+      " param groups, but this optimizer has ",
+      expected.size());
+  for (std::size_t i = 0; i < saved.size(); ++i) {
+    TORCH_CHECK(
+        saved[i] == expected[i],
+        owner,
+        ": the archive was saved with ",
+        key,
+        "[",
+        i,
+        "] = ",
+        saved[i],
+        ", but this scheduler has ",
+        expected[i],
+        "; construct it with the options of the saved run");
+  }
+}
+
+/// Checks that a saved scalar equals this scheduler's.
+inline void sched_check_same(
+    torch::serialize::InputArchive& archive,
+    const char* owner,
+    const std::string& key,
+    double expected) {
+  sched_check_same(archive, owner, key, std::vector<double>{expected});
+}
+
+/// Reads the `type` and `version` entries and checks them.
+inline void sched_check_header(
+    torch::serialize::InputArchive& archive,
+    const char* owner,
+    int64_t max_version) {
+  const c10::IValue type = sched_read(archive, owner, "type");
+  TORCH_CHECK(
+      type.isString() && type.toStringRef() == owner,
+      owner,
+      ": the archive holds the state of ",
+      type.isString() ? type.toStringRef() : std::string("<not a string>"),
+      ", not of ",
+      owner);
+  const c10::IValue version = sched_read(archive, owner, "version");
+  TORCH_CHECK(
+      version.isInt() && version.toInt() >= 1 && version.toInt() <= max_version,
+      owner,
+      ": unsupported archive version ",
+      version,
+      " (this build reads versions 1 to ",
+      max_version,
+      ")");
+}
+
+} // namespace detail
+} // namespace dlcore
