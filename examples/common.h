@@ -1,0 +1,149 @@
+// Shared command-line flags and output helpers of dlcore's example programs.
+//
+// Every example follows one convention: it writes into --out its CSVs, PNGs
+// (rendered by gnuplot from those CSVs), a JSON summary and `summary.md`, a
+// Markdown section beginning `## Problem N — title` whose image links are
+// relative to the --out folder (`![loss](curves.png)`). The runner
+// concatenates the summaries into results/REPORT.md.
+#pragma once
+
+#include <dlcore/data/fashion_mnist.h>
+#include <dlcore/train/report.h>
+#include <dlcore/train/threads.h>
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <string>
+#include <system_error>
+
+namespace dlcore::examples {
+
+/// How much work an example does.
+enum class Scale {
+  /// A CI smoke run of seconds.
+  kQuick,
+  /// The main job: meaningful results, the whole runner in ~15 minutes on
+  /// 2 cores.
+  kDefault,
+  /// The homework's own scale.
+  kFull,
+};
+
+/// "quick", "default" or "full".
+inline std::string scale_name(Scale s) {
+  switch (s) {
+    case Scale::kQuick:
+      return "quick";
+    case Scale::kDefault:
+      return "default";
+    case Scale::kFull:
+      return "full";
+  }
+  return "?";
+}
+
+/// The value for the chosen scale: `by_scale(s, 1, 3, 15)`.
+template <typename T>
+T by_scale(Scale s, T quick, T default_value, T full) {
+  switch (s) {
+    case Scale::kQuick:
+      return quick;
+    case Scale::kDefault:
+      return default_value;
+    case Scale::kFull:
+      return full;
+  }
+  return default_value;
+}
+
+/// The flags every example takes. `add_to` registers them on a CLI11 app;
+/// after parsing, the fields hold the values.
+struct CommonFlags {
+  Scale scale = Scale::kDefault;
+  uint64_t seed = 42;
+  std::string data_dir = dlcore::default_fashion_mnist_dir();
+  std::string out;
+  int threads = 0;
+
+  /// Adds --scale, --seed, --data-dir, --out (default results/<program>) and
+  /// --threads to `app`.
+  void add_to(CLI::App& app, const std::string& program) {
+    out = "results/" + program;
+    const std::map<std::string, Scale> scales = {
+        {"quick", Scale::kQuick},
+        {"default", Scale::kDefault},
+        {"full", Scale::kFull}};
+    app.add_option("--scale", scale, "quick | default | full")
+        ->transform(CLI::CheckedTransformer(scales, CLI::ignore_case))
+        ->capture_default_str();
+    app.add_option("--seed", seed, "random seed (split, shuffling, init)")
+        ->capture_default_str();
+    app.add_option(
+           "--data-dir",
+           data_dir,
+           "folder with the FashionMNIST IDX files "
+           "($DLCORE_FASHION_MNIST_DIR overrides the default)")
+        ->capture_default_str();
+    app.add_option("--out", out, "output folder")->capture_default_str();
+    app.add_option("--threads", threads, "LibTorch threads (0: all cores)")
+        ->capture_default_str();
+  }
+
+  /// Creates the --out folder (and parents) and returns it.
+  std::filesystem::path prepare_out() const {
+    std::filesystem::path dir(out);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      throw std::runtime_error(
+          "cannot create output folder '" + out + "': " + ec.message());
+    }
+    return dir;
+  }
+
+  /// Configures threads (`dlcore::configure_threads(threads)`) and logs what
+  /// was done to stdout.
+  dlcore::ThreadConfig apply_threads() const {
+    dlcore::ThreadConfig t = dlcore::configure_threads(threads);
+    std::cout << "threads: " << t.describe() << "\n";
+    return t;
+  }
+
+  /// A JSON object with the common settings (scale, seed, data_dir, threads).
+  dlcore::Json to_json() const {
+    dlcore::Json j = dlcore::Json::object();
+    j["scale"] = scale_name(scale);
+    j["seed"] = static_cast<int64_t>(seed);
+    j["data_dir"] = data_dir;
+    j["threads"] = threads;
+    return j;
+  }
+};
+
+/// Writes `markdown` to `<out_dir>/summary.md` atomically. It must begin with
+/// `## Problem N — title`; image links are relative to `out_dir`.
+inline void write_summary_md(
+    const std::filesystem::path& out_dir, const std::string& markdown) {
+  dlcore::write_file_atomic((out_dir / "summary.md").string(), markdown);
+}
+
+/// Seconds since construction.
+class Stopwatch {
+ public:
+  double seconds() const {
+    return std::chrono::duration<double>(
+               std::chrono::steady_clock::now() - start_)
+        .count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_ =
+      std::chrono::steady_clock::now();
+};
+
+} // namespace dlcore::examples

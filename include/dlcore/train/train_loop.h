@@ -1,0 +1,532 @@
+#pragma once
+
+#include <dlcore/optim/momentum.h>
+#include <dlcore/train/progress.h>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/util/Exception.h>
+#include <torch/arg.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace dlcore {
+
+/// What one pass over a data set measured.
+///
+/// `loss` is the mean loss per sample (or per batch, see `LossAverage`);
+/// `accuracy` is a fraction in [0, 1] (not a percentage); both are NaN when
+/// the pass saw no samples.
+struct EpochMetrics {
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  double accuracy = std::numeric_limits<double>::quiet_NaN();
+  int64_t samples = 0;
+  int64_t steps = 0;
+  double seconds = 0.0;
+};
+
+/// What a per-step callback of `train_epoch` sees after each optimizer step.
+struct StepInfo {
+  /// The epoch (`TrainOptions::epoch`).
+  int64_t epoch = 0;
+  /// 0-based batch index within the epoch.
+  int64_t step = 0;
+  /// 0-based step counted over all epochs (`TrainOptions::global_step` +
+  /// `step`).
+  int64_t global_step = 0;
+  /// Batches in the epoch, or -1 when the batch range has no `size()`.
+  int64_t steps_in_epoch = -1;
+  /// This batch's mean loss (before the optimizer step).
+  double loss = 0.0;
+  /// This batch's accuracy, a fraction in [0, 1].
+  double accuracy = 0.0;
+  /// Samples in this batch.
+  int64_t batch_size = 0;
+  /// Every param group's learning rate used by this step, i.e. read before
+  /// the scheduler's `step()`.
+  std::vector<double> lrs;
+  /// Every param group's momentum (SGD, RMSprop) or beta1 (Adam, AdamW) used
+  /// by this step; NaN for a group without one.
+  std::vector<double> momenta;
+  /// Set to true in the callback to end the epoch after this step (an LR
+  /// finder stops on divergence this way).
+  bool stop = false;
+};
+
+/// How the epoch loss averages batch losses.
+enum class LossAverage {
+  /// Sum over batches of (batch mean loss x batch size) / samples: the mean
+  /// loss per sample, independent of how the last partial batch falls.
+  kPerSample,
+  /// Sum of batch mean losses / batches, as the homework's Python code does
+  /// (`running_loss / len(loader)`); weighs a last partial batch like a full
+  /// one.
+  kPerBatch,
+};
+
+/// A loss of logits `[N, C]` and targets, reduced to a scalar mean over the
+/// batch.
+using LossFunction =
+    std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
+
+/// A per-step callback of `train_epoch`.
+using StepCallback = std::function<void(StepInfo&)>;
+
+/// Cross-entropy with soft targets: `mean_i( -sum_c t_ic log_softmax(z_i)_c )`
+/// for logits `z` `[N, C]` and float targets `t` `[N, C]` (rows are
+/// probabilities, e.g. from a teacher or label smoothing).
+///
+/// Example:
+///   auto loss = dlcore::soft_target_cross_entropy(logits, teacher_probs);
+///
+/// Differences from PyTorch (Python): the same value as
+/// `F.cross_entropy(z, t)` with probability targets (PyTorch >= 1.10).
+inline torch::Tensor soft_target_cross_entropy(
+    const torch::Tensor& logits, const torch::Tensor& targets) {
+  TORCH_CHECK(
+      logits.dim() == 2 && targets.sizes() == logits.sizes(),
+      "soft_target_cross_entropy: expected logits [N, C] and targets of the "
+      "same shape, but got logits ",
+      logits.sizes(),
+      " and targets ",
+      targets.sizes());
+  return -(targets * torch::log_softmax(logits, 1)).sum(1).mean();
+}
+
+/// The default loss of `train_epoch` and `evaluate`: cross-entropy with class
+/// indices (int64 `[N]`, `torch.nn.CrossEntropyLoss()`), or
+/// `soft_target_cross_entropy` when the targets are float `[N, C]`.
+inline torch::Tensor default_loss(
+    const torch::Tensor& logits, const torch::Tensor& targets) {
+  if (targets.is_floating_point()) {
+    return soft_target_cross_entropy(logits, targets);
+  }
+  TORCH_CHECK(
+      targets.dim() == 1 && logits.dim() == 2 &&
+          targets.size(0) == logits.size(0),
+      "default_loss: expected int64 targets [N] for logits [N, C], but got "
+      "targets ",
+      targets.sizes(),
+      " (",
+      targets.scalar_type(),
+      ") for logits ",
+      logits.sizes());
+  return torch::nn::functional::cross_entropy(logits, targets);
+}
+
+/// Options of `train_epoch`.
+struct TrainOptions {
+  /// Epoch number reported to the callback and the progress line.
+  /// Default: 0
+  TORCH_ARG(int64_t, epoch) = 0;
+  /// Global step of this epoch's first batch (callbacks see
+  /// `global_step + step`). Default: 0
+  TORCH_ARG(int64_t, global_step) = 0;
+  /// Loss of logits and targets; empty means `default_loss`
+  /// (cross-entropy). Default: empty
+  TORCH_ARG(LossFunction, loss_fn) = nullptr;
+  /// How the epoch loss averages batches. Default: LossAverage::kPerSample
+  TORCH_ARG(LossAverage, loss_average) = LossAverage::kPerSample;
+  /// Called after every optimizer (and scheduler) step; reading per-step
+  /// values costs a synchronisation per batch, so leave it empty when not
+  /// needed. Default: empty
+  TORCH_ARG(StepCallback, on_step) = nullptr;
+  /// Stop after this many steps (< 0: the whole range). Default: -1
+  TORCH_ARG(int64_t, max_steps) = -1;
+  /// Move each batch to this device when set (non-blocking). Default: unset
+  TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
+  /// Show a progress line (only on a terminal, see `ProgressLine`).
+  /// Default: false
+  TORCH_ARG(bool, progress) = false;
+  /// Options of that progress line. Default: ProgressOptions()
+  TORCH_ARG(ProgressOptions, progress_options) = ProgressOptions();
+
+ public:
+};
+
+/// Options of `evaluate`.
+struct EvaluateOptions {
+  /// Loss of logits and targets; empty means `default_loss`. Default: empty
+  TORCH_ARG(LossFunction, loss_fn) = nullptr;
+  /// How the loss averages batches. Default: LossAverage::kPerSample
+  TORCH_ARG(LossAverage, loss_average) = LossAverage::kPerSample;
+  /// Move each batch to this device when set (non-blocking). Default: unset
+  TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
+  /// Show a progress line (only on a terminal). Default: false
+  TORCH_ARG(bool, progress) = false;
+  /// Options of that progress line. Default: ProgressOptions()
+  TORCH_ARG(ProgressOptions, progress_options) = ProgressOptions();
+
+ public:
+};
+
+namespace detail {
+
+/// The module behind a `ModuleHolder` (`LeNet5`), or the module itself.
+template <typename Model>
+decltype(auto) module_of(Model& model) {
+  if constexpr (std::
+                    is_base_of_v<torch::detail::ModuleHolderIndicator, Model>) {
+    return *model;
+  } else {
+    return (model);
+  }
+}
+
+template <typename T, typename = void>
+struct HasTargets : std::false_type {};
+template <typename T>
+struct HasTargets<T, std::void_t<decltype(std::declval<T&>().targets)>>
+    : std::true_type {};
+
+/// `batch.targets` (dlcore::Batch) or `batch.target`
+/// (`torch::data::Example<>`).
+template <typename Batch>
+const torch::Tensor& batch_targets(const Batch& batch) {
+  if constexpr (HasTargets<Batch>::value) {
+    return batch.targets;
+  } else {
+    return batch.target;
+  }
+}
+
+template <typename T, typename = void>
+struct HasSize : std::false_type {};
+template <typename T>
+struct HasSize<T, std::void_t<decltype(std::declval<const T&>().size())>>
+    : std::true_type {};
+
+template <typename Range>
+int64_t range_size(const Range& range) {
+  if constexpr (HasSize<Range>::value) {
+    return static_cast<int64_t>(range.size());
+  } else {
+    return -1;
+  }
+}
+
+template <typename Optimizer>
+void read_groups(
+    const Optimizer& optimizer,
+    std::vector<double>& lrs,
+    std::vector<double>& momenta) {
+  if constexpr (std::is_base_of_v<torch::optim::Optimizer, Optimizer>) {
+    lrs = group_lrs(optimizer);
+    momenta = group_momenta(optimizer);
+  } else {
+    lrs.clear();
+    momenta.clear();
+  }
+}
+
+/// Number of correct predictions, as a 0-dim int64 tensor (no sync).
+inline torch::Tensor count_correct(
+    const torch::Tensor& logits, const torch::Tensor& targets) {
+  torch::Tensor predicted = logits.argmax(1);
+  if (targets.is_floating_point() && targets.dim() == 2) {
+    return predicted.eq(targets.argmax(1)).sum();
+  }
+  return predicted.eq(targets).sum();
+}
+
+/// Running sums of one pass, kept as tensors so that no batch synchronises.
+struct Accumulator {
+  torch::Tensor loss_sum;
+  torch::Tensor correct;
+  int64_t samples = 0;
+  int64_t steps = 0;
+
+  void add(
+      const torch::Tensor& loss,
+      const torch::Tensor& correct_in_batch,
+      int64_t batch_size,
+      LossAverage average) {
+    torch::Tensor l = loss.detach();
+    double weight = average == LossAverage::kPerSample
+                        ? static_cast<double>(batch_size)
+                        : 1.0;
+    if (!loss_sum.defined()) {
+      loss_sum = l.to(torch::kDouble) * weight;
+      correct = correct_in_batch.to(torch::kLong);
+    } else {
+      loss_sum.add_(l, weight);
+      correct.add_(correct_in_batch);
+    }
+    samples += batch_size;
+    steps += 1;
+  }
+
+  double loss(LossAverage average) const {
+    if (steps == 0 || samples == 0) {
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+    double denominator = average == LossAverage::kPerSample
+                             ? static_cast<double>(samples)
+                             : static_cast<double>(steps);
+    return loss_sum.item<double>() / denominator;
+  }
+
+  double accuracy() const {
+    if (samples == 0) {
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+    return static_cast<double>(correct.item<int64_t>()) /
+           static_cast<double>(samples);
+  }
+};
+
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+struct NoScheduler {
+  void step() {}
+};
+
+template <
+    typename Model,
+    typename BatchRange,
+    typename Optimizer,
+    typename Scheduler>
+EpochMetrics train_epoch_impl(
+    Model& model,
+    BatchRange& batches,
+    Optimizer& optimizer,
+    Scheduler* scheduler,
+    const TrainOptions& options) {
+  auto& module = module_of(model);
+  module.train(true);
+  const LossFunction& loss_fn = options.loss_fn();
+  const int64_t total = range_size(batches);
+  const bool callback = static_cast<bool>(options.on_step());
+  std::optional<ProgressLine> bar;
+  if (options.progress()) {
+    bar.emplace(
+        "epoch " + std::to_string(options.epoch()),
+        options.max_steps() >= 0 && total >= 0
+            ? std::min(total, options.max_steps())
+            : (options.max_steps() >= 0 ? options.max_steps() : total),
+        options.progress_options());
+  }
+  Accumulator acc;
+  StepInfo info;
+  info.epoch = options.epoch();
+  info.steps_in_epoch = total;
+  auto start = std::chrono::steady_clock::now();
+  for (auto&& batch : batches) {
+    if (options.max_steps() >= 0 && acc.steps >= options.max_steps()) {
+      break;
+    }
+    torch::Tensor data = batch.data;
+    torch::Tensor targets = batch_targets(batch);
+    if (options.device().has_value()) {
+      data = data.to(*options.device(), /*non_blocking=*/true);
+      targets = targets.to(*options.device(), /*non_blocking=*/true);
+    }
+    const int64_t n = data.size(0);
+    optimizer.zero_grad();
+    torch::Tensor logits = module.forward(data);
+    torch::Tensor loss =
+        loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
+    loss.backward();
+    const bool show = bar.has_value() && bar->due(acc.steps + 1);
+    if (callback || show) {
+      read_groups(optimizer, info.lrs, info.momenta);
+    }
+    optimizer.step();
+    if (scheduler != nullptr) {
+      scheduler->step();
+    }
+    torch::Tensor correct;
+    {
+      torch::NoGradGuard no_grad;
+      correct = count_correct(logits.detach(), targets);
+    }
+    acc.add(loss, correct, n, options.loss_average());
+    if (callback) {
+      info.step = acc.steps - 1;
+      info.global_step = options.global_step() + info.step;
+      info.loss = loss.item<double>();
+      info.accuracy =
+          static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n);
+      info.batch_size = n;
+      info.stop = false;
+      options.on_step()(info);
+    }
+    if (show) {
+      bar->update(
+          acc.steps,
+          acc.loss(options.loss_average()),
+          acc.accuracy(),
+          info.lrs.empty() ? std::numeric_limits<double>::quiet_NaN()
+                           : info.lrs[0]);
+    }
+    if (callback && info.stop) {
+      break;
+    }
+  }
+  EpochMetrics m;
+  m.loss = acc.loss(options.loss_average());
+  m.accuracy = acc.accuracy();
+  m.samples = acc.samples;
+  m.steps = acc.steps;
+  m.seconds = seconds_since(start);
+  return m;
+}
+
+template <typename T, typename = void>
+struct HasStep : std::false_type {};
+template <typename T>
+struct HasStep<T, std::void_t<decltype(std::declval<T&>().step())>>
+    : std::true_type {};
+
+} // namespace detail
+
+/// Trains `model` for one pass over `batches`: for every batch, in the order
+/// PyTorch's canonical loop uses,
+///
+///   optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward();
+///   optimizer.step();
+///
+/// and returns the epoch's mean loss and accuracy (see `EpochMetrics`).
+/// `model` is a `ModuleHolder` (`LeNet5`) or a module with `forward(Tensor)`;
+/// it is put in training mode. `batches` is any range whose elements have
+/// `.data` and `.targets` (`dlcore::Batches`) or `.target`
+/// (`torch::data::Example<>`). `optimizer` has `zero_grad()` and `step()`.
+///
+/// Running sums stay tensors and are read once per epoch, so a batch costs
+/// no `.item()` unless a callback or a progress redraw needs its values.
+///
+/// Example:
+///   dlcore::LeNet5 net;
+///   torch::optim::SGD sgd(net->parameters(),
+///                         torch::optim::SGDOptions(0.01).momentum(0.9));
+///   dlcore::Batches train(train_set,
+///   dlcore::BatchesOptions(64).shuffle(true)); for (int64_t e = 0; e < 3; ++e)
+///   {
+///     train.set_epoch(e);
+///     auto m = dlcore::train_epoch(net, train, sgd,
+///                                  dlcore::TrainOptions().epoch(e));
+///   }
+///
+/// Differences from PyTorch (Python): the homework averages the epoch loss
+/// per batch and reports accuracy in percent; here the loss is per sample by
+/// default (`LossAverage::kPerBatch` gives the homework's number) and the
+/// accuracy is a fraction.
+template <typename Model, typename BatchRange, typename Optimizer>
+EpochMetrics train_epoch(
+    Model& model,
+    BatchRange&& batches,
+    Optimizer& optimizer,
+    const TrainOptions& options = TrainOptions()) {
+  return detail::train_epoch_impl(
+      model,
+      batches,
+      optimizer,
+      static_cast<detail::NoScheduler*>(nullptr),
+      options);
+}
+
+/// As above, with a per-batch scheduler (anything with `step()`: CyclicLR,
+/// OneCycleLR, `torch::optim::StepLR`, ...), stepped after every
+/// `optimizer.step()` exactly like a per-batch scheduler in PyTorch. The
+/// callback's `StepInfo::lrs` and `momenta` are those used by the step, read
+/// before the scheduler moves them. `scheduler` must outlive the call.
+template <
+    typename Model,
+    typename BatchRange,
+    typename Optimizer,
+    typename Scheduler,
+    typename = std::enable_if_t<detail::HasStep<Scheduler>::value>>
+EpochMetrics train_epoch(
+    Model& model,
+    BatchRange&& batches,
+    Optimizer& optimizer,
+    Scheduler& scheduler,
+    const TrainOptions& options = TrainOptions()) {
+  return detail::train_epoch_impl(
+      model, batches, optimizer, &scheduler, options);
+}
+
+/// Mean loss and accuracy of `model` over `batches` without training: the
+/// model is put in evaluation mode under `torch::NoGradGuard`, and its
+/// previous training mode is restored on return (also on error).
+///
+/// Example:
+///   auto val = dlcore::evaluate(net, val_batches);
+///   std::cout << val.loss << " " << 100 * val.accuracy << "%\n";
+///
+/// Differences from PyTorch (Python): the homework leaves the model in eval
+/// mode after validation; here the previous mode is restored.
+template <typename Model, typename BatchRange>
+EpochMetrics evaluate(
+    Model& model,
+    BatchRange&& batches,
+    const EvaluateOptions& options = EvaluateOptions()) {
+  auto& module = detail::module_of(model);
+  const bool was_training = module.is_training();
+  struct RestoreMode {
+    torch::nn::Module& m;
+    bool training;
+    ~RestoreMode() {
+      m.train(training);
+    }
+  } restore{module, was_training};
+  module.eval();
+  torch::NoGradGuard no_grad;
+  const LossFunction& loss_fn = options.loss_fn();
+  std::optional<ProgressLine> bar;
+  if (options.progress()) {
+    bar.emplace(
+        "eval", detail::range_size(batches), options.progress_options());
+  }
+  detail::Accumulator acc;
+  auto start = std::chrono::steady_clock::now();
+  for (auto&& batch : batches) {
+    torch::Tensor data = batch.data;
+    torch::Tensor targets = detail::batch_targets(batch);
+    if (options.device().has_value()) {
+      data = data.to(*options.device(), /*non_blocking=*/true);
+      targets = targets.to(*options.device(), /*non_blocking=*/true);
+    }
+    torch::Tensor logits = module.forward(data);
+    torch::Tensor loss =
+        loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
+    acc.add(
+        loss,
+        detail::count_correct(logits, targets),
+        data.size(0),
+        options.loss_average());
+    if (bar.has_value() && bar->due(acc.steps)) {
+      bar->update(
+          acc.steps,
+          acc.loss(options.loss_average()),
+          acc.accuracy(),
+          std::numeric_limits<double>::quiet_NaN());
+    }
+  }
+  EpochMetrics m;
+  m.loss = acc.loss(options.loss_average());
+  m.accuracy = acc.accuracy();
+  m.samples = acc.samples;
+  m.steps = acc.steps;
+  m.seconds = detail::seconds_since(start);
+  return m;
+}
+
+} // namespace dlcore

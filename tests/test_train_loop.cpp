@@ -1,0 +1,399 @@
+#include <dlcore/train/train_loop.h>
+
+#include <dlcore/nn/models/lenet5.h>
+
+#include <torch/optim/schedulers/step_lr.h>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+struct TestBatch {
+  torch::Tensor data;
+  torch::Tensor targets;
+};
+
+// Two Gaussian blobs per class in 8 dimensions, separable by a linear model.
+std::vector<TestBatch> blobs(
+    int64_t n, int64_t batch, int64_t classes, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::Tensor centers = 3.0 * torch::randn({classes, 8}, gen);
+  torch::Tensor y = torch::randint(classes, {n}, gen, torch::kLong);
+  torch::Tensor x = centers.index_select(0, y) + torch::randn({n, 8}, gen);
+  std::vector<TestBatch> out;
+  for (int64_t s = 0; s < n; s += batch) {
+    int64_t e = std::min(n, s + batch);
+    out.push_back({x.slice(0, s, e), y.slice(0, s, e)});
+  }
+  return out;
+}
+
+torch::nn::Linear linear_model(int64_t classes, uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::nn::Linear(8, classes);
+}
+
+struct CountingScheduler {
+  int64_t steps = 0;
+  void step() {
+    ++steps;
+  }
+};
+
+} // namespace
+
+TEST_CASE("train_epoch lowers the loss on separable data", "[train_loop]") {
+  auto batches = blobs(512, 32, 4, 1);
+  auto model = linear_model(4, 1);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+  auto before = dlcore::evaluate(model, batches);
+  dlcore::EpochMetrics last;
+  for (int64_t e = 0; e < 3; ++e) {
+    last = dlcore::train_epoch(model, batches, sgd);
+  }
+  auto after = dlcore::evaluate(model, batches);
+  CHECK(last.samples == 512);
+  CHECK(last.steps == 16);
+  CHECK(last.seconds >= 0.0);
+  CHECK(after.loss < 0.5 * before.loss);
+  CHECK(after.accuracy > 0.9);
+  CHECK(after.accuracy <= 1.0);
+}
+
+TEST_CASE(
+    "train_epoch reports per-sample or per-batch mean loss and accuracy "
+    "like a brute-force loop",
+    "[train_loop]") {
+  // 100 samples in batches of 32: the last batch has 4, so the two
+  // averages differ. lr 0 keeps the model fixed so losses can be recomputed.
+  auto batches = blobs(100, 32, 3, 2);
+  auto model = linear_model(3, 2);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.0));
+  double sum_sample = 0.0;
+  double sum_batch = 0.0;
+  int64_t correct = 0;
+  {
+    torch::NoGradGuard g;
+    for (const auto& b : batches) {
+      auto logits = model->forward(b.data);
+      double l = torch::nn::functional::cross_entropy(logits, b.targets)
+                     .item<double>();
+      sum_sample += l * static_cast<double>(b.data.size(0));
+      sum_batch += l;
+      correct += logits.argmax(1).eq(b.targets).sum().item<int64_t>();
+    }
+  }
+  auto per_sample = dlcore::train_epoch(model, batches, sgd);
+  auto per_batch = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().loss_average(dlcore::LossAverage::kPerBatch));
+  CHECK(per_sample.loss == Approx(sum_sample / 100.0).epsilon(1e-6));
+  CHECK(per_batch.loss == Approx(sum_batch / 4.0).epsilon(1e-6));
+  CHECK(per_sample.loss != Approx(per_batch.loss).epsilon(1e-9));
+  CHECK(per_sample.accuracy == Approx(correct / 100.0));
+  auto eval = dlcore::evaluate(model, batches);
+  CHECK(eval.loss == Approx(sum_sample / 100.0).epsilon(1e-6));
+  CHECK(eval.accuracy == Approx(correct / 100.0));
+  CHECK(eval.steps == 4);
+  CHECK(eval.samples == 100);
+  auto eval_batch = dlcore::evaluate(
+      model,
+      batches,
+      dlcore::EvaluateOptions().loss_average(dlcore::LossAverage::kPerBatch));
+  CHECK(eval_batch.loss == Approx(sum_batch / 4.0).epsilon(1e-6));
+}
+
+TEST_CASE(
+    "train_epoch steps a per-batch scheduler once per batch", "[train_loop]") {
+  auto batches = blobs(100, 32, 3, 3);
+  auto model = linear_model(3, 3);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  CountingScheduler scheduler;
+  auto m = dlcore::train_epoch(model, batches, sgd, scheduler);
+  CHECK(scheduler.steps == 4);
+  CHECK(m.steps == 4);
+  dlcore::train_epoch(
+      model, batches, sgd, scheduler, dlcore::TrainOptions().max_steps(2));
+  CHECK(scheduler.steps == 6);
+}
+
+TEST_CASE(
+    "train_epoch's callback sees the LR and momentum used by each step, "
+    "read before the scheduler steps",
+    "[train_loop]") {
+  auto batches = blobs(160, 32, 3, 4);
+  auto model = linear_model(3, 4);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.8).momentum(0.9));
+  torch::optim::StepLR scheduler(sgd, /*step_size=*/1, /*gamma=*/0.5);
+  std::vector<dlcore::StepInfo> seen;
+  auto opts = dlcore::TrainOptions().epoch(7).global_step(100).on_step(
+      [&](dlcore::StepInfo& s) { seen.push_back(s); });
+  dlcore::train_epoch(model, batches, sgd, scheduler, opts);
+  REQUIRE(seen.size() == 5);
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    CHECK(seen[i].epoch == 7);
+    CHECK(seen[i].step == static_cast<int64_t>(i));
+    CHECK(seen[i].global_step == 100 + static_cast<int64_t>(i));
+    CHECK(seen[i].steps_in_epoch == 5);
+    CHECK(seen[i].batch_size == 32);
+    REQUIRE(seen[i].lrs.size() == 1);
+    // LibTorch's StepLR leaves the LR alone on its first step() (Python's
+    // constructor takes that step), so the LR halves from the third step on.
+    CHECK(seen[i].lrs[0] == Approx(0.8 * std::pow(0.5, i == 0 ? 0 : i - 1)));
+    REQUIRE(seen[i].momenta.size() == 1);
+    CHECK(seen[i].momenta[0] == 0.9);
+    CHECK(std::isfinite(seen[i].loss));
+    CHECK(seen[i].accuracy >= 0.0);
+    CHECK(seen[i].accuracy <= 1.0);
+  }
+  // After the epoch the optimizer holds the LR for the next step.
+  CHECK(sgd.param_groups()[0].options().get_lr() == Approx(0.8 / 16));
+}
+
+TEST_CASE(
+    "train_epoch reports every param group to the callback", "[train_loop]") {
+  auto batches = blobs(64, 32, 3, 5);
+  auto model = linear_model(3, 5);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(
+      std::vector<torch::Tensor>{model->weight},
+      std::make_unique<torch::optim::SGDOptions>(
+          torch::optim::SGDOptions(0.1).momentum(0.5)));
+  groups.emplace_back(
+      std::vector<torch::Tensor>{model->bias},
+      std::make_unique<torch::optim::SGDOptions>(
+          torch::optim::SGDOptions(0.01)));
+  torch::optim::SGD sgd(groups, torch::optim::SGDOptions(0.1));
+  std::vector<dlcore::StepInfo> seen;
+  dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().on_step(
+          [&](const dlcore::StepInfo& s) { seen.push_back(s); }));
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].lrs == std::vector<double>{0.1, 0.01});
+  CHECK(seen[0].momenta == std::vector<double>{0.5, 0.0});
+}
+
+TEST_CASE("train_epoch stops when the callback sets stop", "[train_loop]") {
+  auto batches = blobs(160, 32, 3, 6);
+  auto model = linear_model(3, 6);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  CountingScheduler scheduler;
+  auto m = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      scheduler,
+      dlcore::TrainOptions().on_step(
+          [](dlcore::StepInfo& s) { s.stop = s.step == 1; }));
+  CHECK(m.steps == 2);
+  CHECK(m.samples == 64);
+  CHECK(scheduler.steps == 2);
+}
+
+TEST_CASE(
+    "evaluate leaves parameters, grad mode and training mode as they were",
+    "[train_loop]") {
+  auto batches = blobs(64, 16, 3, 7);
+  auto model = linear_model(3, 7);
+  auto before = model->weight.clone();
+  CHECK(model->is_training());
+  REQUIRE(torch::GradMode::is_enabled());
+  auto m = dlcore::evaluate(model, batches);
+  CHECK(torch::equal(model->weight, before));
+  CHECK(!model->weight.grad().defined());
+  CHECK(torch::GradMode::is_enabled());
+  CHECK(model->is_training());
+  model->eval();
+  dlcore::evaluate(model, batches);
+  CHECK(!model->is_training());
+  CHECK(m.samples == 64);
+}
+
+TEST_CASE("train_epoch puts the model in training mode", "[train_loop]") {
+  auto batches = blobs(32, 16, 3, 8);
+  auto model = linear_model(3, 8);
+  model->eval();
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  dlcore::train_epoch(model, batches, sgd);
+  CHECK(model->is_training());
+}
+
+TEST_CASE("train_epoch is deterministic under a seed", "[train_loop]") {
+  auto run = [] {
+    auto batches = blobs(96, 32, 3, 9);
+    auto model = linear_model(3, 9);
+    torch::optim::SGD sgd(
+        model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    auto m = dlcore::train_epoch(model, batches, sgd);
+    return std::make_pair(m.loss, model->weight.clone());
+  };
+  auto a = run();
+  auto b = run();
+  CHECK(a.first == b.first);
+  CHECK(torch::equal(a.second, b.second));
+}
+
+TEST_CASE(
+    "train_epoch and evaluate on an empty range report NaN and zero counts",
+    "[train_loop]") {
+  std::vector<TestBatch> none;
+  auto model = linear_model(3, 10);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  auto m = dlcore::train_epoch(model, none, sgd);
+  CHECK(std::isnan(m.loss));
+  CHECK(std::isnan(m.accuracy));
+  CHECK(m.samples == 0);
+  CHECK(m.steps == 0);
+  auto e = dlcore::evaluate(model, none);
+  CHECK(std::isnan(e.loss));
+  CHECK(e.steps == 0);
+}
+
+TEST_CASE(
+    "train_epoch accepts soft targets and a custom loss", "[train_loop]") {
+  auto hard = blobs(64, 32, 3, 11);
+  std::vector<TestBatch> soft;
+  for (const auto& b : hard) {
+    soft.push_back(
+        {b.data,
+         0.9 * torch::one_hot(b.targets, 3).to(torch::kFloat) + 0.1 / 3});
+  }
+  auto model = linear_model(3, 11);
+  torch::Tensor logits = model->forward(soft[0].data);
+  torch::Tensor expected =
+      torch::nn::functional::cross_entropy(logits, soft[0].targets);
+  CHECK(
+      dlcore::soft_target_cross_entropy(logits, soft[0].targets)
+          .item<double>() == Approx(expected.item<double>()).epsilon(1e-6));
+  CHECK(
+      dlcore::default_loss(logits, soft[0].targets).item<double>() ==
+      Approx(expected.item<double>()).epsilon(1e-6));
+
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.0));
+  auto m = dlcore::train_epoch(model, soft, sgd);
+  CHECK(std::isfinite(m.loss));
+  auto h = dlcore::evaluate(model, hard);
+  CHECK(m.accuracy == Approx(h.accuracy)); // argmax of soft == hard label
+
+  int calls = 0;
+  auto custom = dlcore::TrainOptions().loss_fn(
+      [&](const torch::Tensor& z, const torch::Tensor& y) {
+        ++calls;
+        return torch::nn::functional::cross_entropy(z, y) * 0.0 + 2.0;
+      });
+  auto c = dlcore::train_epoch(model, hard, sgd, custom);
+  CHECK(calls == 2);
+  CHECK(c.loss == Approx(2.0));
+}
+
+TEST_CASE("train_epoch rejects targets of the wrong shape", "[train_loop]") {
+  std::vector<TestBatch> bad = {
+      {torch::randn({4, 8}), torch::zeros({4, 2}, torch::kLong)}};
+  auto model = linear_model(3, 12);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  try {
+    dlcore::train_epoch(model, bad, sgd);
+    FAIL("expected an error");
+  } catch (const c10::Error& e) {
+    CHECK_THAT(
+        e.what_without_backtrace(),
+        Catch::Contains("default_loss: expected int64 targets [N]") &&
+            Catch::Contains("[4, 2]"));
+  }
+  CHECK_THROWS_WITH(
+      dlcore::soft_target_cross_entropy(
+          torch::randn({4, 3}), torch::rand({4, 2})),
+      Catch::Contains("soft_target_cross_entropy: expected logits [N, C]"));
+}
+
+TEST_CASE(
+    "train_epoch takes a plain module and torch::data::Example batches",
+    "[train_loop]") {
+  auto batches = blobs(64, 32, 3, 13);
+  std::vector<torch::data::Example<>> examples;
+  for (const auto& b : batches) {
+    examples.emplace_back(b.data, b.targets);
+  }
+  torch::manual_seed(13);
+  torch::nn::LinearImpl plain(8, 3);
+  torch::optim::SGD sgd(plain.parameters(), torch::optim::SGDOptions(0.1));
+  auto m = dlcore::train_epoch(plain, examples, sgd);
+  CHECK(m.samples == 64);
+  auto e = dlcore::evaluate(plain, examples);
+  CHECK(e.samples == 64);
+
+  torch::nn::Sequential seq(torch::nn::Linear(8, 3));
+  torch::optim::SGD sgd2(seq->parameters(), torch::optim::SGDOptions(0.1));
+  CHECK(dlcore::train_epoch(seq, batches, sgd2).steps == 2);
+}
+
+TEST_CASE(
+    "train_epoch shows a progress line only when asked and allowed",
+    "[train_loop]") {
+  auto batches = blobs(64, 16, 3, 14);
+  auto model = linear_model(3, 14);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  std::ostringstream out;
+  dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().epoch(2).progress(true).progress_options(
+          dlcore::ProgressOptions()
+              .mode(dlcore::ProgressMode::kAlways)
+              .stream(&out)
+              .min_interval(0.0)));
+  std::string text = out.str();
+  CHECK_THAT(text, Catch::Contains("\repoch 2  4/4  loss "));
+  CHECK_THAT(text, Catch::Contains("lr 0.1"));
+  CHECK(text.back() == '\n');
+  std::ostringstream quiet;
+  dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().progress(true).progress_options(
+          dlcore::ProgressOptions()
+              .mode(dlcore::ProgressMode::kNever)
+              .stream(&quiet)));
+  CHECK(quiet.str().empty());
+}
+
+TEST_CASE(
+    "train_epoch trains LeNet5 with SGD momentum on image-shaped data",
+    "[train_loop]") {
+  // Synthetic 28x28 images whose class is the quadrant holding a bright
+  // square: a real convolutional training run in well under a second.
+  auto gen = at::detail::createCPUGenerator(15);
+  const int64_t n = 256;
+  torch::Tensor y = torch::randint(4, {n}, gen, torch::kLong);
+  torch::Tensor x = 0.3 * torch::randn({n, 1, 28, 28}, gen);
+  auto ya = y.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t r = (ya[i] / 2) * 14;
+    int64_t c = (ya[i] % 2) * 14;
+    x[i].slice(1, r + 3, r + 11).slice(2, c + 3, c + 11) += 1.5;
+  }
+  std::vector<TestBatch> batches;
+  for (int64_t s = 0; s < n; s += 32) {
+    batches.push_back({x.slice(0, s, s + 32), y.slice(0, s, s + 32)});
+  }
+  torch::manual_seed(15);
+  dlcore::LeNet5 net(4);
+  torch::optim::SGD sgd(
+      net->parameters(), torch::optim::SGDOptions(0.02).momentum(0.9));
+  auto before = dlcore::evaluate(net, batches);
+  for (int64_t e = 0; e < 4; ++e) {
+    dlcore::train_epoch(net, batches, sgd);
+  }
+  auto after = dlcore::evaluate(net, batches);
+  CHECK(after.loss < 0.5 * before.loss);
+}
