@@ -1,0 +1,840 @@
+#include <dlcore/optim/lr_finder.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Catch::Matchers::Contains;
+using Catch::Matchers::WithinRel;
+
+struct TestBatch {
+  torch::Tensor data;
+  torch::Tensor targets;
+};
+
+/// `n` batches of a 3-class problem with 4 features, seeded.
+std::vector<TestBatch> make_batches(int64_t n, int64_t bs, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  std::vector<TestBatch> out;
+  for (int64_t i = 0; i < n; ++i) {
+    auto x = torch::randn({bs, 4}, gen);
+    auto y = torch::randint(0, 3, {bs}, gen, torch::kLong);
+    out.push_back({x, y});
+  }
+  return out;
+}
+
+torch::nn::Linear make_linear(uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::nn::Linear(4, 3);
+}
+
+bool bitwise_equal(const torch::Tensor& a, const torch::Tensor& b) {
+  if (a.defined() != b.defined()) {
+    return false;
+  }
+  if (!a.defined()) {
+    return true;
+  }
+  return a.sizes() == b.sizes() && a.dtype() == b.dtype() && torch::equal(a, b);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "(no error)";
+}
+
+dlcore::LRFinderResult synthetic(
+    const std::vector<double>& lrs, const std::vector<double>& losses) {
+  dlcore::LRFinderResult r;
+  r.lrs = lrs;
+  r.losses = losses;
+  r.smoothed_losses = losses;
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("LRFinderOptions has the documented defaults", "[lr_finder]") {
+  dlcore::LRFinderOptions o;
+  CHECK(o.start_lr() == 1e-7);
+  CHECK(o.end_lr() == 10.0);
+  CHECK(o.num_iter() == 100);
+  CHECK(o.step_mode() == dlcore::LRStepMode::kExp);
+  CHECK(o.smoothing() == dlcore::LRSmoothing::kEma);
+  CHECK(o.beta() == 0.98);
+  CHECK(o.smooth_f() == 0.05);
+  CHECK(o.diverge_th() == 5.0);
+  CHECK(o.stop_on_divergence());
+  CHECK(o.accumulation_steps() == 1);
+  CHECK(o.group_scaling() == dlcore::LRGroupScaling::kSame);
+  dlcore::CyclicBoundsOptions b;
+  CHECK(b.max_lr_rule() == dlcore::CyclicMaxRule::kMinDiv10);
+  CHECK(b.base_div() == 4.0);
+  CHECK(b.skip_start() == 10);
+  CHECK(b.skip_end() == 5);
+  dlcore::LRGridOptions g;
+  CHECK(g.lrs().size() == 10);
+  CHECK(g.epochs() == 5);
+}
+
+TEST_CASE(
+    "the exponential sweep is pytorch-lr-finder's, ending exactly at end_lr",
+    "[lr_finder]") {
+  auto o = dlcore::LRFinderOptions().start_lr(1e-4).end_lr(1.0).num_iter(5);
+  CHECK(o.lr_at(0) == 1e-4);
+  CHECK_THAT(o.lr_at(4), WithinRel(1.0, 1e-15));
+  for (int64_t i = 0; i < 5; ++i) {
+    // lr = start * (end / start)^(i / (num_iter - 1)), as Python computes it.
+    CHECK(o.lr_at(i) == 1e-4 * std::pow(1.0 / 1e-4, i / 4.0));
+  }
+  CHECK_THAT(o.lr_at(2), WithinRel(1e-2, 1e-14));
+}
+
+TEST_CASE(
+    "the linear sweep steps evenly from start_lr to end_lr", "[lr_finder]") {
+  auto o = dlcore::LRFinderOptions()
+               .start_lr(0.1)
+               .end_lr(1.1)
+               .num_iter(11)
+               .step_mode(dlcore::LRStepMode::kLinear);
+  for (int64_t i = 0; i < 11; ++i) {
+    CHECK_THAT(o.lr_at(i), WithinRel(0.1 + 0.1 * i, 1e-14));
+  }
+}
+
+TEST_CASE("invalid LRFinder options are clear errors", "[lr_finder]") {
+  auto model = make_linear(0);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  auto make = [&](dlcore::LRFinderOptions o) {
+    return error_of([&] { dlcore::LRFinder f(model, sgd, o); });
+  };
+  using O = dlcore::LRFinderOptions;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK_THAT(
+      make(O().num_iter(1)),
+      Contains("LRFinder: num_iter must be >= 2, but got 1"));
+  CHECK_THAT(
+      make(O().start_lr(0.0)),
+      Contains("LRFinder: start_lr must be finite and > 0, but got 0"));
+  CHECK_THAT(
+      make(O().start_lr(-1.0)),
+      Contains("start_lr must be finite and > 0, but got -1"));
+  CHECK_THAT(
+      make(O().start_lr(nan)),
+      Contains("start_lr must be finite and > 0, but got nan"));
+  CHECK_THAT(
+      make(O().end_lr(inf)),
+      Contains("LRFinder: end_lr must be finite, but got inf"));
+  CHECK_THAT(
+      make(O().start_lr(1.0).end_lr(1.0)),
+      Contains("LRFinder: end_lr (1) must be > start_lr (1)"));
+  CHECK_THAT(
+      make(O().start_lr(2.0).end_lr(1.0)),
+      Contains("end_lr (1) must be > start_lr (2)"));
+  CHECK_THAT(
+      make(O().beta(1.0)),
+      Contains("LRFinder: beta must be in [0, 1), but got 1"));
+  CHECK_THAT(
+      make(O().smooth_f(0.0)),
+      Contains("LRFinder: smooth_f must be in (0, 1], but got 0"));
+  CHECK_THAT(
+      make(O().diverge_th(1.0)),
+      Contains("LRFinder: diverge_th must be finite and > 1, but got 1"));
+  CHECK_THAT(
+      make(O().accumulation_steps(0)),
+      Contains("LRFinder: accumulation_steps must be >= 1, but got 0"));
+
+  dlcore::LRFinder ok(model, sgd, O().num_iter(3));
+  std::vector<TestBatch> none;
+  CHECK_THAT(
+      error_of([&] { ok.range_test(none); }),
+      Contains("LRFinder: range_test expected at least one batch"));
+}
+
+TEST_CASE(
+    "the range test records every iteration's LR, raw and smoothed loss",
+    "[lr_finder]") {
+  auto model = make_linear(1);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  auto opts = dlcore::LRFinderOptions()
+                  .start_lr(1e-5)
+                  .end_lr(1e-2)
+                  .num_iter(20)
+                  .smoothing(dlcore::LRSmoothing::kNone);
+  dlcore::LRFinder finder(model, sgd, opts);
+  auto batches = make_batches(20, 16, 3);
+  auto r = finder.range_test(batches);
+  REQUIRE(r.iterations() == 20);
+  CHECK(r.stop_reason == dlcore::LRFinderStopReason::kCompleted);
+  REQUIRE(r.group_lrs.size() == 20);
+  for (int64_t i = 0; i < 20; ++i) {
+    CHECK(r.lrs[i] == opts.lr_at(i));
+    CHECK(r.group_lrs[i] == std::vector<double>{opts.lr_at(i)});
+    CHECK(r.smoothed_losses[i] == r.losses[i]);
+  }
+  const auto best = std::min_element(r.losses.begin(), r.losses.end());
+  CHECK(r.best_loss == *best);
+  CHECK(r.best_iteration == best - r.losses.begin());
+  CHECK(r.best_lr == r.lrs[r.best_iteration]);
+  CHECK(std::string(dlcore::to_string(r.stop_reason)) == "completed");
+}
+
+TEST_CASE(
+    "the range test equals a hand-written loop, step for step", "[lr_finder]") {
+  // Brute-force reference: the same model, optimizer and batches driven by a
+  // plain loop that sets each LR by hand.
+  auto batches = make_batches(7, 8, 11);
+  auto opts = dlcore::LRFinderOptions()
+                  .start_lr(1e-3)
+                  .end_lr(3.0)
+                  .num_iter(25)
+                  .stop_on_divergence(false);
+  auto model = make_linear(5);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  dlcore::LRFinder finder(model, sgd, opts);
+  auto r = finder.range_test(batches);
+
+  auto ref = make_linear(5);
+  torch::optim::SGD ref_sgd(
+      ref->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  std::vector<double> raw;
+  for (int64_t i = 0; i < 25; ++i) {
+    ref_sgd.param_groups()[0].options().set_lr(opts.lr_at(i));
+    ref_sgd.zero_grad();
+    const auto& b = batches[i % 7];
+    auto loss =
+        torch::nn::functional::cross_entropy(ref->forward(b.data), b.targets);
+    loss.backward();
+    ref_sgd.step();
+    raw.push_back(loss.item<double>());
+  }
+  REQUIRE(r.iterations() == 25);
+  CHECK(r.losses == raw);
+  // Bias-corrected EMA with beta 0.98, from the raw losses.
+  double avg = 0.0;
+  for (int64_t i = 0; i < 25; ++i) {
+    avg = 0.98 * avg + 0.02 * raw[i];
+    CHECK_THAT(
+        r.smoothed_losses[i],
+        WithinRel(avg / (1.0 - std::pow(0.98, i + 1.0)), 1e-14));
+  }
+}
+
+TEST_CASE("smooth_f smoothing is pytorch-lr-finder's", "[lr_finder]") {
+  auto batches = make_batches(10, 8, 2);
+  auto model = make_linear(2);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  dlcore::LRFinder finder(
+      model,
+      sgd,
+      dlcore::LRFinderOptions()
+          .num_iter(10)
+          .start_lr(1e-3)
+          .end_lr(1e-1)
+          .smoothing(dlcore::LRSmoothing::kSmoothF)
+          .smooth_f(0.2));
+  auto r = finder.range_test(batches);
+  REQUIRE(r.iterations() == 10);
+  CHECK(r.smoothed_losses[0] == r.losses[0]);
+  for (std::size_t i = 1; i < 10; ++i) {
+    CHECK(
+        r.smoothed_losses[i] ==
+        0.2 * r.losses[i] + 0.8 * r.smoothed_losses[i - 1]);
+  }
+}
+
+TEST_CASE(
+    "model and SGD state are restored bitwise after the range test",
+    "[lr_finder]") {
+  torch::manual_seed(7);
+  torch::nn::Sequential model(
+      torch::nn::Linear(4, 6),
+      torch::nn::BatchNorm1d(6),
+      torch::nn::ReLU(),
+      torch::nn::Linear(6, 3));
+  torch::optim::SGD sgd(
+      model->parameters(),
+      torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true));
+  auto batches = make_batches(5, 16, 9);
+  // Some real history: momentum buffers, gradients, BN running stats.
+  for (int i = 0; i < 3; ++i) {
+    sgd.zero_grad();
+    torch::nn::functional::cross_entropy(
+        model->forward(batches[i].data), batches[i].targets)
+        .backward();
+    sgd.step();
+  }
+  model->train();
+  model[1]->eval(); // mixed flags must come back as they were
+
+  std::vector<torch::Tensor> params, grads, buffers, momenta;
+  for (const auto& p : model->parameters()) {
+    params.push_back(p.clone());
+    grads.push_back(p.grad().clone());
+    auto& st = static_cast<torch::optim::SGDParamState&>(
+        *sgd.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+    momenta.push_back(st.momentum_buffer().clone());
+  }
+  for (const auto& b : model->buffers()) {
+    buffers.push_back(b.clone());
+  }
+  const auto state_size = sgd.state().size();
+
+  dlcore::LRFinder finder(
+      model,
+      sgd,
+      dlcore::LRFinderOptions().num_iter(30).start_lr(1e-3).end_lr(10.0));
+  auto r = finder.range_test(batches);
+  REQUIRE(r.iterations() >= 2);
+
+  auto ps = model->parameters();
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    CHECK(bitwise_equal(ps[i], params[i]));
+    CHECK(bitwise_equal(ps[i].grad(), grads[i]));
+    auto& st = static_cast<torch::optim::SGDParamState&>(
+        *sgd.state().at(c10::guts::to_string(ps[i].unsafeGetTensorImpl())));
+    CHECK(bitwise_equal(st.momentum_buffer(), momenta[i]));
+  }
+  auto bs = model->buffers();
+  for (std::size_t i = 0; i < bs.size(); ++i) {
+    CHECK(bitwise_equal(bs[i], buffers[i]));
+  }
+  CHECK(sgd.state().size() == state_size);
+  const auto& o =
+      static_cast<torch::optim::SGDOptions&>(sgd.param_groups()[0].options());
+  CHECK(o.lr() == 0.05);
+  CHECK(o.momentum() == 0.9);
+  CHECK(o.nesterov());
+  CHECK(model->is_training());
+  CHECK_FALSE(model[1]->is_training());
+  CHECK(model[0]->is_training());
+}
+
+TEST_CASE(
+    "Adam state is restored and state created by the test is dropped",
+    "[lr_finder]") {
+  auto batches = make_batches(4, 8, 1);
+  SECTION("with earlier steps: moments and step counts come back") {
+    auto model = make_linear(3);
+    torch::optim::Adam adam(
+        model->parameters(), torch::optim::AdamOptions(1e-3).betas({0.8, 0.9}));
+    for (int i = 0; i < 2; ++i) {
+      adam.zero_grad();
+      torch::nn::functional::cross_entropy(
+          model->forward(batches[i].data), batches[i].targets)
+          .backward();
+      adam.step();
+    }
+    std::vector<torch::Tensor> m, v;
+    std::vector<int64_t> steps;
+    for (const auto& p : model->parameters()) {
+      auto& st = static_cast<torch::optim::AdamParamState&>(
+          *adam.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+      m.push_back(st.exp_avg().clone());
+      v.push_back(st.exp_avg_sq().clone());
+      steps.push_back(st.step());
+    }
+    dlcore::LRFinder finder(
+        model, adam, dlcore::LRFinderOptions().num_iter(12).end_lr(1.0));
+    finder.range_test(batches);
+    auto ps = model->parameters();
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      auto& st = static_cast<torch::optim::AdamParamState&>(
+          *adam.state().at(c10::guts::to_string(ps[i].unsafeGetTensorImpl())));
+      CHECK(bitwise_equal(st.exp_avg(), m[i]));
+      CHECK(bitwise_equal(st.exp_avg_sq(), v[i]));
+      CHECK(st.step() == steps[i]);
+    }
+    const auto& o = static_cast<torch::optim::AdamOptions&>(
+        adam.param_groups()[0].options());
+    CHECK(o.lr() == 1e-3);
+    CHECK(std::get<0>(o.betas()) == 0.8);
+    CHECK(std::get<1>(o.betas()) == 0.9);
+  }
+  SECTION("without earlier steps: no state is left behind") {
+    auto model = make_linear(3);
+    torch::optim::Adam adam(
+        model->parameters(), torch::optim::AdamOptions(1e-3));
+    dlcore::LRFinder finder(
+        model, adam, dlcore::LRFinderOptions().num_iter(5).end_lr(1.0));
+    finder.range_test(batches);
+    CHECK(adam.state().empty());
+    for (const auto& p : model->parameters()) {
+      CHECK_FALSE(p.grad().defined());
+    }
+  }
+}
+
+TEST_CASE(
+    "two param groups are swept with the same LR or in proportion",
+    "[lr_finder]") {
+  auto model = make_linear(4);
+  auto batches = make_batches(3, 8, 4);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(
+      std::vector<torch::Tensor>{model->weight},
+      std::make_unique<torch::optim::SGDOptions>(0.1));
+  groups.emplace_back(
+      std::vector<torch::Tensor>{model->bias},
+      std::make_unique<torch::optim::SGDOptions>(0.01));
+  torch::optim::SGD sgd(groups, torch::optim::SGDOptions(0.1));
+  auto opts = dlcore::LRFinderOptions().num_iter(6).start_lr(1e-3).end_lr(1.0);
+
+  SECTION("kSame") {
+    dlcore::LRFinder finder(model, sgd, opts);
+    auto r = finder.range_test(batches);
+    for (int64_t i = 0; i < r.iterations(); ++i) {
+      CHECK(r.group_lrs[i][0] == opts.lr_at(i));
+      CHECK(r.group_lrs[i][1] == opts.lr_at(i));
+    }
+  }
+  SECTION("kProportional") {
+    opts.group_scaling(dlcore::LRGroupScaling::kProportional);
+    dlcore::LRFinder finder(model, sgd, opts);
+    auto r = finder.range_test(batches);
+    for (int64_t i = 0; i < r.iterations(); ++i) {
+      CHECK(r.group_lrs[i][0] == opts.lr_at(i));
+      CHECK_THAT(r.group_lrs[i][1], WithinRel(opts.lr_at(i) / 10.0, 1e-14));
+    }
+  }
+  CHECK(sgd.param_groups()[0].options().get_lr() == 0.1);
+  CHECK(sgd.param_groups()[1].options().get_lr() == 0.01);
+}
+
+TEST_CASE(
+    "the test stops when the smoothed loss exceeds diverge_th times the best",
+    "[lr_finder]") {
+  auto model = make_linear(8);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  auto batches = make_batches(10, 32, 8);
+  dlcore::LRFinder finder(
+      model,
+      sgd,
+      dlcore::LRFinderOptions()
+          .start_lr(1e-2)
+          .end_lr(1e4)
+          .num_iter(100)
+          .smoothing(dlcore::LRSmoothing::kSmoothF));
+  auto r = finder.range_test(batches);
+  REQUIRE(r.stop_reason != dlcore::LRFinderStopReason::kCompleted);
+  CHECK(r.iterations() < 100);
+  if (r.stop_reason == dlcore::LRFinderStopReason::kDiverged) {
+    CHECK(r.smoothed_losses.back() > 5.0 * r.best_loss);
+    for (int64_t i = 0; i + 1 < r.iterations(); ++i) {
+      CHECK(r.smoothed_losses[i] <= 5.0 * r.best_loss);
+    }
+  }
+
+  SECTION("and keeps going when stop_on_divergence is off") {
+    dlcore::LRFinder f2(
+        model,
+        sgd,
+        dlcore::LRFinderOptions()
+            .start_lr(1e-2)
+            .end_lr(1e4)
+            .num_iter(40)
+            .stop_on_divergence(false)
+            .smoothing(dlcore::LRSmoothing::kSmoothF));
+    auto r2 = f2.range_test(batches);
+    CHECK(r2.stop_reason != dlcore::LRFinderStopReason::kDiverged);
+  }
+}
+
+TEST_CASE(
+    "a non-finite loss stops the test and the model is still restored",
+    "[lr_finder]") {
+  auto model = make_linear(9);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  auto w = model->weight.clone();
+  auto batches = make_batches(3, 8, 9);
+  int calls = 0;
+  auto loss_fn = [&](const torch::Tensor& out, const torch::Tensor& y) {
+    auto l = torch::nn::functional::cross_entropy(out, y);
+    return ++calls == 4 ? l * std::numeric_limits<double>::infinity() : l;
+  };
+  dlcore::LRFinder finder(model, sgd, dlcore::LRFinderOptions().num_iter(10));
+  auto r = finder.range_test(batches, loss_fn);
+  CHECK(r.stop_reason == dlcore::LRFinderStopReason::kNonFinite);
+  CHECK(r.iterations() == 4);
+  CHECK(std::isinf(r.losses.back()));
+  CHECK(std::string(dlcore::to_string(r.stop_reason)) == "non-finite");
+  CHECK(bitwise_equal(model->weight, w));
+}
+
+TEST_CASE(
+    "an exception inside the test still restores the model", "[lr_finder]") {
+  auto model = make_linear(10);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.5));
+  auto w = model->weight.clone();
+  auto batches = make_batches(3, 8, 10);
+  int calls = 0;
+  auto loss_fn = [&](const torch::Tensor& out, const torch::Tensor& y) {
+    if (++calls == 5) {
+      throw std::runtime_error("boom");
+    }
+    return torch::nn::functional::cross_entropy(out, y);
+  };
+  dlcore::LRFinder finder(model, sgd, dlcore::LRFinderOptions().num_iter(10));
+  CHECK_THROWS_WITH(finder.range_test(batches, loss_fn), "boom");
+  CHECK(bitwise_equal(model->weight, w));
+  CHECK(sgd.state().empty());
+  CHECK(sgd.param_groups()[0].options().get_lr() == 0.1);
+}
+
+TEST_CASE(
+    "batches are cycled, and accumulation averages several batches per step",
+    "[lr_finder]") {
+  auto model = make_linear(12);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  auto batches = make_batches(3, 8, 12);
+  int64_t calls = 0;
+  std::vector<double> per_call;
+  auto loss_fn = [&](const torch::Tensor& out, const torch::Tensor& y) {
+    ++calls;
+    auto l = torch::nn::functional::cross_entropy(out, y);
+    per_call.push_back(l.item<double>());
+    return l;
+  };
+  SECTION("cycling") {
+    dlcore::LRFinder finder(
+        model, sgd, dlcore::LRFinderOptions().num_iter(10).end_lr(1e-3));
+    auto r = finder.range_test(batches, loss_fn);
+    CHECK(r.iterations() == 10);
+    CHECK(calls == 10);
+  }
+  SECTION("accumulation") {
+    dlcore::LRFinder finder(
+        model,
+        sgd,
+        dlcore::LRFinderOptions().num_iter(4).end_lr(1e-3).accumulation_steps(
+            2));
+    auto r = finder.range_test(batches, loss_fn);
+    CHECK(r.iterations() == 4);
+    CHECK(calls == 8);
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK_THAT(
+          r.losses[i],
+          WithinRel((per_call[2 * i] + per_call[2 * i + 1]) / 2.0, 1e-6));
+    }
+  }
+}
+
+TEST_CASE("the range test is deterministic", "[lr_finder]") {
+  auto batches = make_batches(6, 8, 13);
+  auto run = [&] {
+    auto model = make_linear(13);
+    torch::optim::SGD sgd(
+        model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    dlcore::LRFinder finder(model, sgd, dlcore::LRFinderOptions().num_iter(30));
+    return finder.range_test(batches);
+  };
+  auto a = run();
+  auto b = run();
+  CHECK(a.losses == b.losses);
+  CHECK(a.smoothed_losses == b.smoothed_losses);
+  CHECK(a.lrs == b.lrs);
+}
+
+TEST_CASE(
+    "repeated range tests on one model give the same curve", "[lr_finder]") {
+  // Restoration makes the test repeatable: the second run starts from exactly
+  // the state the first one started from.
+  auto batches = make_batches(6, 8, 14);
+  auto model = make_linear(14);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  dlcore::LRFinder finder(model, sgd, dlcore::LRFinderOptions().num_iter(30));
+  auto a = finder.range_test(batches);
+  auto b = finder.range_test(batches);
+  CHECK(a.losses == b.losses);
+}
+
+TEST_CASE(
+    "suggest_steepest takes the slope against log10 lr, as numpy.gradient",
+    "[lr_finder]") {
+  const std::vector<double> L = {2.3,  2.31, 2.29, 2.2, 2.25, 2.0,  1.8,
+                                 1.85, 1.5,  1.2,  1.0, 0.9,  0.95, 0.8,
+                                 0.7,  1.1,  1.6,  3.0, 5.0,  9.0};
+  std::vector<double> lrs;
+  for (int i = 0; i < 20; ++i) {
+    lrs.push_back(1e-3 * std::pow(1.7, i));
+  }
+  auto r = synthetic(lrs, L);
+  // numpy.gradient(L, log10(lrs)).argmin() == 8
+  CHECK(dlcore::suggest_steepest(r, 0, 0).index == 8);
+  CHECK(dlcore::suggest_steepest(r, 0, 0).lr == lrs[8]);
+  CHECK(dlcore::suggest_steepest(r, 0, 0).loss == L[8]);
+  // Skipping points moves it (numpy on L[9:15] and L[3:15]: 9 and 8).
+  CHECK(dlcore::suggest_steepest(r, 9, 5).index == 9);
+  CHECK(dlcore::suggest_steepest(r, 3, 5).index == 8);
+
+  // A linear sweep: against log10(lr) the late small drop is steeper than the
+  // early large one (numpy: 16); against the index it would be 2.
+  std::vector<double> L2(20, 1.5);
+  L2[0] = L2[1] = L2[2] = 2.0;
+  L2[17] = L2[18] = L2[19] = 1.2;
+  std::vector<double> lin;
+  for (int i = 0; i < 20; ++i) {
+    lin.push_back(0.01 + (1.0 - 0.01) * i / 19.0);
+  }
+  CHECK(dlcore::suggest_steepest(synthetic(lin, L2), 0, 0).index == 16);
+}
+
+TEST_CASE("suggest_min_div10 and suggest_valley follow fastai", "[lr_finder]") {
+  const std::vector<double> L = {2.3,  2.31, 2.29, 2.2, 2.25, 2.0,  1.8,
+                                 1.85, 1.5,  1.2,  1.0, 0.9,  0.95, 0.8,
+                                 0.7,  1.1,  1.6,  3.0, 5.0,  9.0};
+  std::vector<double> lrs;
+  for (int i = 0; i < 20; ++i) {
+    lrs.push_back(1e-3 * std::pow(1.7, i));
+  }
+  auto r = synthetic(lrs, L);
+  auto m = dlcore::suggest_min_div10(r, 0, 0);
+  CHECK(m.index == 14);
+  CHECK(m.lr == lrs[14] / 10.0);
+  CHECK(m.loss == 0.7);
+  // fastai's valley on this curve (computed with its Python code): index 7.
+  CHECK(dlcore::suggest_valley(r, 0, 0).index == 7);
+  CHECK(dlcore::suggest_valley(r, 0, 0).lr == lrs[7]);
+  // A curve that only falls: the valley starts at the first point.
+  auto falling = synthetic({1, 2, 3, 4, 5, 6, 7}, {7, 6, 5, 4, 3, 2, 1});
+  CHECK(dlcore::suggest_valley(falling, 0, 0).index == 3);
+  // One point is enough for min and valley.
+  auto one = synthetic({0.5}, {1.0});
+  CHECK(dlcore::suggest_min_div10(one, 0, 0).lr == 0.05);
+  CHECK(dlcore::suggest_valley(one, 0, 0).index == 0);
+}
+
+TEST_CASE(
+    "suggestions ignore points after the first non-finite loss",
+    "[lr_finder]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  auto r = synthetic({1, 2, 3, 4, 5}, {3.0, 2.0, 1.0, inf, 0.1});
+  CHECK(dlcore::suggest_min_div10(r, 0, 0).index == 2);
+  CHECK(dlcore::suggest_steepest(r, 0, 0).index <= 2);
+}
+
+TEST_CASE("suggestions with too few points are clear errors", "[lr_finder]") {
+  auto r = synthetic({1, 2, 3}, {3.0, 2.0, 1.0});
+  CHECK_THAT(
+      error_of([&] { dlcore::suggest_steepest(r); }),
+      Contains("suggest_steepest: needs at least 2 points after skipping "
+               "skip_start (10) and skip_end (5) of 3 finite points"));
+  CHECK_THAT(
+      error_of([&] { dlcore::suggest_valley(r, 2, 1); }),
+      Contains("suggest_valley: needs at least 1 points"));
+  CHECK_THAT(
+      error_of([&] { dlcore::suggest_min_div10(r, -1, 0); }),
+      Contains("skip_start and skip_end must be >= 0, but got -1 and 0"));
+  CHECK_THAT(
+      error_of([&] { dlcore::suggest_steepest(synthetic({1}, {1.0}), 0, 0); }),
+      Contains("needs at least 2 points"));
+}
+
+TEST_CASE(
+    "suggest_cyclic_bounds puts base_lr a factor base_div below max_lr",
+    "[lr_finder]") {
+  const std::vector<double> L = {2.3,  2.31, 2.29, 2.2, 2.25, 2.0,  1.8,
+                                 1.85, 1.5,  1.2,  1.0, 0.9,  0.95, 0.8,
+                                 0.7,  1.1,  1.6,  3.0, 5.0,  9.0};
+  std::vector<double> lrs;
+  for (int i = 0; i < 20; ++i) {
+    lrs.push_back(1e-3 * std::pow(1.7, i));
+  }
+  auto r = synthetic(lrs, L);
+  auto o = dlcore::CyclicBoundsOptions().skip_start(0).skip_end(0);
+  auto b = dlcore::suggest_cyclic_bounds(r, o);
+  CHECK(b.max_lr == lrs[14] / 10.0);
+  CHECK(b.base_lr == b.max_lr / 4.0);
+  auto s = dlcore::suggest_cyclic_bounds(
+      r, o.max_lr_rule(dlcore::CyclicMaxRule::kSteepest).base_div(3.0));
+  CHECK(s.max_lr == lrs[8]);
+  CHECK(s.base_lr == lrs[8] / 3.0);
+  auto v = dlcore::suggest_cyclic_bounds(
+      r, o.max_lr_rule(dlcore::CyclicMaxRule::kValley));
+  CHECK(v.max_lr == lrs[7]);
+  CHECK_THAT(
+      error_of([&] { dlcore::suggest_cyclic_bounds(r, o.base_div(1.0)); }),
+      Contains("suggest_cyclic_bounds: base_div must be finite and > 1, but "
+               "got 1"));
+}
+
+TEST_CASE(
+    "a range test on a real problem suggests a usable learning rate",
+    "[lr_finder]") {
+  // Logistic regression on separable data: the curve falls, bottoms out and
+  // diverges; the suggestions land inside the sweep, below the divergence.
+  auto gen = at::detail::createCPUGenerator(21);
+  auto centers = torch::randn({3, 4}, gen) * 3;
+  std::vector<TestBatch> batches;
+  for (int i = 0; i < 20; ++i) {
+    auto y = torch::randint(0, 3, {32}, gen, torch::kLong);
+    auto x = centers.index_select(0, y) + torch::randn({32, 4}, gen);
+    batches.push_back({x, y});
+  }
+  auto model = make_linear(21);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  dlcore::LRFinder finder(
+      model, sgd, dlcore::LRFinderOptions().start_lr(1e-5).end_lr(100.0));
+  auto r = finder.range_test(batches);
+  REQUIRE(r.iterations() >= 40);
+  CHECK(r.best_loss < r.smoothed_losses.front());
+  auto b = dlcore::suggest_cyclic_bounds(r);
+  CHECK(b.max_lr > 1e-5);
+  CHECK(b.max_lr < r.lrs.back());
+  CHECK(b.base_lr < b.max_lr);
+  auto st = dlcore::suggest_steepest(r);
+  CHECK(st.lr > 1e-5);
+  CHECK(st.lr <= r.best_lr);
+}
+
+TEST_CASE("log_grid equals numpy.logspace", "[lr_finder]") {
+  // numpy.logspace(log10(1e-9), log10(10), num=10)
+  const std::vector<double> expected = {
+      9.999999999999999e-10,
+      1.2915496650148827e-08,
+      1.668100537200059e-07,
+      2.154434690031887e-06,
+      2.7825594022071256e-05,
+      0.00035938136638046257,
+      0.0046415888336127815,
+      0.059948425031894216,
+      0.7742636826811277,
+      10.0};
+  auto g = dlcore::log_grid(1e-9, 10.0, 10);
+  REQUIRE(g.size() == 10);
+  for (std::size_t i = 0; i < 10; ++i) {
+    CHECK_THAT(g[i], WithinRel(expected[i], 1e-14));
+  }
+  CHECK(dlcore::log_grid(0.1, 10.0, 1).size() == 1);
+  CHECK_THAT(
+      error_of([] { dlcore::log_grid(0.0, 1.0, 3); }),
+      Contains("log_grid: start and end must be finite and > 0, but got 0"));
+  CHECK_THAT(
+      error_of([] { dlcore::log_grid(0.1, 1.0, 0); }),
+      Contains("log_grid: num must be >= 1, but got 0"));
+}
+
+TEST_CASE(
+    "lr_grid_search trains every LR from the same initial weights",
+    "[lr_finder]") {
+  auto batches = make_batches(4, 16, 30);
+  uint64_t seed = 100;
+  // A different random initialisation on every call: the grid must still
+  // start each LR from the first model's weights.
+  auto make_model = [&] { return make_linear(seed++); };
+  auto make_opt = [](torch::nn::Linear& m, double lr) {
+    return torch::optim::SGD(
+        m->parameters(), torch::optim::SGDOptions(lr).momentum(0.9));
+  };
+  std::vector<double> seen;
+  auto opts = dlcore::LRGridOptions()
+                  .lrs({0.05, 1e-12, 0.05, 1e10})
+                  .epochs(3)
+                  .on_point([&](const dlcore::LRGridPoint& p) {
+                    seen.push_back(p.lr);
+                  });
+  // Squared error: its gradient grows with the weights, so LR 1e10 overflows
+  // to inf and NaN within a few steps.
+  auto mse = [](const torch::Tensor& out, const torch::Tensor& y) {
+    return torch::mse_loss(out, torch::one_hot(y, 3).to(torch::kFloat));
+  };
+  auto g = dlcore::lr_grid_search(make_model, make_opt, batches, opts, mse);
+  REQUIRE(g.points.size() == 4);
+  CHECK(seen == std::vector<double>{0.05, 1e-12, 0.05, 1e10});
+  CHECK(g.points[0].final_loss == g.points[2].final_loss);
+  CHECK(g.points[0].epoch_losses == g.points[2].epoch_losses);
+  CHECK(g.points[0].epoch_losses.size() == 3);
+  CHECK(g.points[0].final_loss < g.points[1].final_loss);
+  CHECK(g.points[3].diverged);
+  CHECK_FALSE(std::isfinite(g.points[3].final_loss));
+  CHECK(std::isnan(g.points[0].val_accuracy));
+
+  // The homework's rule and ours; the diverged LR is ignored.
+  auto hw = dlcore::suggest_grid_bounds(g, dlcore::GridBoundsRule::kHomework);
+  CHECK(hw.max_lr == 0.05);
+  CHECK(hw.base_lr == 0.05); // best is index 0: the homework clamps to lrs[0]
+  auto ours = dlcore::suggest_grid_bounds(g);
+  CHECK(ours.max_lr == 0.05);
+  CHECK(ours.base_lr == 0.05 / 4.0);
+
+  auto g2 = dlcore::lr_grid_search(
+      make_model,
+      make_opt,
+      batches,
+      dlcore::LRGridOptions().lrs({1e-4, 1e-2, 0.1}).epochs(2));
+  auto hw2 = dlcore::suggest_grid_bounds(g2, dlcore::GridBoundsRule::kHomework);
+  CHECK(hw2.max_lr == 0.1);
+  CHECK(hw2.base_lr == 1e-2);
+}
+
+TEST_CASE("lr_grid_search evaluates validation batches", "[lr_finder]") {
+  auto train = make_batches(3, 16, 31);
+  auto val = make_batches(2, 16, 32);
+  auto g = dlcore::lr_grid_search(
+      [] { return make_linear(3); },
+      [](torch::nn::Linear& m, double lr) {
+        return std::make_unique<torch::optim::SGD>(
+            m->parameters(), torch::optim::SGDOptions(lr));
+      },
+      train,
+      val,
+      dlcore::LRGridOptions().lrs({0.1}).epochs(1));
+  REQUIRE(g.points.size() == 1);
+  CHECK(g.points[0].val_accuracy >= 0.0);
+  CHECK(g.points[0].val_accuracy <= 1.0);
+  CHECK(std::isfinite(g.points[0].val_loss));
+  CHECK(g.points[0].epoch_accuracies.size() == 1);
+}
+
+TEST_CASE("invalid grid searches are clear errors", "[lr_finder]") {
+  auto batches = make_batches(1, 4, 1);
+  auto mm = [] { return make_linear(0); };
+  auto mo = [](torch::nn::Linear& m, double lr) {
+    return torch::optim::SGD(m->parameters(), torch::optim::SGDOptions(lr));
+  };
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::lr_grid_search(
+            mm, mo, batches, dlcore::LRGridOptions().lrs({}));
+      }),
+      Contains("lr_grid_search: expected at least one learning rate, but got "
+               "an empty grid"));
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::lr_grid_search(
+            mm, mo, batches, dlcore::LRGridOptions().lrs({0.1, -1.0}));
+      }),
+      Contains("every learning rate must be finite and > 0, but got -1"));
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::lr_grid_search(
+            mm, mo, batches, dlcore::LRGridOptions().lrs({std::nan("")}));
+      }),
+      Contains("every learning rate must be finite and > 0, but got nan"));
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::lr_grid_search(
+            mm, mo, batches, dlcore::LRGridOptions().epochs(0));
+      }),
+      Contains("lr_grid_search: epochs must be >= 1, but got 0"));
+  dlcore::LRGridResult empty;
+  CHECK_THAT(
+      error_of([&] { dlcore::suggest_grid_bounds(empty); }),
+      Contains("suggest_grid_bounds: expected at least one learning rate with "
+               "a finite final loss"));
+}
