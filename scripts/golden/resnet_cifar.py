@@ -10,6 +10,7 @@ the paper (and akamaster/pytorch_resnet_cifar10) does.
 Run with Debian's python3-torch:  /usr/bin/python3 scripts/golden/resnet_cifar.py
 """
 import os
+import subprocess
 
 import torch
 import torch.nn as nn
@@ -102,6 +103,9 @@ def main():
     lines.append("} // namespace golden_resnet_cifar")
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+    # The committed header is clang-formatted (CI checks it).
+    subprocess.run(["clang-format", "-i", out], check=False)
 
 
 if __name__ == "__main__":

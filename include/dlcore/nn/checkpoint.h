@@ -1,0 +1,290 @@
+#pragma once
+
+// Saving and loading module weights by name, with every name and shape
+// mismatch reported before anything is loaded.
+
+#include <dlcore/detail/freeze_archive.h>
+
+#include <ATen/core/Dict.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
+#include <c10/util/Exception.h>
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/serialize.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/utils.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dlcore {
+
+/// A module's state: every parameter and buffer by dotted name (as
+/// `named_parameters()` / `named_buffers()`), parameters first, in
+/// registration order — the order and names of PyTorch's `state_dict()`
+/// up to the interleaving of parameters and buffers.
+inline std::vector<std::pair<std::string, torch::Tensor>> state_dict(
+    const torch::nn::Module& module) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    out.emplace_back(p.key(), p.value());
+  }
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) {
+    out.emplace_back(b.key(), b.value());
+  }
+  return out;
+}
+
+/// Writes `module`'s state (parameters and buffers by dotted name) to
+/// `path` as a pickled dict of tensors, atomically (a temporary file in the
+/// same folder, then a rename). Python reads it with `torch.load(path)` and
+/// `model.load_state_dict(...)`.
+///
+/// Example:
+///   dlcore::save_weights(*net, "out/backbone.pt");
+///
+/// Differences from LibTorch: `torch::save(module, path)` writes a nested
+/// TorchScript archive that Python's `load_state_dict` cannot use directly;
+/// `load_weights` reads both.
+inline void save_weights(
+    const torch::nn::Module& module, const std::string& path) {
+  c10::Dict<std::string, torch::Tensor> dict;
+  for (const auto& [name, tensor] : state_dict(module)) {
+    dict.insert(name, tensor.detach().cpu());
+  }
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    TORCH_CHECK(
+        out.good(),
+        "save_weights: expected a writable path, but cannot open '",
+        tmp,
+        "'");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    TORCH_CHECK(
+        out.good(), "save_weights: writing '", tmp, "' failed (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    TORCH_CHECK(
+        false, "save_weights: cannot rename '", tmp, "' to '", path, "'");
+  }
+}
+
+/// Reads the tensors of a weights file by dotted name. Accepts a pickled
+/// dict of tensors (`save_weights`, or Python's
+/// `torch.save(dict(model.state_dict()), path)`) and LibTorch's
+/// `torch::save(module, path)` archives. A file that is neither is an error
+/// naming it.
+///
+/// Differences from PyTorch (Python): LibTorch 1.13's unpickler cannot
+/// rebuild a `collections.OrderedDict`, which `state_dict()` returns, so a
+/// Python checkpoint must be saved as a plain `dict(...)`.
+inline std::map<std::string, torch::Tensor> read_weights(
+    const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(
+      in.good(),
+      "read_weights: expected a readable weights file, but cannot open '",
+      path,
+      "'");
+  const std::vector<char> bytes(
+      (std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::map<std::string, torch::Tensor> out;
+  std::string pickle_error;
+  try {
+    const auto value = torch::pickle_load(bytes);
+    if (value.isGenericDict()) {
+      bool all_tensors = true;
+      for (const auto& item : value.toGenericDict()) {
+        if (!item.key().isString() || !item.value().isTensor()) {
+          all_tensors = false;
+          break;
+        }
+        out[item.key().toStringRef()] = item.value().toTensor();
+      }
+      if (all_tensors) {
+        return out;
+      }
+      pickle_error = "a dict whose entries are not all string -> tensor";
+    } else {
+      pickle_error = "a " + value.tagKind() + ", not a dict";
+    }
+  } catch (const c10::Error& e) {
+    pickle_error = e.what_without_backtrace();
+  }
+  out.clear();
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    detail::freeze_flatten_archive(archive, "", out);
+    return out;
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(
+        false,
+        "read_weights: expected '",
+        path,
+        "' to hold a pickled dict of tensors (save_weights, Python's "
+        "torch.save(dict(model.state_dict())) -- LibTorch cannot read an "
+        "OrderedDict) or a torch::save(module) archive, but it is neither "
+        "(as a pickle: ",
+        pickle_error.substr(0, 200),
+        "; as an archive: ",
+        std::string(e.what_without_backtrace()).substr(0, 200),
+        ")");
+  }
+  return out;
+}
+
+/// Options of `load_weights`.
+struct LoadWeightsOptions {
+  /// Whether names in the model but not the file (missing) or in the file
+  /// but not the model (unexpected) are errors. Shape mismatches are errors
+  /// either way. Default: true
+  TORCH_ARG(bool, strict) = true;
+  /// ECMAScript regex; names in which it is found (either side) are
+  /// neither loaded nor reported, e.g. "^fc\\." to keep a new head.
+  /// Default: "" (nothing ignored)
+  TORCH_ARG(std::string, ignore) = "";
+
+ public:
+};
+
+/// What `load_weights` did, by dotted name.
+struct LoadWeightsReport {
+  /// Copied into the model.
+  std::vector<std::string> loaded;
+  /// In the model, not in the file (left as they were).
+  std::vector<std::string> missing;
+  /// In the file, not in the model (not used).
+  std::vector<std::string> unexpected;
+  /// Skipped by the `ignore` pattern.
+  std::vector<std::string> ignored;
+};
+
+/// Loads the parameters and buffers of `module` from `path` by dotted name,
+/// after comparing names and shapes: every missing and unexpected name (when
+/// `strict`) and every shape mismatch is reported in one error, and nothing
+/// is modified unless all checks pass. Values are copied in place (the
+/// module's tensors keep their identity, device and dtype, so optimizers
+/// holding them stay valid).
+///
+/// Example:
+///   auto report = dlcore::load_weights(*net, "backbone.pt",
+///       dlcore::LoadWeightsOptions().ignore("^fc\\."));
+///
+/// Differences from PyTorch (Python): as `load_state_dict(strict)`, plus the
+/// `ignore` pattern; PyTorch also reports all problems at once. Differences
+/// from LibTorch: `torch::load(module, path)` stops at the first problem
+/// with a message that does not name the shapes.
+inline LoadWeightsReport load_weights(
+    torch::nn::Module& module,
+    const std::string& path,
+    const LoadWeightsOptions& options = {}) {
+  std::regex ignore;
+  const bool use_ignore = !options.ignore().empty();
+  if (use_ignore) {
+    try {
+      ignore = std::regex(options.ignore(), std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      TORCH_CHECK(
+          false,
+          "load_weights: expected ignore to be a valid ECMAScript regex, but "
+          "got '",
+          options.ignore(),
+          "' (",
+          e.what(),
+          ")");
+    }
+  }
+  auto file = read_weights(path);
+  LoadWeightsReport report;
+  std::vector<std::string> shape_errors;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  std::map<std::string, bool> seen;
+  for (const auto& [name, target] : state_dict(module)) {
+    if (use_ignore && std::regex_search(name, ignore)) {
+      report.ignored.push_back(name);
+      seen[name] = true;
+      continue;
+    }
+    seen[name] = true;
+    const auto it = file.find(name);
+    if (it == file.end()) {
+      report.missing.push_back(name);
+      continue;
+    }
+    if (it->second.sizes() != target.sizes()) {
+      std::ostringstream s;
+      s << name << ": file " << it->second.sizes() << " vs model "
+        << target.sizes();
+      shape_errors.push_back(s.str());
+      continue;
+    }
+    report.loaded.push_back(name);
+    copies.emplace_back(target, it->second);
+  }
+  for (const auto& [name, tensor] : file) {
+    (void)tensor;
+    if (seen.count(name)) {
+      continue;
+    }
+    if (use_ignore && std::regex_search(name, ignore)) {
+      report.ignored.push_back(name);
+    } else {
+      report.unexpected.push_back(name);
+    }
+  }
+  auto join = [](const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) {
+      s += (s.empty() ? "" : ", ") + n;
+    }
+    return s;
+  };
+  const bool name_errors = options.strict() && (!report.missing.empty() ||
+                                                !report.unexpected.empty());
+  if (!shape_errors.empty() || name_errors) {
+    std::string message = "load_weights: '" + path +
+                          "' does not match the model (nothing was loaded):";
+    if (!shape_errors.empty()) {
+      message += "\n  shape mismatches (" +
+                 std::to_string(shape_errors.size()) +
+                 "): " + join(shape_errors);
+    }
+    if (options.strict() && !report.missing.empty()) {
+      message += "\n  missing in the file (" +
+                 std::to_string(report.missing.size()) +
+                 "): " + join(report.missing);
+    }
+    if (options.strict() && !report.unexpected.empty()) {
+      message += "\n  unexpected in the file (" +
+                 std::to_string(report.unexpected.size()) +
+                 "): " + join(report.unexpected);
+    }
+    if (name_errors) {
+      message +=
+          "\n  (pass LoadWeightsOptions().strict(false) to load the "
+          "matching names, or ignore(regex) to skip some)";
+    }
+    TORCH_CHECK(false, message);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [target, source] : copies) {
+    target.copy_(source);
+  }
+  return report;
+}
+
+} // namespace dlcore
