@@ -264,6 +264,25 @@ TEST_CASE(
   CHECK(dlcore::group_lrs(adagrad) == std::vector<double>{0.01});
 }
 
+TEST_CASE(
+    "CyclicLR keeps writing momentum after a group's options are replaced",
+    "[cyclic_lr]") {
+  auto opt = make_sgd(1);
+  CyclicLR sched(opt, CyclicLROptions(0.001, 0.1).step_size_up(4));
+  sched.step();
+  sched.step();
+  // A new options object (and even a new optimizer type's options) in place
+  // of the old one: the scheduler must not write through a stale pointer.
+  opt.param_groups()[0].set_options(
+      std::make_unique<torch::optim::SGDOptions>(0.7));
+  sched.step();
+  check_row(opt, dlcore_golden::kCyclicTriangular[3]);
+  opt.param_groups()[0].set_options(
+      std::make_unique<torch::optim::RMSpropOptions>(0.7));
+  sched.step();
+  check_row(opt, dlcore_golden::kCyclicTriangular[4]);
+}
+
 TEST_CASE("CyclicLR lr_at is pure", "[cyclic_lr]") {
   auto opt = make_sgd(1);
   CyclicLR sched(opt, CyclicLROptions(0.001, 0.1).step_size_up(4));

@@ -17,6 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <typeinfo>
 #include <vector>
 
 namespace dlcore {
@@ -78,16 +80,74 @@ inline void sched_write_lrs(
   }
 }
 
-/// Writes one momentum (or beta1) per param group.
-inline void sched_write_momenta(
-    torch::optim::Optimizer& optimizer, const std::vector<double>& momenta) {
-  auto& groups = optimizer.param_groups();
-  TORCH_INTERNAL_ASSERT(groups.size() == momenta.size());
-  for (std::size_t i = 0; i < momenta.size(); ++i) {
-    const bool ok = set_momentum(groups[i].options(), momenta[i]);
-    TORCH_INTERNAL_ASSERT(ok, "param group without momentum");
+/// Writes one momentum (or beta1) per param group. Remembers each group's
+/// options type, so the per-step cost is a type check instead of a chain of
+/// `dynamic_cast`s (which compare type names across LibTorch's shared
+/// library); a group whose options object was replaced is looked up again.
+class SchedMomentumWriter {
+ public:
+  void write(
+      torch::optim::Optimizer& optimizer, const std::vector<double>& momenta) {
+    auto& groups = optimizer.param_groups();
+    TORCH_INTERNAL_ASSERT(groups.size() == momenta.size());
+    cache_.resize(groups.size());
+    for (std::size_t i = 0; i < momenta.size(); ++i) {
+      torch::optim::OptimizerOptions& o = groups[i].options();
+      Entry& c = cache_[i];
+      if (c.options != &o || c.type == nullptr || typeid(o) != *c.type) {
+        c = Entry{&o, &typeid(o), kind_of(o)};
+      }
+      switch (c.kind) {
+        case Kind::kSGD:
+          static_cast<torch::optim::SGDOptions&>(o).momentum(momenta[i]);
+          break;
+        case Kind::kRMSprop:
+          static_cast<torch::optim::RMSpropOptions&>(o).momentum(momenta[i]);
+          break;
+        case Kind::kAdam:
+          std::get<0>(static_cast<torch::optim::AdamOptions&>(o).betas()) =
+              momenta[i];
+          break;
+        case Kind::kAdamW:
+          std::get<0>(static_cast<torch::optim::AdamWOptions&>(o).betas()) =
+              momenta[i];
+          break;
+        case Kind::kOther: {
+          const bool ok = set_momentum(o, momenta[i]);
+          TORCH_INTERNAL_ASSERT(ok, "param group without momentum");
+          break;
+        }
+      }
+    }
   }
-}
+
+ private:
+  enum class Kind { kSGD, kRMSprop, kAdam, kAdamW, kOther };
+  struct Entry {
+    const torch::optim::OptimizerOptions* options = nullptr;
+    const std::type_info* type = nullptr;
+    Kind kind = Kind::kOther;
+  };
+
+  static Kind kind_of(torch::optim::OptimizerOptions& o) {
+    // Exact types only; subclasses go through set_momentum's dynamic_cast.
+    if (typeid(o) == typeid(torch::optim::SGDOptions)) {
+      return Kind::kSGD;
+    }
+    if (typeid(o) == typeid(torch::optim::RMSpropOptions)) {
+      return Kind::kRMSprop;
+    }
+    if (typeid(o) == typeid(torch::optim::AdamOptions)) {
+      return Kind::kAdam;
+    }
+    if (typeid(o) == typeid(torch::optim::AdamWOptions)) {
+      return Kind::kAdamW;
+    }
+    return Kind::kOther;
+  }
+
+  std::vector<Entry> cache_;
+};
 
 /// Reads a required entry of a scheduler archive, with a clear error when it
 /// is missing.

@@ -236,7 +236,7 @@ class CyclicLR {
     compute(t, last_lr_, last_momentum_);
     detail::sched_write_lrs(optimizer_, last_lr_);
     if (options_.cycle_momentum()) {
-      detail::sched_write_momenta(optimizer_, last_momentum_);
+      momentum_writer_.write(optimizer_, last_momentum_);
     }
     last_epoch_ = t;
   }
@@ -425,6 +425,7 @@ class CyclicLR {
   int64_t last_epoch_ = -1;
   std::vector<double> last_lr_;
   std::vector<double> last_momentum_;
+  detail::SchedMomentumWriter momentum_writer_;
 };
 
 } // namespace dlcore
