@@ -1,5 +1,8 @@
 #include <dlcore/optim/one_cycle_lr.h>
 
+#include <dlcore/data/batches.h>
+#include <dlcore/train/train_loop.h>
+
 #include "golden/schedulers.h"
 
 #include <cmath>
@@ -407,6 +410,49 @@ TEST_CASE("OneCycleLR drives a real SGD training loop", "[one_cycle_lr]") {
     CHECK(dlcore::group_lrs(opt) == sched.lr_at(t + 1));
   }
   CHECK(torch::mse_loss(model->forward(x), y).item<double>() < 0.01 * first);
+}
+
+TEST_CASE(
+    "OneCycleLR runs a whole epochs x steps_per_epoch schedule through "
+    "train_epoch",
+    "[one_cycle_lr]") {
+  torch::manual_seed(0);
+  auto x = torch::randn({100, 4});
+  auto y = (x.select(1, 0) > 0).to(torch::kLong);
+  dlcore::Batches batches(
+      dlcore::TensorDataset{x, y},
+      dlcore::BatchesOptions(16).shuffle(true).seed(3));
+  torch::nn::Linear model(4, 2);
+  torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(1e-3));
+  const int64_t epochs = 3;
+  OneCycleLR sched(
+      opt,
+      OneCycleLROptions(0.05).epochs(epochs).steps_per_epoch(batches.size()));
+  std::vector<std::vector<double>> lrs, momenta;
+  int64_t global = 0;
+  for (int64_t e = 0; e < epochs; ++e) {
+    batches.set_epoch(e);
+    dlcore::train_epoch(
+        model,
+        batches,
+        opt,
+        sched,
+        dlcore::TrainOptions().epoch(e).global_step(global).on_step(
+            [&](dlcore::StepInfo& info) {
+              lrs.push_back(info.lrs);
+              momenta.push_back(info.momenta);
+            }));
+    global += batches.size();
+  }
+  // Every batch trained with the schedule's value; the last step() reaches
+  // batch total_steps, which PyTorch (and dlcore) still allow.
+  REQUIRE(static_cast<int64_t>(lrs.size()) == sched.total_steps());
+  for (int64_t t = 0; t < sched.total_steps(); ++t) {
+    CHECK(lrs[t] == sched.lr_at(t));
+    CHECK(momenta[t] == sched.momentum_at(t));
+  }
+  CHECK(sched.last_epoch() == sched.total_steps());
+  CHECK_THROWS_WITH(sched.step(), Catch::Contains("Tried to step"));
 }
 
 TEST_CASE(
