@@ -329,7 +329,8 @@ TEST_CASE(
   SECTION("with earlier steps: moments and step counts come back") {
     auto model = make_linear(3);
     torch::optim::Adam adam(
-        model->parameters(), torch::optim::AdamOptions(1e-3).betas({0.8, 0.9}));
+        model->parameters(),
+        torch::optim::AdamOptions(1e-3).betas({0.8, 0.9}).amsgrad(true));
     for (int i = 0; i < 2; ++i) {
       adam.zero_grad();
       torch::nn::functional::cross_entropy(
@@ -337,13 +338,14 @@ TEST_CASE(
           .backward();
       adam.step();
     }
-    std::vector<torch::Tensor> m, v;
+    std::vector<torch::Tensor> m, v, vmax;
     std::vector<int64_t> steps;
     for (const auto& p : model->parameters()) {
       auto& st = static_cast<torch::optim::AdamParamState&>(
           *adam.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
       m.push_back(st.exp_avg().clone());
       v.push_back(st.exp_avg_sq().clone());
+      vmax.push_back(st.max_exp_avg_sq().clone());
       steps.push_back(st.step());
     }
     dlcore::LRFinder finder(
@@ -355,6 +357,7 @@ TEST_CASE(
           *adam.state().at(c10::guts::to_string(ps[i].unsafeGetTensorImpl())));
       CHECK(bitwise_equal(st.exp_avg(), m[i]));
       CHECK(bitwise_equal(st.exp_avg_sq(), v[i]));
+      CHECK(bitwise_equal(st.max_exp_avg_sq(), vmax[i]));
       CHECK(st.step() == steps[i]);
     }
     const auto& o = static_cast<torch::optim::AdamOptions&>(
@@ -362,6 +365,38 @@ TEST_CASE(
     CHECK(o.lr() == 1e-3);
     CHECK(std::get<0>(o.betas()) == 0.8);
     CHECK(std::get<1>(o.betas()) == 0.9);
+  }
+  SECTION("RMSprop: square averages, momentum and grad averages come back") {
+    auto model = make_linear(3);
+    torch::optim::RMSprop rms(
+        model->parameters(),
+        torch::optim::RMSpropOptions(1e-3).momentum(0.5).centered(true));
+    for (int i = 0; i < 2; ++i) {
+      rms.zero_grad();
+      torch::nn::functional::cross_entropy(
+          model->forward(batches[i].data), batches[i].targets)
+          .backward();
+      rms.step();
+    }
+    std::vector<torch::Tensor> sq, mb, ga;
+    for (const auto& p : model->parameters()) {
+      auto& st = static_cast<torch::optim::RMSpropParamState&>(
+          *rms.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+      sq.push_back(st.square_avg().clone());
+      mb.push_back(st.momentum_buffer().clone());
+      ga.push_back(st.grad_avg().clone());
+    }
+    dlcore::LRFinder finder(
+        model, rms, dlcore::LRFinderOptions().num_iter(12).end_lr(1.0));
+    finder.range_test(batches);
+    auto ps = model->parameters();
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      auto& st = static_cast<torch::optim::RMSpropParamState&>(
+          *rms.state().at(c10::guts::to_string(ps[i].unsafeGetTensorImpl())));
+      CHECK(bitwise_equal(st.square_avg(), sq[i]));
+      CHECK(bitwise_equal(st.momentum_buffer(), mb[i]));
+      CHECK(bitwise_equal(st.grad_avg(), ga[i]));
+    }
   }
   SECTION("without earlier steps: no state is left behind") {
     auto model = make_linear(3);

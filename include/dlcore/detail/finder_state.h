@@ -7,7 +7,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/utils.h>
@@ -128,22 +133,77 @@ class FinderModuleSnapshot {
   std::vector<bool> training_;
 };
 
+inline torch::Tensor finder_clone(const torch::Tensor& t) {
+  return t.defined() ? t.detach().clone() : torch::Tensor();
+}
+
+/// A deep copy (tensors cloned) of the per-parameter state of LibTorch's
+/// SGD, Adam, AdamW, RMSprop and Adagrad; null for any other type.
+inline std::unique_ptr<torch::optim::OptimizerParamState> finder_deep_clone(
+    const torch::optim::OptimizerParamState& s) {
+  namespace o = torch::optim;
+  if (auto* p = dynamic_cast<const o::SGDParamState*>(&s)) {
+    auto c = std::make_unique<o::SGDParamState>(*p);
+    c->momentum_buffer(finder_clone(p->momentum_buffer()));
+    return c;
+  }
+  if (auto* p = dynamic_cast<const o::AdamParamState*>(&s)) {
+    auto c = std::make_unique<o::AdamParamState>(*p);
+    c->exp_avg(finder_clone(p->exp_avg()));
+    c->exp_avg_sq(finder_clone(p->exp_avg_sq()));
+    c->max_exp_avg_sq(finder_clone(p->max_exp_avg_sq()));
+    return c;
+  }
+  if (auto* p = dynamic_cast<const o::AdamWParamState*>(&s)) {
+    auto c = std::make_unique<o::AdamWParamState>(*p);
+    c->exp_avg(finder_clone(p->exp_avg()));
+    c->exp_avg_sq(finder_clone(p->exp_avg_sq()));
+    c->max_exp_avg_sq(finder_clone(p->max_exp_avg_sq()));
+    return c;
+  }
+  if (auto* p = dynamic_cast<const o::RMSpropParamState*>(&s)) {
+    auto c = std::make_unique<o::RMSpropParamState>(*p);
+    c->square_avg(finder_clone(p->square_avg()));
+    c->momentum_buffer(finder_clone(p->momentum_buffer()));
+    c->grad_avg(finder_clone(p->grad_avg()));
+    return c;
+  }
+  if (auto* p = dynamic_cast<const o::AdagradParamState*>(&s)) {
+    auto c = std::make_unique<o::AdagradParamState>(*p);
+    c->sum(finder_clone(p->sum()));
+    return c;
+  }
+  return nullptr;
+}
+
 /// A deep copy of an optimizer: every param group's options (lr, momentum,
 /// betas, weight decay, ...) and the per-parameter state (momentum buffers,
-/// Adam moments and step counts), through the optimizer's own serialization
-/// into memory, which copies tensors and doubles exactly. `restore` also
-/// drops state that was created after the snapshot.
+/// Adam moments and step counts). LibTorch's SGD, Adam, AdamW, RMSprop and
+/// Adagrad states are cloned directly; any other optimizer goes through its
+/// own serialization into memory. Both copy tensors and doubles exactly.
+/// `restore` also drops state that was created after the snapshot.
 class FinderOptimizerSnapshot {
  public:
   explicit FinderOptimizerSnapshot(const torch::optim::Optimizer& optimizer) {
     for (const auto& g : optimizer.param_groups()) {
       options_.push_back(g.options().clone());
     }
-    torch::serialize::OutputArchive archive;
-    optimizer.save(archive);
-    std::ostringstream out;
-    archive.save_to(out);
-    bytes_ = out.str();
+    for (const auto& [key, state] : optimizer.state()) {
+      auto copy = finder_deep_clone(*state);
+      if (copy == nullptr) {
+        state_.clear();
+        serialized_ = true;
+        break;
+      }
+      state_.emplace_back(key, std::move(copy));
+    }
+    if (serialized_) {
+      torch::serialize::OutputArchive archive;
+      optimizer.save(archive);
+      std::ostringstream out;
+      archive.save_to(out);
+      bytes_ = out.str();
+    }
   }
 
   void restore(torch::optim::Optimizer& optimizer) const {
@@ -157,10 +217,16 @@ class FinderOptimizerSnapshot {
         groups.size(),
         " now)");
     optimizer.state().clear();
-    std::istringstream in(bytes_);
-    torch::serialize::InputArchive archive;
-    archive.load_from(in);
-    optimizer.load(archive);
+    if (serialized_) {
+      std::istringstream in(bytes_);
+      torch::serialize::InputArchive archive;
+      archive.load_from(in);
+      optimizer.load(archive);
+    } else {
+      for (const auto& [key, state] : state_) {
+        optimizer.state()[key] = finder_deep_clone(*state);
+      }
+    }
     for (std::size_t i = 0; i < groups.size(); ++i) {
       groups[i].set_options(options_[i]->clone());
     }
@@ -168,6 +234,11 @@ class FinderOptimizerSnapshot {
 
  private:
   std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> options_;
+  std::vector<std::pair<
+      std::string,
+      std::unique_ptr<torch::optim::OptimizerParamState>>>
+      state_;
+  bool serialized_ = false;
   std::string bytes_;
 };
 
