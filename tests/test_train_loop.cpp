@@ -1,10 +1,15 @@
 #include <dlcore/train/train_loop.h>
 
+#include <dlcore/data/batches.h>
+#include <dlcore/data/fashion_mnist.h>
+#include <dlcore/data/split.h>
 #include <dlcore/nn/models/lenet5.h>
 
 #include <torch/optim/schedulers/step_lr.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <vector>
 
 namespace {
@@ -396,4 +401,96 @@ TEST_CASE(
   }
   auto after = dlcore::evaluate(net, batches);
   CHECK(after.loss < 0.5 * before.loss);
+}
+
+TEST_CASE(
+    "train_epoch lowers the loss of LeNet5 on real FashionMNIST images",
+    "[train_loop]") {
+  const std::string dir = dlcore::default_fashion_mnist_dir();
+  if (!std::filesystem::exists(dir + "/t10k-images-idx3-ubyte.gz")) {
+    WARN("FashionMNIST not installed in " << dir << "; test skipped");
+    return;
+  }
+  dlcore::TensorDataset test = dlcore::load_fashion_mnist(dir, false);
+  auto [train, held_out] = dlcore::random_split(
+      dlcore::subset(test, torch::arange(640)), 0.8, /*seed=*/5);
+  dlcore::Batches batches(
+      train, dlcore::BatchesOptions(32).shuffle(true).seed(5));
+  dlcore::Batches val(held_out, dlcore::BatchesOptions(64));
+  torch::manual_seed(5);
+  dlcore::LeNet5 net;
+  torch::optim::SGD sgd(
+      net->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+  CountingScheduler scheduler;
+  std::vector<double> losses;
+  auto before = dlcore::evaluate(net, val);
+  for (int64_t e = 0; e < 4; ++e) {
+    batches.set_epoch(e);
+    auto m = dlcore::train_epoch(
+        net, batches, sgd, scheduler, dlcore::TrainOptions().epoch(e));
+    CHECK(m.samples == 512);
+    CHECK(m.steps == 16);
+    losses.push_back(m.loss);
+  }
+  auto after = dlcore::evaluate(net, val);
+  CHECK(scheduler.steps == 4 * batches.size());
+  CHECK(losses.back() < 0.7 * losses.front());
+  CHECK(after.loss < before.loss);
+  CHECK(after.accuracy > 0.5);
+  CHECK(after.samples == 128);
+}
+
+TEST_CASE(
+    "ProgressLine formats batches, loss, accuracy, LR and ETA",
+    "[train_loop]") {
+  CHECK(
+      dlcore::ProgressLine::format_line(
+          "epoch 1", 10, 40, 0.51234, 0.8125, 0.01, 2.0) ==
+      "epoch 1  10/40  loss 0.5123  acc 81.25%  lr 0.01  2.0s ETA 6s");
+  CHECK(
+      dlcore::ProgressLine::format_line(
+          "", 40, 40, std::nan(""), std::nan(""), std::nan(""), 8.0) ==
+      "40/40  8.0s");
+  CHECK(
+      dlcore::ProgressLine::format_line(
+          "eval", 3, -1, 1.0, std::nan(""), std::nan(""), 1.0) ==
+      "eval  3  loss 1.0000  1.0s");
+}
+
+TEST_CASE(
+    "ProgressLine redraws in place and throttles redraws", "[train_loop]") {
+  std::ostringstream out;
+  {
+    dlcore::ProgressLine bar(
+        "x",
+        3,
+        dlcore::ProgressOptions()
+            .mode(dlcore::ProgressMode::kAlways)
+            .stream(&out)
+            .min_interval(3600.0));
+    CHECK(bar.enabled());
+    CHECK(bar.due(1)); // nothing drawn yet
+    bar.update(1, 2.0, 0.5, 0.1);
+    CHECK(!bar.due(2)); // throttled
+    CHECK(bar.due(3));  // the last batch always redraws
+    bar.update(3, 1.0, 0.75, 0.1);
+  } // the destructor ends the line
+  std::string text = out.str();
+  CHECK(text.rfind("\rx  1/3", 0) == 0);
+  CHECK_THAT(text, Catch::Contains("\rx  3/3  loss 1.0000  acc 75.00%"));
+  CHECK(text.back() == '\n');
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+
+  std::ostringstream never;
+  dlcore::ProgressLine off(
+      "x",
+      3,
+      dlcore::ProgressOptions()
+          .mode(dlcore::ProgressMode::kNever)
+          .stream(&never));
+  CHECK(!off.enabled());
+  CHECK(!off.due(3));
+  off.update(3, 1.0, 1.0, 1.0);
+  off.finish();
+  CHECK(never.str().empty());
 }
