@@ -711,30 +711,41 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
                           : static_cast<int64_t>(ids64_[k]);
   }
 
-  template <typename Id>
-  int64_t draw_one(uint64_t key, uint64_t p, const Id* ids) const {
+  // Position p's slot in the inverted index: alias draw of the tag, then a
+  // uniform slot among its n_h images.
+  int64_t slot_of(uint64_t key, uint64_t p) const {
     const uint64_t base = 3 * p;
     const uint32_t h = table_.sample(
         detail::splitmix_at(key, base),
         detail::uniform53(detail::splitmix_at(key, base + 1)));
     const int64_t b = tag_offsets_[h];
     const uint64_t c = static_cast<uint64_t>(tag_offsets_[h + 1] - b);
-    return static_cast<int64_t>(
-        ids[b + static_cast<int64_t>(detail::bounded_at(
-                    detail::splitmix_at(key, base + 2), c))]);
+    return b + static_cast<int64_t>(
+                   detail::bounded_at(detail::splitmix_at(key, base + 2), c));
   }
 
   int64_t draw_at(uint64_t key, uint64_t p) const {
-    return ids64_.empty() ? draw_one(key, p, ids32_.data())
-                          : draw_one(key, p, ids64_.data());
+    return image_at(slot_of(key, p));
   }
 
+  // Two passes over blocks of positions: slots first (prefetching the image
+  // ids, a cache miss each when N is large), then the ids, so the misses of a
+  // block overlap.
   template <typename Id>
   void draw_loop(
       uint64_t key, int64_t first, int64_t count, int64_t* out, const Id* ids)
       const {
-    for (int64_t j = 0; j < count; ++j) {
-      out[j] = draw_one(key, static_cast<uint64_t>(first + j), ids);
+    constexpr int64_t kBlock = 64;
+    int64_t slots[kBlock];
+    for (int64_t j0 = 0; j0 < count; j0 += kBlock) {
+      const int64_t m = std::min(kBlock, count - j0);
+      for (int64_t j = 0; j < m; ++j) {
+        slots[j] = slot_of(key, static_cast<uint64_t>(first + j0 + j));
+        __builtin_prefetch(ids + slots[j]);
+      }
+      for (int64_t j = 0; j < m; ++j) {
+        out[j0 + j] = static_cast<int64_t>(ids[slots[j]]);
+      }
     }
   }
 
