@@ -1,0 +1,548 @@
+// Problem 2: CNN architecture analysis — parameters, activation memory,
+// MACs/FLOPs and receptive fields, computed analytically (nn/layer_math.h)
+// and checked against real LibTorch modules (nn/summary.h, nn/models/).
+//
+// Reproduces the homework's five analyses:
+//   1. AlexNet: output shape and parameters per layer, and the totals.
+//   2. VGG-19: activation memory and parameters per layer, the memory per
+//      image for a forward pass and with the backward pass, total parameters
+//      (the classic CS231n table, which shows VGG-16; here VGG-19).
+//   3. Receptive field, jump and start after every layer of AlexNet and VGG-19.
+//   4. Inception (3a) at 28x28x192: naive module versus 1x1 reductions (MACs,
+//      parameters, saving factor).
+//   5. Faster R-CNN: RPN head parameters, anchors per image, parameters of the
+//      backbone / FPN / RPN / ROI-head parts.
+// --scale quick: analytical tables plus the cheap real modules (AlexNet, RPN
+// head, Inception); default adds VGG-19, ResNet-18/50 and GoogLeNet with a
+// real forward pass each; full adds VGG-11/16 and the batch-norm variants.
+//
+// Writes into --out:
+//   alexnet_layers.csv      per layer: type, output shape, params, MACs
+//   vgg19_layers.csv        per layer: output shape, activations, memory,
+//   params receptive_fields.csv    per layer of AlexNet and VGG-19: r, jump,
+//   start inception.csv           naive vs reduced Inception (3a)
+//   faster_rcnn.csv         RPN head, anchors, part parameter counts
+//   models.csv              analytical vs real-module params and MACs
+//   alexnet_summary.txt     torchinfo-style summary of the real AlexNet
+//   summary.json            settings and headline numbers
+//   summary.md              "## Problem 2 — ..." section for REPORT.md
+#include "common.h"
+
+#include <dlcore/nn/layer_math.h>
+#include <dlcore/nn/models/alexnet.h>
+#include <dlcore/nn/models/googlenet.h>
+#include <dlcore/nn/models/resnet.h>
+#include <dlcore/nn/models/rpn.h>
+#include <dlcore/nn/models/vgg.h>
+#include <dlcore/nn/summary.h>
+#include <dlcore/train/report.h>
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <iostream>
+#include <sstream>
+
+namespace ex = dlcore::examples;
+using L = dlcore::LayerSpec;
+
+namespace {
+
+/// 61100840 -> "61,100,840".
+std::string commas(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) {
+      out += ',';
+    }
+    out += digits[i];
+  }
+  return v < 0 ? "-" + out : out;
+}
+
+/// {64, 55, 55} -> "64x55x55".
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    out += (i ? "x" : "") + std::to_string(s[i]);
+  }
+  return out;
+}
+
+std::string num(double v) {
+  return fmt::format("{:g}", v);
+}
+
+double mib(int64_t bytes) {
+  return static_cast<double>(bytes) / (1024.0 * 1024.0);
+}
+
+/// Layers shown in the homework's tables: those with weights or pooling.
+bool table_layer(const dlcore::LayerStats& r) {
+  return r.depth == 0 && r.type != "ReLU" && r.type != "Dropout" &&
+         r.type != "Flatten";
+}
+
+struct ModelCheck {
+  std::string model;
+  int64_t analytical_params;
+  int64_t analytical_macs;
+  int64_t real_params;
+  int64_t real_macs;
+  int64_t torchvision_params;
+};
+
+} // namespace
+
+int main(int argc, char** argv) try {
+  CLI::App app{"Problem 2: CNN architecture analysis"};
+  ex::CommonFlags flags;
+  flags.add_to(app, "problem2");
+  int64_t image = 224;
+  int64_t batch = 1;
+  int64_t rpn_h = 50, rpn_w = 38, anchors_per_location = 9;
+  app.add_option("--image-size", image, "input height and width")
+      ->capture_default_str();
+  app.add_option("--batch-size", batch, "images per batch (memory tables)")
+      ->capture_default_str();
+  app.add_option("--rpn-height", rpn_h, "RPN feature-map height")
+      ->capture_default_str();
+  app.add_option("--rpn-width", rpn_w, "RPN feature-map width")
+      ->capture_default_str();
+  app.add_option(
+         "--anchors",
+         anchors_per_location,
+         "anchors per location (scales x ratios)")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  const auto out = flags.prepare_out();
+  flags.apply_threads();
+  torch::manual_seed(flags.seed);
+  ex::Stopwatch total;
+  const auto opts = dlcore::LayerMathOptions().batch_size(batch);
+  const std::vector<int64_t> in = {3, image, image};
+  std::ostringstream md;
+  md << "## Problem 2 — CNN architectures: parameters, memory, receptive "
+        "fields\n\n"
+     << "Analytical numbers from `dlcore::analyze_layers` (pure arithmetic on "
+        "layer specs), checked against real LibTorch modules built to match "
+        "torchvision (`dlcore::summary` runs a forward pass). Input "
+     << image << "x" << image << "x3, batch " << batch
+     << ", float32. MACs count convolution and linear multiply-accumulates "
+        "(torchvision's \"GFLOPS\" figure); FLOPs = 2 x MACs + bias adds + "
+        "batch-norm, activation and pooling operations.\n\n";
+
+  // ---- 1. AlexNet -------------------------------------------------------
+  const auto alex = dlcore::analyze_layers(dlcore::alexnet_layers(), in, opts);
+  dlcore::CsvTable alex_csv(
+      {"layer", "type", "output_shape", "params", "macs", "flops"});
+  md << "### 1. AlexNet (torchvision): output shape and parameters\n\n"
+     << "| layer | type | output | params |\n|---|---|---|---:|\n";
+  for (const auto& r : alex.layers) {
+    alex_csv.add_row(
+        {r.name, r.type, shape_str(r.output_shape), r.params, r.macs, r.flops});
+    if (table_layer(r)) {
+      md << "| " << r.name << " | " << r.type << " | "
+         << shape_str(r.output_shape) << " | " << commas(r.params) << " |\n";
+    }
+  }
+  alex_csv.write((out / "alexnet_layers.csv").string());
+  int64_t alex_conv = 0;
+  for (const auto& r : alex.layers) {
+    alex_conv += r.type == "Conv2d" ? r.params : 0;
+  }
+  md << "| **total** | | | **" << commas(alex.params) << "** |\n\n"
+     << "Convolutions hold " << commas(alex_conv) << " parameters ("
+     << fmt::format("{:.1f}", 100.0 * alex_conv / alex.params)
+     << "%), the three linear layers the rest; "
+     << fmt::format("{:.3f}", alex.macs / 1e9) << " G MACs per image.\n\n";
+
+  // ---- 2. VGG-19 memory and parameters ----------------------------------
+  const auto vgg = dlcore::analyze_layers(dlcore::vgg_layers(19), in, opts);
+  dlcore::CsvTable vgg_csv(
+      {"layer", "type", "output_shape", "activations", "bytes", "params"});
+  md << "### 2. VGG-19: memory and parameters per layer\n\n"
+     << "Memory = elements of the layer's output (ReLU is in place and "
+        "shares it, as in the course table).\n\n"
+     << "| layer | type | output | activations | params |\n"
+     << "|---|---|---|---:|---:|\n"
+     << "| input | | " << shape_str(in) << " | "
+     << commas(vgg.input_activations) << " | 0 |\n";
+  for (const auto& r : vgg.layers) {
+    vgg_csv.add_row(
+        {r.name,
+         r.type,
+         shape_str(r.output_shape),
+         r.activations,
+         r.activation_bytes,
+         r.params});
+    if (table_layer(r) && r.type != "AdaptiveAvgPool2d") {
+      md << "| " << r.name << " | " << r.type << " | "
+         << shape_str(r.output_shape) << " | " << commas(r.activations) << " | "
+         << commas(r.params) << " |\n";
+    }
+  }
+  vgg_csv.write((out / "vgg19_layers.csv").string());
+  int64_t avgpool_acts = 0;
+  for (const auto& r : vgg.layers) {
+    avgpool_acts += r.name == "avgpool" ? r.activations : 0;
+  }
+  md << "| **total** | | | **" << commas(vgg.activations) << "** | **"
+     << commas(vgg.params) << "** |\n\n"
+     << "- Activations per forward pass: " << commas(vgg.activations)
+     << " values = " << fmt::format("{:.1f}", mib(vgg.forward_bytes))
+     << " MiB per batch of " << batch << " (input included; the adaptive "
+     << "pool, an identity at 224, is counted once more: "
+     << commas(avgpool_acts) << ").\n"
+     << "- With the backward pass (a gradient per stored activation): "
+     << fmt::format("{:.1f}", mib(vgg.backward_bytes)) << " MiB.\n"
+     << "- Parameters: " << commas(vgg.params) << " = "
+     << fmt::format("{:.1f}", mib(vgg.param_bytes))
+     << " MiB (x2 with gradients, x3 with SGD momentum).\n"
+     << "- MACs: " << fmt::format("{:.2f}", vgg.macs / 1e9)
+     << " G per image (torchvision: 19.63 G).\n\n";
+
+  // ---- 3. Receptive fields ----------------------------------------------
+  dlcore::CsvTable rf_csv(
+      {"model",
+       "layer",
+       "type",
+       "output_shape",
+       "receptive_field",
+       "jump",
+       "start"});
+  md << "### 3. Receptive field, jump and start\n\n"
+     << "r_out = r_in + (k_eff - 1) j_in, j_out = j_in s, start_out = "
+        "start_in + ((k_eff - 1)/2 - p) j_in, from r = 1, j = 1, start = 0.5 "
+        "(pixel centres); flatten acts as a kernel over the whole map.\n\n";
+  for (const auto& [name, stats] :
+       {std::make_pair(std::string("AlexNet"), &alex),
+        std::make_pair(std::string("VGG-19"), &vgg)}) {
+    md << "**" << name << "**\n\n| layer | type | output | r | jump | start |\n"
+       << "|---|---|---|---:|---:|---:|\n";
+    for (const auto& r : stats->layers) {
+      rf_csv.add_row(
+          {name,
+           r.name,
+           r.type,
+           shape_str(r.output_shape),
+           r.receptive_field[0],
+           r.jump[0],
+           r.start[0]});
+      if (table_layer(r) && r.type != "Linear") {
+        md << "| " << r.name << " | " << r.type << " | "
+           << shape_str(r.output_shape) << " | " << num(r.receptive_field[0])
+           << " | " << num(r.jump[0]) << " | " << num(r.start[0]) << " |\n";
+      }
+    }
+    md << "\n";
+  }
+  rf_csv.write((out / "receptive_fields.csv").string());
+
+  // ---- 4. Inception (3a) --------------------------------------------------
+  const std::vector<int64_t> inc_in = {192, 28, 28};
+  const auto naive = dlcore::analyze_layers(
+      {L::concat(
+          {{L::conv2d(192, 64, 1)},
+           {L::conv2d(192, 128, 3).padding(1)},
+           {L::conv2d(192, 32, 5).padding(2)},
+           {L::max_pool2d(3).stride(1).padding(1)}})},
+      inc_in,
+      opts);
+  const auto reduced = dlcore::analyze_layers(
+      {L::concat(
+          {{L::conv2d(192, 64, 1)},
+           {L::conv2d(192, 96, 1), L::conv2d(96, 128, 3).padding(1)},
+           {L::conv2d(192, 16, 1), L::conv2d(16, 32, 5).padding(2)},
+           {L::max_pool2d(3).stride(1).padding(1), L::conv2d(192, 32, 1)}})},
+      inc_in,
+      opts);
+  // The real torchvision-style module (BasicConv2d: no bias, batch norm).
+  dlcore::Inception inception_paper(
+      dlcore::InceptionOptions(192, 64, 96, 128, 16, 32, 32).branch3_kernel(5));
+  dlcore::Inception inception_tv(
+      dlcore::InceptionOptions(192, 64, 96, 128, 16, 32, 32));
+  const auto real_paper =
+      dlcore::summary(inception_paper, {batch, 192, 28, 28});
+  const auto real_tv = dlcore::summary(inception_tv, {batch, 192, 28, 28});
+  dlcore::CsvTable inc_csv(
+      {"module", "output_shape", "params", "macs", "flops", "activations"});
+  struct IncRow {
+    std::string name;
+    std::vector<int64_t> shape;
+    int64_t params, macs, flops, acts;
+  };
+  const std::vector<IncRow> inc_rows = {
+      {"naive (paper, bias)",
+       naive.output_shape,
+       naive.params,
+       naive.macs,
+       naive.flops,
+       naive.activations},
+      {"1x1 reductions (paper, bias)",
+       reduced.output_shape,
+       reduced.params,
+       reduced.macs,
+       reduced.flops,
+       reduced.activations},
+      {"dlcore::Inception, 5x5 (BN, no bias; real module)",
+       std::vector<int64_t>(
+           real_paper.output_shape.begin() + 1, real_paper.output_shape.end()),
+       real_paper.total_params,
+       real_paper.total_macs,
+       -1,
+       -1},
+      {"torchvision Inception, 3x3 quirk (real module)",
+       std::vector<int64_t>(
+           real_tv.output_shape.begin() + 1, real_tv.output_shape.end()),
+       real_tv.total_params,
+       real_tv.total_macs,
+       -1,
+       -1}};
+  md << "### 4. Inception (3a) at 28x28x192: naive vs 1x1 reductions\n\n"
+     << "| module | output | params | MACs |\n|---|---|---:|---:|\n";
+  for (const auto& r : inc_rows) {
+    inc_csv.add_row(
+        {r.name, shape_str(r.shape), r.params, r.macs, r.flops, r.acts});
+    md << "| " << r.name << " | " << shape_str(r.shape) << " | "
+       << commas(r.params) << " | " << commas(r.macs) << " |\n";
+  }
+  inc_csv.write((out / "inception.csv").string());
+  const double mac_saving = static_cast<double>(naive.macs) / reduced.macs;
+  const double param_saving =
+      static_cast<double>(naive.params) / reduced.params;
+  md << "\nSaving factor of the reductions: "
+     << fmt::format("{:.2f}", mac_saving) << "x fewer MACs, "
+     << fmt::format("{:.2f}", param_saving)
+     << "x fewer parameters; the naive module's output also grows to "
+     << naive.output_shape[0]
+     << " channels (the pooled input passes through), which is what the "
+        "projection prevents from compounding over stacked modules.\n\n";
+
+  // ---- 5. Faster R-CNN ----------------------------------------------------
+  dlcore::RPNHead rpn3(256, 3), rpn9(256, anchors_per_location);
+  auto count = [](const torch::nn::Module& m) {
+    int64_t n = 0;
+    for (const auto& p : m.parameters()) {
+      n += p.numel();
+    }
+    return n;
+  };
+  const auto c4 = dlcore::analyze_layers(
+      dlcore::resnet_layers(50, 1000, 3, false), {3, 600, 800});
+  const auto vgg_c5 = [&] {
+    auto layers = dlcore::vgg_layers(16);
+    layers.erase(layers.end() - 10, layers.end()); // up to conv5_3 + ReLU
+    return dlcore::analyze_layers(layers, {3, 600, 800});
+  }();
+  std::vector<std::pair<int64_t, int64_t>> fpn_sizes;
+  for (int64_t stages = 1; stages <= 4; ++stages) {
+    const auto s = dlcore::analyze_layers(
+        dlcore::resnet_layers(50, 1000, stages, false), {3, 800, 800});
+    fpn_sizes.emplace_back(s.output_shape[1], s.output_shape[2]);
+  }
+  fpn_sizes.emplace_back(
+      dlcore::conv_output_size(fpn_sizes.back().first, 1, 2, 0, 1),
+      dlcore::conv_output_size(fpn_sizes.back().second, 1, 2, 0, 1));
+  std::string fpn_levels;
+  for (const auto& s : fpn_sizes) {
+    fpn_levels += (fpn_levels.empty() ? "" : ", ") + std::to_string(s.first) +
+                  "x" + std::to_string(s.second);
+  }
+  const auto body = dlcore::analyze_layers(
+      dlcore::resnet_layers(50, 1000, 4, false), {3, 64, 64});
+  int64_t body_bn = 0;
+  for (const auto& r : body.layers) {
+    if (r.type == "BatchNorm") {
+      body_bn += r.params;
+    }
+  }
+  const int64_t fpn = dlcore::fpn_params({256, 512, 1024, 2048}, 256);
+  const auto roi =
+      dlcore::analyze_layers(dlcore::roi_box_head_layers(), {256, 7, 7});
+  const int64_t predictor = roi.layers[roi.layers.size() - 2].params +
+                            roi.layers[roi.layers.size() - 3].params;
+  const int64_t box_head = roi.params - predictor;
+  const int64_t rpn_params = count(*rpn3);
+  const int64_t frcnn_total = body.params + fpn + rpn_params + roi.params;
+  dlcore::CsvTable frcnn_csv({"item", "value"});
+  const std::vector<std::pair<std::string, int64_t>> frcnn_items = {
+      {"rpn_head_params_A3", rpn_params},
+      {"rpn_head_params_A" + std::to_string(anchors_per_location),
+       count(*rpn9)},
+      {"anchors_single_level",
+       dlcore::count_anchors({{rpn_h, rpn_w}}, {anchors_per_location})},
+      {"anchors_resnet50_c4_800x600",
+       dlcore::count_anchors(
+           {{c4.output_shape[1], c4.output_shape[2]}}, {anchors_per_location})},
+      {"anchors_vgg16_conv5_800x600",
+       dlcore::count_anchors(
+           {{vgg_c5.output_shape[1], vgg_c5.output_shape[2]}},
+           {anchors_per_location})},
+      {"anchors_fpn_800x800", dlcore::count_anchors(fpn_sizes, {3})},
+      {"backbone_body_resnet50", body.params},
+      {"backbone_body_frozen_bn_buffers", body_bn},
+      {"backbone_fpn", fpn},
+      {"rpn_head", rpn_params},
+      {"roi_box_head_two_mlp", box_head},
+      {"roi_box_predictor_91", predictor},
+      {"total", frcnn_total},
+      {"total_with_frozen_bn", frcnn_total - body_bn}};
+  for (const auto& [k, v] : frcnn_items) {
+    frcnn_csv.add_row({k, v});
+  }
+  frcnn_csv.write((out / "faster_rcnn.csv").string());
+  md << "### 5. Faster R-CNN\n\n"
+     << "- RPN head (3x3 conv 256->256, objectness 1x1 -> A, box deltas 1x1 "
+        "-> 4A): "
+     << commas(rpn_params) << " parameters with A = 3 (torchvision, one size "
+     << "x 3 ratios per FPN level), " << commas(count(*rpn9))
+     << " with A = " << anchors_per_location
+     << " (the paper: 3 scales x 3 ratios). "
+     << "Real modules.\n"
+     << "- Anchors on one " << rpn_h << "x" << rpn_w << " map x "
+     << anchors_per_location << " = "
+     << commas(dlcore::count_anchors({{rpn_h, rpn_w}}, {anchors_per_location}))
+     << ". An 800x600 image gives " << c4.output_shape[2] << "x"
+     << c4.output_shape[1] << " at stride " << num(c4.jump[0])
+     << " through ResNet-50's C4 (rounding up) and " << vgg_c5.output_shape[2]
+     << "x" << vgg_c5.output_shape[1]
+     << " through VGG-16's conv5_3 (pools round down): "
+     << commas(frcnn_items[3].second) << " and "
+     << commas(frcnn_items[4].second) << " anchors.\n"
+     << "- FPN on 800x800: levels " << fpn_levels
+     << " with 3 anchors each = " << commas(frcnn_items[5].second)
+     << " anchors.\n\n"
+     << "| part (ResNet-50-FPN, 91 classes) | params |\n|---|---:|\n"
+     << "| backbone body (ResNet-50 without avgpool/fc) | "
+     << commas(body.params) << " |\n"
+     << "| FPN (1x1 laterals + 3x3 outputs) | " << commas(fpn) << " |\n"
+     << "| RPN head | " << commas(rpn_params) << " |\n"
+     << "| ROI box head (TwoMLPHead 12544->1024->1024) | " << commas(box_head)
+     << " |\n"
+     << "| ROI box predictor (1024->91, 1024->364) | " << commas(predictor)
+     << " |\n"
+     << "| **total** | **" << commas(frcnn_total) << "** |\n\n"
+     << "With torchvision's pretrained backbone the batch norms are "
+        "FrozenBatchNorm2d, whose "
+     << commas(body_bn)
+     << " scales and shifts are buffers: " << commas(frcnn_total - body_bn)
+     << " parameters (torchvision's published 41,755,286).\n\n";
+
+  // ---- Analytical vs real modules ---------------------------------------
+  std::vector<ModelCheck> checks;
+  auto check = [&](const std::string& name,
+                   const std::shared_ptr<torch::nn::Module>& m,
+                   const std::vector<L>& layers,
+                   int64_t tv_params) {
+    const auto a = dlcore::analyze_layers(layers, in);
+    const auto s = dlcore::summary(m, {1, 3, image, image});
+    checks.push_back(
+        {name, a.params, a.macs, s.total_params, s.total_macs, tv_params});
+    std::cout << name << ": params " << commas(s.total_params) << ", MACs "
+              << fmt::format("{:.3f}", s.total_macs / 1e9) << " G\n";
+  };
+  {
+    dlcore::AlexNet net;
+    check("AlexNet", net.ptr(), dlcore::alexnet_layers(), 61100840);
+    dlcore::write_file_atomic(
+        (out / "alexnet_summary.txt").string(),
+        dlcore::summary(net, {1, 3, image, image}).to_string());
+  }
+  if (flags.scale != ex::Scale::kQuick) {
+    {
+      dlcore::VGG net(19);
+      check("VGG-19", net.ptr(), dlcore::vgg_layers(19), 143667240);
+    }
+    check(
+        "ResNet-18",
+        dlcore::ResNet(18).ptr(),
+        dlcore::resnet_layers(18),
+        11689512);
+    check(
+        "ResNet-50",
+        dlcore::ResNet(50).ptr(),
+        dlcore::resnet_layers(50),
+        25557032);
+    check(
+        "GoogLeNet",
+        dlcore::GoogLeNet().ptr(),
+        dlcore::googlenet_layers(),
+        6624904);
+  }
+  if (flags.scale == ex::Scale::kFull) {
+    for (const auto& [depth, bn, tv] :
+         {std::make_tuple(11, false, int64_t{132863336}),
+          std::make_tuple(16, false, int64_t{138357544}),
+          std::make_tuple(19, true, int64_t{143678248})}) {
+      dlcore::VGG net(depth, bn);
+      check(
+          fmt::format("VGG-{}{}", depth, bn ? "-BN" : ""),
+          net.ptr(),
+          dlcore::vgg_layers(depth, bn),
+          tv);
+    }
+  }
+  dlcore::CsvTable models_csv(
+      {"model",
+       "analytical_params",
+       "analytical_macs",
+       "real_params",
+       "real_macs",
+       "torchvision_params",
+       "match"});
+  md << "### Analytical vs real modules (" << image << "x" << image << ")\n\n"
+     << "| model | params (analytical) | params (real module) | torchvision | "
+        "G MACs (analytical) | G MACs (real forward) |\n"
+     << "|---|---:|---:|---:|---:|---:|\n";
+  bool all_match = true;
+  for (const auto& c : checks) {
+    const bool match = c.analytical_params == c.real_params &&
+                       c.real_params == c.torchvision_params &&
+                       c.analytical_macs == c.real_macs;
+    all_match = all_match && match;
+    models_csv.add_row(
+        {c.model,
+         c.analytical_params,
+         c.analytical_macs,
+         c.real_params,
+         c.real_macs,
+         c.torchvision_params,
+         match});
+    md << "| " << c.model << " | " << commas(c.analytical_params) << " | "
+       << commas(c.real_params) << " | " << commas(c.torchvision_params)
+       << " | " << fmt::format("{:.3f}", c.analytical_macs / 1e9) << " | "
+       << fmt::format("{:.3f}", c.real_macs / 1e9) << " |\n";
+  }
+  models_csv.write((out / "models.csv").string());
+  md << "\nAll numbers agree: " << (all_match ? "yes" : "**NO**")
+     << ". Files: `alexnet_layers.csv`, `vgg19_layers.csv`, "
+        "`receptive_fields.csv`, `inception.csv`, `faster_rcnn.csv`, "
+        "`models.csv`, `alexnet_summary.txt`.\n";
+
+  dlcore::Json j = flags.to_json();
+  j["image_size"] = image;
+  j["batch_size"] = batch;
+  j["alexnet_params"] = alex.params;
+  j["alexnet_macs"] = alex.macs;
+  j["vgg19_params"] = vgg.params;
+  j["vgg19_macs"] = vgg.macs;
+  j["vgg19_forward_bytes"] = vgg.forward_bytes;
+  j["vgg19_backward_bytes"] = vgg.backward_bytes;
+  j["inception_naive_macs"] = naive.macs;
+  j["inception_reduced_macs"] = reduced.macs;
+  j["inception_mac_saving"] = mac_saving;
+  j["rpn_head_params"] = rpn_params;
+  j["faster_rcnn_total_params"] = frcnn_total;
+  j["all_match"] = all_match;
+  j["seconds"] = total.seconds();
+  dlcore::write_json((out / "summary.json").string(), j);
+  ex::write_summary_md(out, md.str());
+  std::cout << md.str() << "\nwrote " << out.string() << " in "
+            << fmt::format("{:.1f}", total.seconds()) << " s\n";
+  return all_match ? 0 : 1;
+} catch (const std::exception& e) {
+  std::cerr << "problem2: " << e.what() << "\n";
+  return 1;
+}
