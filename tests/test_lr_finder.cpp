@@ -1,5 +1,7 @@
 #include <dlcore/optim/lr_finder.h>
 
+#include "golden/lr_finder.h"
+
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -872,4 +874,79 @@ TEST_CASE("invalid grid searches are clear errors", "[lr_finder]") {
       error_of([&] { dlcore::suggest_grid_bounds(empty); }),
       Contains("suggest_grid_bounds: expected at least one learning rate with "
                "a finite final loss"));
+}
+
+TEST_CASE(
+    "the range test matches the same test run with real PyTorch",
+    "[lr_finder]") {
+  // scripts/golden/lr_finder.py: the same data, initial weights, SGD momentum
+  // 0.9, schedule, smoothing and divergence rule, run with Python PyTorch.
+  namespace g = golden::lr_finder;
+  const int64_t n = g::kNumBatches * g::kBatch;
+  auto x = torch::tensor(std::vector<float>(g::kX.begin(), g::kX.end()))
+               .reshape({n, 4});
+  auto y = torch::tensor(g::kY);
+  std::vector<TestBatch> batches;
+  for (int64_t k = 0; k < g::kNumBatches; ++k) {
+    batches.push_back(
+        {x.slice(0, k * g::kBatch, (k + 1) * g::kBatch),
+         y.slice(0, k * g::kBatch, (k + 1) * g::kBatch)});
+  }
+  auto run = [&](double start,
+                 double end,
+                 int64_t num_iter,
+                 dlcore::LRSmoothing smoothing) {
+    torch::nn::Linear model(4, 3);
+    {
+      torch::NoGradGuard no_grad;
+      model->weight.copy_(
+          torch::tensor(
+              std::vector<float>(g::kWeight.begin(), g::kWeight.end()))
+              .reshape({3, 4}));
+      model->bias.copy_(
+          torch::tensor(std::vector<float>(g::kBias.begin(), g::kBias.end())));
+    }
+    torch::optim::SGD sgd(
+        model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    dlcore::LRFinder finder(
+        model,
+        sgd,
+        dlcore::LRFinderOptions()
+            .start_lr(start)
+            .end_lr(end)
+            .num_iter(num_iter)
+            .smoothing(smoothing));
+    return finder.range_test(batches);
+  };
+  auto compare = [](const dlcore::LRFinderResult& r,
+                    const std::vector<double>& lrs,
+                    const std::vector<double>& losses,
+                    const std::vector<double>& smoothed,
+                    const std::string& stop) {
+    REQUIRE(r.iterations() == static_cast<int64_t>(lrs.size()));
+    CHECK(std::string(dlcore::to_string(r.stop_reason)) == stop);
+    for (std::size_t i = 0; i < lrs.size(); ++i) {
+      CHECK(r.lrs[i] == lrs[i]); // same pow(), same order of operations
+      CHECK_THAT(r.losses[i], WithinRel(losses[i], 1e-6));
+      CHECK_THAT(r.smoothed_losses[i], WithinRel(smoothed[i], 1e-6));
+    }
+  };
+  compare(
+      run(1e-4, 1.0, 30, dlcore::LRSmoothing::kEma),
+      g::kEmaLrs,
+      g::kEmaLosses,
+      g::kEmaSmoothed,
+      g::kEmaStop);
+  compare(
+      run(1e-4, 1.0, 30, dlcore::LRSmoothing::kSmoothF),
+      g::kSmoothFLrs,
+      g::kSmoothFLosses,
+      g::kSmoothFSmoothed,
+      g::kSmoothFStop);
+  compare(
+      run(1e-2, 1e4, 60, dlcore::LRSmoothing::kSmoothF),
+      g::kDivergeLrs,
+      g::kDivergeLosses,
+      g::kDivergeSmoothed,
+      g::kDivergeStop);
 }
