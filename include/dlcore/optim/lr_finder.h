@@ -213,9 +213,11 @@ struct LRFinderResult {
 /// The model's parameters (values and gradients), buffers and training
 /// flags, and the optimizer's options (lr, momentum, ...) and state
 /// (momentum buffers, Adam moments and steps) are restored exactly
-/// afterwards, also when the test throws. `model` (a module holder such as
-/// `LeNet5`, or a `std::shared_ptr` to a module with `forward(Tensor)`) is
-/// held by handle; `optimizer` must outlive the finder.
+/// afterwards, also when the test throws (the state of LibTorch's SGD, Adam,
+/// AdamW, RMSprop and Adagrad is cloned directly; any other optimizer must
+/// implement `save`/`load`, through which its state is copied). `model` (a
+/// module holder such as `LeNet5`, or a `std::shared_ptr` to a module with
+/// `forward(Tensor)`) is held by handle; `optimizer` must outlive the finder.
 ///
 /// Example:
 ///   dlcore::LeNet5 model;
