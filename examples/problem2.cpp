@@ -165,10 +165,11 @@ int main(int argc, char** argv) try {
   md << "### 2. VGG-19: memory and parameters per layer\n\n"
      << "Memory = elements of the layer's output (ReLU is in place and "
         "shares it, as in the course table).\n\n"
-     << "| layer | type | output | activations | params |\n"
-     << "|---|---|---|---:|---:|\n"
+     << "| layer | type | output | activations | memory (KiB) | params |\n"
+     << "|---|---|---|---:|---:|---:|\n"
      << "| input | | " << shape_str(in) << " | "
-     << commas(vgg.input_activations) << " | 0 |\n";
+     << commas(vgg.input_activations) << " | "
+     << fmt::format("{:.0f}", vgg.input_activations * 4 / 1024.0) << " | 0 |\n";
   for (const auto& r : vgg.layers) {
     vgg_csv.add_row(
         {r.name,
@@ -180,6 +181,7 @@ int main(int argc, char** argv) try {
     if (table_layer(r) && r.type != "AdaptiveAvgPool2d") {
       md << "| " << r.name << " | " << r.type << " | "
          << shape_str(r.output_shape) << " | " << commas(r.activations) << " | "
+         << fmt::format("{:.0f}", r.activation_bytes / 1024.0) << " | "
          << commas(r.params) << " |\n";
     }
   }
@@ -189,6 +191,7 @@ int main(int argc, char** argv) try {
     avgpool_acts += r.name == "avgpool" ? r.activations : 0;
   }
   md << "| **total** | | | **" << commas(vgg.activations) << "** | **"
+     << fmt::format("{:.0f}", vgg.forward_bytes / 1024.0) << "** | **"
      << commas(vgg.params) << "** |\n\n"
      << "- Activations per forward pass: " << commas(vgg.activations)
      << " values = " << fmt::format("{:.1f}", mib(vgg.forward_bytes))
@@ -215,7 +218,10 @@ int main(int argc, char** argv) try {
   md << "### 3. Receptive field, jump and start\n\n"
      << "r_out = r_in + (k_eff - 1) j_in, j_out = j_in s, start_out = "
         "start_in + ((k_eff - 1)/2 - p) j_in, from r = 1, j = 1, start = 0.5 "
-        "(pixel centres); flatten acts as a kernel over the whole map.\n\n";
+        "(pixel centres); flatten acts as a kernel over the whole map. ReLU "
+        "and "
+        "dropout rows (unchanged) are left out here; receptive_fields.csv has "
+        "every layer.\n\n";
   for (const auto& [name, stats] :
        {std::make_pair(std::string("AlexNet"), &alex),
         std::make_pair(std::string("VGG-19"), &vgg)}) {
@@ -428,7 +434,7 @@ int main(int argc, char** argv) try {
         "FrozenBatchNorm2d, whose "
      << commas(body_bn)
      << " scales and shifts are buffers: " << commas(frcnn_total - body_bn)
-     << " parameters (torchvision's published 41,755,286).\n\n";
+     << " parameters, torchvision's published count.\n\n";
 
   // ---- Analytical vs real modules ---------------------------------------
   std::vector<ModelCheck> checks;
