@@ -1,5 +1,6 @@
 #pragma once
 
+#include <dlcore/detail/alias_huge_pages.h>
 #include <dlcore/detail/alias_random.h>
 #include <dlcore/detail/alias_table.h>
 
@@ -807,8 +808,8 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   HashtagResamplerOptions options_;
   HashtagResamplerReport report_;
   std::vector<int64_t> tag_offsets_;
-  std::vector<uint32_t> ids32_;
-  std::vector<uint64_t> ids64_;
+  std::vector<uint32_t, detail::HugePageAllocator<uint32_t>> ids32_;
+  std::vector<uint64_t, detail::HugePageAllocator<uint64_t>> ids64_;
   std::vector<double> tag_p_;
   detail::AliasTable table_;
   int64_t epoch_length_ = 0;
