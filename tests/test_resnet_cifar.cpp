@@ -164,6 +164,9 @@ TEST_CASE(
   dlcore::replace_linear_head(*net, "fc", 5, /*seed=*/0);
   CHECK(net(torch::randn({2, 1, 28, 28})).sizes() == torch::IntArrayRef{2, 5});
   CHECK(dlcore::convert_frozen_batchnorm(*net) == 19);
+  // Layer groups still cover the stem without bn1's parameters.
+  CHECK(net->layer_groups().size() == 5);
+  CHECK(net->layer_groups()[0].size() == 1);
   dlcore::freeze(*net);
   dlcore::unfreeze(*net, "fc");
   CHECK(dlcore::parameter_counts(*net).trainable == 64 * 5 + 5);

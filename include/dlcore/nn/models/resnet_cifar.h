@@ -308,16 +308,15 @@ class ResNetCifarImpl : public torch::nn::Cloneable<ResNetCifarImpl> {
   /// Ordered layer groups for `freeze_to` and discriminative LRs: the stem
   /// (conv1, bn1), each stage, the head (fc).
   LayerGroups layer_groups() const {
-    std::vector<ParamSelector> selectors{"conv1", "bn1"};
+    // The stem as one selector, so that it keeps conv1 when bn1 has no
+    // parameters (FrozenBatchNorm2d).
+    std::vector<ParamSelector> selectors{
+        ParamSelector::regex("^(conv1|bn1)\\.")};
     for (std::size_t s = 0; s < stages_.size(); ++s) {
       selectors.emplace_back("layer" + std::to_string(s + 1));
     }
     selectors.emplace_back("fc");
-    auto groups = dlcore::layer_groups(*this, selectors);
-    // Stem as one group.
-    groups[0].insert(groups[0].end(), groups[1].begin(), groups[1].end());
-    groups.erase(groups.begin() + 1);
-    return groups;
+    return dlcore::layer_groups(*this, selectors);
   }
 
   ResNetCifarOptions options;
