@@ -522,3 +522,27 @@ TEST_CASE(
   auto pred = model(pool).argmax(1);
   CHECK(pred.eq(truth).to(torch::kDouble).mean().item<double>() > 0.95);
 }
+
+TEST_CASE(
+    "TopKTopPSelector stays exact when row scales jump (guessed thresholds "
+    "fail)",
+    "[pseudo_label]") {
+  // Rows alternate between large and tiny (and negative) scores in runs, so
+  // the threshold guessed from recent rows is sometimes far too high.
+  const int64_t n = 2000, c = 70, k = 25, p = 6;
+  auto gen = at::detail::createCPUGenerator(77);
+  auto x = torch::randint(9, {n, c}, gen, torch::kFloat);
+  auto scale = torch::ones({n, 1});
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t run = (i / 37) % 3;
+    scale[i][0] = run == 0 ? 1.0 : (run == 1 ? 1e-3 : -5.0);
+  }
+  x = x * scale;
+  for (int64_t threads : {1, 2}) {
+    TopKTopPSelector s(TopKTopPSelectorOptions(c, k, p).num_threads(threads));
+    for (int64_t i = 0; i < n; i += 500) {
+      s.ingest(x.slice(0, i, i + 500), i);
+    }
+    CHECK(triples(s.result()) == reference(x, iota(n), k, p));
+  }
+}

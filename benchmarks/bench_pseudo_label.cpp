@@ -1,0 +1,320 @@
+// Throughput of dlcore::TopKTopPSelector (top-K/top-P pseudo-label
+// selection, Yalniz et al. 2019) against two named baselines, in one run:
+//   read pass: torch::sum over the same chunk (a lower bound on the cost of
+//              touching every score once), single thread;
+//   naive:     per chunk torch::topk(P) over classes, keep every candidate,
+//              then per class torch::topk(K) at the end (what one writes with
+//              LibTorch alone), single thread.
+// Prints rows/s, the ratios, peak RSS (getrusage) after the first pass over
+// a fraction of the rows and after all of them (no growth with N), and an
+// extrapolation to 1 billion rows.
+//
+// With RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set (scripts/launch_local.sh)
+// every rank streams rows/WORLD_SIZE and the candidates are merged across
+// ranks with dlcore::merge_across_ranks; rank 0 prints the timing.
+//
+// Usage: bench_pseudo_label [--rows 10000000] [--chunk 25000] [--classes 1000]
+//        [--k 16000] [--p 10] [--distinct 4] [--naive-rows 1000000]
+#include <dlcore/data/pseudo_label.h>
+#include <dlcore/distributed/selection.h>
+
+#include <CLI/CLI.hpp>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double cpu_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) +
+         1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+struct Timing {
+  double wall = 0;
+  double cpu = 0;
+};
+
+struct Clock {
+  double w0 = now();
+  double c0 = cpu_now();
+  Timing elapsed() const {
+    return {now() - w0, cpu_now() - c0};
+  }
+};
+
+struct Config {
+  int64_t rows = 10'000'000;
+  int64_t chunk = 25'000;
+  int64_t classes = 1000;
+  int64_t k = 16000;
+  int64_t p = 10;
+  int64_t distinct = 4;
+  int64_t naive_rows = 1'000'000;
+  uint64_t seed = 0;
+  std::string threads = "1,2";
+};
+
+// Streams `rows` rows (the distinct chunks in turn, indices shifted).
+Timing run_selector(
+    const std::vector<torch::Tensor>& chunks,
+    int64_t first,
+    int64_t rows,
+    dlcore::TopKTopPSelector& sel,
+    double* rss_half) {
+  Clock clock;
+  int64_t done = 0;
+  int64_t i = 0;
+  while (done < rows) {
+    const auto& x = chunks[i % chunks.size()];
+    const int64_t b = std::min<int64_t>(x.size(0), rows - done);
+    sel.ingest(b == x.size(0) ? x : x.slice(0, 0, b), first + done);
+    done += b;
+    ++i;
+    if (rss_half != nullptr && done - b < rows / 2 && done >= rows / 2) {
+      *rss_half = peak_rss_mb();
+    }
+  }
+  return clock.elapsed();
+}
+
+Timing run_read_pass(const std::vector<torch::Tensor>& chunks, int64_t rows) {
+  Clock clock;
+  int64_t done = 0;
+  int64_t i = 0;
+  double sink = 0;
+  while (done < rows) {
+    const auto& x = chunks[i % chunks.size()];
+    sink += x.sum().item<double>();
+    done += x.size(0);
+    ++i;
+  }
+  const Timing dt = clock.elapsed();
+  if (sink == 42.0) {
+    std::cout << "";
+  }
+  return dt;
+}
+
+// Naive LibTorch: per chunk topk over classes, keep all candidates, per-class
+// topk at the end (candidates grouped by a stable sort on the class).
+Timing run_naive(const Config& cfg, const std::vector<torch::Tensor>& chunks) {
+  Clock clock;
+  std::vector<torch::Tensor> vals, cls, idx;
+  int64_t done = 0;
+  int64_t i = 0;
+  while (done < cfg.naive_rows) {
+    const auto& x0 = chunks[i % chunks.size()];
+    const int64_t b = std::min<int64_t>(x0.size(0), cfg.naive_rows - done);
+    auto x = x0.slice(0, 0, b);
+    auto top = torch::topk(x, cfg.p, 1);
+    vals.push_back(std::get<0>(top).reshape({-1}));
+    cls.push_back(std::get<1>(top).reshape({-1}));
+    idx.push_back(
+        (torch::arange(b, torch::kLong) + done).repeat_interleave(cfg.p));
+    done += b;
+    ++i;
+  }
+  auto v = torch::cat(vals);
+  auto c = torch::cat(cls);
+  auto n = torch::cat(idx);
+  auto sorted = torch::sort(c, /*stable=*/true, 0, false);
+  auto order = std::get<1>(sorted);
+  v = v.index_select(0, order);
+  n = n.index_select(0, order);
+  auto counts = torch::bincount(std::get<0>(sorted), {}, cfg.classes);
+  int64_t start = 0;
+  int64_t kept = 0;
+  const auto* cp = counts.data_ptr<int64_t>();
+  for (int64_t j = 0; j < cfg.classes; ++j) {
+    auto vj = v.narrow(0, start, cp[j]);
+    auto top = torch::topk(vj, std::min<int64_t>(cfg.k, cp[j]));
+    auto chosen = n.narrow(0, start, cp[j]).index_select(0, std::get<1>(top));
+    kept += chosen.size(0);
+    start += cp[j];
+  }
+  const Timing dt = clock.elapsed();
+  if (kept < 0) {
+    std::cout << "";
+  }
+  return dt;
+}
+
+} // namespace
+
+int main(int argc, char** argv) try {
+  Config cfg;
+  CLI::App app{"TopKTopPSelector throughput against named baselines"};
+  app.add_option("--rows", cfg.rows, "rows streamed through the selector");
+  app.add_option("--chunk", cfg.chunk, "rows per chunk");
+  app.add_option("--classes", cfg.classes, "classes C");
+  app.add_option("--k", cfg.k, "images per class K");
+  app.add_option("--p", cfg.p, "classes per image P");
+  app.add_option("--distinct", cfg.distinct, "distinct random chunks");
+  app.add_option("--naive-rows", cfg.naive_rows, "rows for the naive baseline");
+  app.add_option("--threads", cfg.threads, "comma-separated thread counts");
+  app.add_option("--seed", cfg.seed, "seed of the random scores");
+  CLI11_PARSE(app, argc, argv);
+  at::set_num_threads(1);
+
+  const bool distributed = std::getenv("WORLD_SIZE") != nullptr;
+  std::vector<torch::Tensor> chunks;
+  for (int64_t i = 0; i < cfg.distinct; ++i) {
+    auto gen = at::detail::createCPUGenerator(cfg.seed + i);
+    chunks.push_back(torch::rand({cfg.chunk, cfg.classes}, gen));
+  }
+  const double rss_data = peak_rss_mb();
+
+  if (distributed) {
+    auto pg = dlcore::init_process_group_from_env();
+    const int64_t rank = pg->getRank();
+    const int64_t world = pg->getSize();
+    const int64_t first = cfg.rows * rank / world;
+    const int64_t last = cfg.rows * (rank + 1) / world;
+    dlcore::TopKTopPSelector sel({cfg.classes, cfg.k, cfg.p});
+    pg->barrier()->wait();
+    const double t0 = now();
+    run_selector(chunks, first, last - first, sel, nullptr);
+    const double t_ingest = now() - t0;
+    pg->barrier()->wait();
+    const double t1 = now();
+    dlcore::merge_across_ranks(sel, *pg, 0);
+    const double t_merge = now() - t1;
+    const double total = now() - t0;
+    if (rank == 0) {
+      std::printf(
+          "ranks %lld: rows %lld, ingest %.2f s (rank 0), merge to rank 0 "
+          "%.2f s, total %.2f s, %.0f rows/s overall, peak RSS rank 0 %.0f "
+          "MB\n",
+          static_cast<long long>(world),
+          static_cast<long long>(cfg.rows),
+          t_ingest,
+          t_merge,
+          total,
+          static_cast<double>(cfg.rows) / total,
+          peak_rss_mb());
+    }
+    return 0;
+  }
+
+  std::printf(
+      "C = %lld, K = %lld, P = %lld, %lld rows in chunks of %lld (%lld "
+      "distinct uniform random chunks), scores float32\n",
+      static_cast<long long>(cfg.classes),
+      static_cast<long long>(cfg.k),
+      static_cast<long long>(cfg.p),
+      static_cast<long long>(cfg.rows),
+      static_cast<long long>(cfg.chunk),
+      static_cast<long long>(cfg.distinct));
+  std::printf("peak RSS after generating the chunks: %.0f MB\n", rss_data);
+
+  const int64_t read_rows = std::min<int64_t>(cfg.rows, 2'000'000);
+  const Timing t_read = run_read_pass(chunks, read_rows);
+  const double r_read = static_cast<double>(read_rows) / t_read.cpu;
+  std::printf(
+      "baseline read pass (torch::sum per chunk, 1 thread): %.0f rows/s per "
+      "CPU second (%.0f rows/s wall)\n",
+      r_read,
+      static_cast<double>(read_rows) / t_read.wall);
+
+  double r_one = 0;
+  double w_one = 0;
+  std::vector<int64_t> thread_counts;
+  for (size_t s = 0; s < cfg.threads.size();) {
+    size_t e = cfg.threads.find(',', s);
+    if (e == std::string::npos) {
+      e = cfg.threads.size();
+    }
+    thread_counts.push_back(std::stoll(cfg.threads.substr(s, e - s)));
+    s = e + 1;
+  }
+  for (int64_t t : thread_counts) {
+    dlcore::TopKTopPSelector sel(
+        dlcore::TopKTopPSelectorOptions(cfg.classes, cfg.k, cfg.p)
+            .num_threads(t));
+    double rss_half = 0;
+    const Timing dt = run_selector(chunks, 0, cfg.rows, sel, &rss_half);
+    const double rss_end = peak_rss_mb();
+    const double rate = static_cast<double>(cfg.rows) / dt.cpu;
+    const double wall = static_cast<double>(cfg.rows) / dt.wall;
+    if (t == 1) {
+      r_one = rate;
+      w_one = wall;
+    }
+    Clock rc;
+    auto res = sel.result();
+    const Timing t_res = rc.elapsed();
+    std::printf(
+        "TopKTopPSelector, %lld thread(s): %.0f rows/s per CPU second "
+        "(%.2fx the read pass), %.0f rows/s wall (%.2fx the 1-thread wall "
+        "rate); CPU %.2f s, wall %.2f s; result() CPU %.2f s; state %.0f MB; "
+        "peak RSS after %lld rows %.0f MB, after %lld rows %.0f MB; shortfall "
+        "%lld\n",
+        static_cast<long long>(t),
+        rate,
+        rate / r_read,
+        wall,
+        w_one > 0 ? wall / w_one : 1.0,
+        dt.cpu,
+        dt.wall,
+        t_res.cpu,
+        static_cast<double>(sel.state_bytes()) / 1e6,
+        static_cast<long long>(cfg.rows / 2),
+        rss_half,
+        static_cast<long long>(cfg.rows),
+        rss_end,
+        static_cast<long long>(res.shortfalls.sum().item<int64_t>()));
+  }
+
+  if (cfg.naive_rows > 0) {
+    const Timing t_naive = run_naive(cfg, chunks);
+    const double r_naive = static_cast<double>(cfg.naive_rows) / t_naive.cpu;
+    std::printf(
+        "baseline naive LibTorch (topk per chunk, keep all, per-class topk; "
+        "%lld rows, 1 thread): %.0f rows/s per CPU second; "
+        "TopKTopPSelector (1 thread) is %.1fx faster; peak RSS now %.0f MB\n",
+        static_cast<long long>(cfg.naive_rows),
+        r_naive,
+        r_one / r_naive,
+        peak_rss_mb());
+  }
+  if (r_one > 0) {
+    const double state_gb =
+        static_cast<double>(cfg.classes) *
+        static_cast<double>(cfg.k + std::max<int64_t>(cfg.k / 2, 16)) * 16.0 /
+        1e9;
+    std::printf(
+        "extrapolation to 1e9 rows x %lld classes, K = %lld, P = %lld: %.1f "
+        "h of CPU on 1 thread, per-thread state %.2f GB (+ one chunk)\n",
+        static_cast<long long>(cfg.classes),
+        static_cast<long long>(cfg.k),
+        static_cast<long long>(cfg.p),
+        1e9 / r_one / 3600.0,
+        state_gb);
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::cerr << "bench_pseudo_label: " << e.what() << "\n";
+  return 1;
+}
