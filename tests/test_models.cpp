@@ -198,6 +198,23 @@ TEST_CASE(
   CHECK(g::vgg19.macs / 1e9 == Approx(19.63).margin(0.005));
 }
 
+TEST_CASE(
+    "VGG-16's memory table is the CS231n one plus the adaptive pool",
+    "[models]") {
+  const auto s = dlcore::analyze_layers(dlcore::vgg_layers(16), {3, 224, 224});
+  // CS231n rows: input 150,528, conv/pool outputs, FC 4096, 4096, 1000.
+  CHECK(s.activations == 15237608 + 25088);
+  CHECK(s.params == 138357544);
+  CHECK(s.forward_bytes == 4 * s.activations);
+  CHECK(s.backward_bytes == 2 * s.forward_bytes);
+  const auto b = dlcore::analyze_layers(
+      dlcore::vgg_layers(16),
+      {3, 224, 224},
+      dlcore::LayerMathOptions().batch_size(32));
+  CHECK(b.activations == 32 * s.activations);
+  CHECK(b.params == s.params);
+}
+
 TEST_CASE("ResNet-18 and ResNet-50 equal torchvision's", "[models]") {
   for (const auto& c :
        {std::make_pair(int64_t{18}, &g::resnet18),
