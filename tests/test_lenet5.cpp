@@ -52,7 +52,70 @@ TEST_CASE("LeNet5 computes the homework's layer sequence", "[lenet5]") {
   h = torch::relu(F::linear(h, net->fc1->weight, net->fc1->bias));
   h = torch::relu(F::linear(h, net->fc2->weight, net->fc2->bias));
   h = F::linear(h, net->fc3->weight, net->fc3->bias);
-  CHECK(torch::allclose(net->forward(x), h));
+  CHECK(torch::equal(net->forward(x), h));
+}
+
+TEST_CASE(
+    "LeNet5's fast 2x2 max pooling equals max_pool2d in values, indices and "
+    "gradients",
+    "[lenet5]") {
+  namespace F = torch::nn::functional;
+  torch::manual_seed(4);
+  for (auto shape :
+       {std::vector<int64_t>{3, 6, 28, 28},
+        std::vector<int64_t>{2, 16, 10, 10},
+        std::vector<int64_t>{1, 1, 2, 2}}) {
+    torch::Tensor x = torch::randn(shape);
+    // Ties: a window of equal values and a zero-clamped region.
+    x.view({-1}).slice(0, 0, 4).fill_(0.5);
+    x = torch::relu(x);
+    auto ref = F::max_pool2d_with_indices(x, F::MaxPool2dFuncOptions(2));
+    auto fast = dlcore::detail::max_pool2x2_with_indices(x, true);
+    CHECK(torch::equal(fast.first, std::get<0>(ref)));
+    CHECK(torch::equal(fast.second, std::get<1>(ref)));
+    CHECK(torch::equal(
+        dlcore::detail::max_pool2x2_with_indices(x, false).first,
+        std::get<0>(ref)));
+
+    torch::Tensor a = x.clone().requires_grad_(true);
+    torch::Tensor b = x.clone().requires_grad_(true);
+    torch::Tensor g = torch::randn(std::get<0>(ref).sizes());
+    (dlcore::detail::max_pool2x2(a) * g).sum().backward();
+    (F::max_pool2d(b, F::MaxPool2dFuncOptions(2)) * g).sum().backward();
+    CHECK(torch::equal(a.grad(), b.grad()));
+  }
+  // Odd sizes and other dtypes fall back to max_pool2d.
+  torch::Tensor odd = torch::randn({1, 2, 5, 7});
+  CHECK(torch::equal(
+      dlcore::detail::max_pool2x2(odd),
+      F::max_pool2d(odd, F::MaxPool2dFuncOptions(2))));
+}
+
+TEST_CASE(
+    "LeNet5's gradients equal those of the plain max_pool2d formulation",
+    "[lenet5]") {
+  namespace F = torch::nn::functional;
+  torch::manual_seed(6);
+  dlcore::LeNet5 net;
+  torch::Tensor x = torch::randn({8, 1, 28, 28});
+  torch::Tensor y = torch::randint(10, {8}, torch::kLong);
+  F::cross_entropy(net->forward(x), y).backward();
+  std::vector<torch::Tensor> fast;
+  for (const auto& p : net->parameters()) {
+    fast.push_back(p.grad().clone());
+    p.mutable_grad() = torch::Tensor();
+  }
+  torch::Tensor h = F::max_pool2d(
+      torch::relu(net->conv1->forward(x)), F::MaxPool2dFuncOptions(2));
+  h = F::max_pool2d(
+      torch::relu(net->conv2->forward(h)), F::MaxPool2dFuncOptions(2));
+  h = net->fc3->forward(torch::relu(
+      net->fc2->forward(torch::relu(net->fc1->forward(h.view({-1, 400}))))));
+  F::cross_entropy(h, y).backward();
+  auto params = net->parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    CHECK(torch::equal(params[i].grad(), fast[i]));
+  }
 }
 
 TEST_CASE(

