@@ -169,8 +169,13 @@ TEST_CASE(
     CHECK(r.seconds >= 0.0);
     CHECK_FALSE(r.diverged);
   }
-  // At bs 8 both rules use the same LR, so the runs are identical.
+  // At bs 8 both rules use the same LR: the second record reuses the first
+  // (training again would repeat it exactly).
   CHECK(s.runs[0].train_loss == s.runs[1].train_loss);
+  CHECK_FALSE(s.runs[0].reused);
+  CHECK(s.runs[1].reused);
+  CHECK(s.runs[1].rule == dlcore::BatchLRRule::kLinear);
+  CHECK_FALSE(s.runs[3].reused);
   CHECK(s.runs[2].lr == 0.02);
   CHECK(s.runs[3].lr == 0.08);
 }
@@ -188,6 +193,20 @@ TEST_CASE(
   REQUIRE(s.runs.size() == 2);
   CHECK(s.runs[0].train_loss == s.runs[1].train_loss);
   CHECK(s.runs[0].val_accuracy == s.runs[1].val_accuracy);
+  // Two different rules at the base size reuse; and two runs that were both
+  // trained (fixed, one size listed twice) agree bitwise, which is what makes
+  // the reuse exact.
+  auto twice = dlcore::batch_size_study(
+      make_model_from(11),
+      make_sgd,
+      train,
+      val,
+      dlcore::BatchSizeStudyOptions(o)
+          .batch_sizes({16})
+          .base_batch_size(16)
+          .rules({dlcore::BatchLRRule::kFixed, dlcore::BatchLRRule::kLinear}));
+  CHECK(twice.runs[1].reused);
+  CHECK(twice.runs[1].train_loss == s.runs[0].train_loss);
 
   auto again =
       dlcore::batch_size_study(make_model_from(11), make_sgd, train, val, o);

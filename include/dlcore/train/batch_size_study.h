@@ -53,6 +53,10 @@ struct BatchSizeRun {
   double seconds = 0.0;
   /// True when a training loss was NaN or infinite (the run stopped there).
   bool diverged = false;
+  /// True when this record was copied from an earlier run at the same batch
+  /// size with the same LR (which it would repeat exactly) instead of being
+  /// trained again; `seconds` are then that run's.
+  bool reused = false;
 };
 
 /// Every run of a study, in the order batch size (outer) x rule (inner).
@@ -193,12 +197,34 @@ BatchSizeStudyResult batch_size_study(
 
   BatchSizeStudyResult result;
   for (int64_t bs : options.batch_sizes()) {
+    const std::size_t first_of_bs = result.runs.size();
     for (BatchLRRule rule : options.rules()) {
+      const double lr = options.lr_for(bs, rule);
+      // Same batch size, same LR (kLinear at base_batch_size): the run would
+      // repeat an earlier one exactly (same weights, same order), so its
+      // record is reused instead of training again.
+      bool reused = false;
+      for (std::size_t k = first_of_bs; k < result.runs.size(); ++k) {
+        if (result.runs[k].lr == lr) {
+          BatchSizeRun copy = result.runs[k];
+          copy.rule = rule;
+          copy.reused = true;
+          if (options.on_run()) {
+            options.on_run()(copy);
+          }
+          result.runs.push_back(std::move(copy));
+          reused = true;
+          break;
+        }
+      }
+      if (reused) {
+        continue;
+      }
       const auto start = std::chrono::steady_clock::now();
       BatchSizeRun run;
       run.batch_size = bs;
       run.rule = rule;
-      run.lr = options.lr_for(bs, rule);
+      run.lr = lr;
       auto model = make_model();
       initial.load_values_into(*model);
       auto optimizer_holder = make_optimizer(model, run.lr);
