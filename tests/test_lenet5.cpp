@@ -66,7 +66,7 @@ TEST_CASE(
         std::vector<int64_t>{2, 16, 10, 10},
         std::vector<int64_t>{1, 1, 2, 2}}) {
     torch::Tensor x = torch::randn(shape);
-    // Ties: a window of equal values and a zero-clamped region.
+    // Ties: a window of equal values and zero-clamped windows.
     x.view({-1}).slice(0, 0, 4).fill_(0.5);
     x = torch::relu(x);
     auto ref = F::max_pool2d_with_indices(x, F::MaxPool2dFuncOptions(2));
@@ -84,6 +84,19 @@ TEST_CASE(
     (F::max_pool2d(b, F::MaxPool2dFuncOptions(2)) * g).sum().backward();
     CHECK(torch::equal(a.grad(), b.grad()));
   }
+  // NaN wins like in PyTorch's kernel; non-contiguous input is handled.
+  torch::Tensor nan = torch::randn({2, 3, 6, 8});
+  nan.index_put_({0, 1, 2, 3}, std::nan(""));
+  nan.index_put_({1, 2, 5, 5}, std::nan(""));
+  auto nan_ref = F::max_pool2d_with_indices(nan, F::MaxPool2dFuncOptions(2));
+  auto nan_fast = dlcore::detail::max_pool2x2_with_indices(nan, true);
+  CHECK(torch::equal(nan_fast.second, std::get<1>(nan_ref)));
+  CHECK(torch::allclose(
+      nan_fast.first, std::get<0>(nan_ref), 0, 0, /*equal_nan=*/true));
+  torch::Tensor strided = torch::randn({4, 2, 8, 8}).transpose(0, 1);
+  CHECK(torch::equal(
+      dlcore::detail::max_pool2x2(strided),
+      F::max_pool2d(strided, F::MaxPool2dFuncOptions(2))));
   // Odd sizes and other dtypes fall back to max_pool2d.
   torch::Tensor odd = torch::randn({1, 2, 5, 7});
   CHECK(torch::equal(
