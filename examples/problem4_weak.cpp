@@ -184,6 +184,12 @@ std::string pct(double x, int digits = 1) {
   return s.str();
 }
 
+std::string signed_points(double x) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << std::showpos << 100.0 * x;
+  return s.str();
+}
+
 std::string alpha_text(double a) {
   std::ostringstream s;
   s << a;
@@ -397,6 +403,8 @@ int run(const dlcore::examples::CommonFlags& flags, const Settings& s) {
   noise_csv.write((out / "noise.csv").string());
 
   // ---- Report -------------------------------------------------------------
+  const int64_t rarest = order[kClasses - 1].item<int64_t>();
+  const int64_t head = order[0].item<int64_t>();
   std::ostringstream md;
   md << "## Problem 4 — Weakly supervised: hashtag resampling and label "
         "noise (Mahajan et al. 2018)\n\n"
@@ -427,36 +435,53 @@ int run(const dlcore::examples::CommonFlags& flags, const Settings& s) {
      << pct(mean_acc("uniform", -1)) << "%** |\n\n"
      << (plot ? "![per-class accuracy](per_class.png)\n\n"
               : "(gnuplot unavailable: no plot)\n\n")
-     << "The paper reports +5-6% transfer accuracy for square-root or "
-        "uniform over natural sampling. Here square root vs natural: "
-     << std::showpos << pct(mean_acc("sqrt", -1) - mean_acc("natural", -1))
+     << "The paper reports +5-6% *transfer* accuracy for square-root or "
+        "uniform over natural sampling. Here, measured directly on the "
+        "balanced test set of the same classes (no transfer step), square "
+        "root vs natural: "
+     << signed_points(mean_acc("sqrt", -1) - mean_acc("natural", -1))
      << " points, uniform vs natural: "
-     << pct(mean_acc("uniform", -1) - mean_acc("natural", -1)) << std::noshowpos
-     << " points of balanced test accuracy.\n\n"
+     << signed_points(mean_acc("uniform", -1) - mean_acc("natural", -1))
+     << " points; the rarest class ("
+     << names[order[kClasses - 1].item<int64_t>()] << ", " << s.min_count
+     << " images): " << pct(mean_acc("natural", rarest)) << "% natural, "
+     << pct(mean_acc("sqrt", rarest)) << "% square root, "
+     << pct(mean_acc("uniform", rarest)) << "% uniform; the head class ("
+     << names[order[0].item<int64_t>()] << ", " << n_max
+     << " images): " << pct(mean_acc("natural", head)) << "%, "
+     << pct(mean_acc("sqrt", head)) << "%, " << pct(mean_acc("uniform", head))
+     << "%.\n\n"
      << "**Label noise.** Balanced training set of " << bal.size()
      << " images (" << s.per_class << " per class), labels replaced by "
      << "draws from the label marginal excluding the original "
      << "(`inject_label_noise`, kMarginal, exact count), " << s.noise_epochs
-     << " epochs each.\n\n"
-     << "| noise | realized | test accuracy | drop (points) | paper (ImageNet "
-        "top-1, points) |\n|---|---|---|---|---|\n";
+     << " epoch(s) each.\n\n"
+     << "| noise | realized | test accuracy | change (points) | paper "
+        "(ImageNet top-1, points) |\n|---|---|---|---|---|\n";
   for (size_t l = 0; l < levels.size(); ++l) {
     md << "| " << pct(levels[l], 0) << "% | " << pct(realized[l]) << "% | "
-       << pct(noise_acc[l]) << "% | " << pct(noise_acc[l] - noise_acc[0])
-       << " | " << paper.at(levels[l]) << " |\n";
+       << pct(noise_acc[l]) << "% | "
+       << signed_points(noise_acc[l] - noise_acc[0]) << " | "
+       << paper.at(levels[l]) << " |\n";
   }
-  md << "\n**What carries over at this scale.** The resampling finding is "
-        "about transfer of features learned from billions of images; here "
-        "it shows up only as its mechanism: re-balancing the draws lifts "
-        "the rare classes' accuracy (the per-class plot) at some cost on "
-        "the head classes, which on a balanced test set is a net gain. "
-        "The absolute sizes (a few thousand images, 10 classes, a LeNet) "
-        "are nothing like the paper's, so the magnitudes do not transfer. "
-        "With a balanced set the label marginal is uniform, so marginal "
-        "replacement equals symmetric noise; a small network trained "
-        "briefly tolerates 10-25% of it with drops of the same order as "
-        "the paper's, while 50% costs clearly more. Seeds are few: "
-        "differences below about one point are noise.\n\n"
+  md << "\n**What carries over at this scale.** Measured: "
+     << signed_points(noise_acc[1] - noise_acc[0]) << " points at 10% noise, "
+     << signed_points(noise_acc[2] - noise_acc[0]) << " at 25%, "
+     << signed_points(noise_acc[3] - noise_acc[0])
+     << " at 50%, beside the paper's about -1 and -2. The paper's numbers "
+        "are for billions of weakly labelled images and a ResNeXt evaluated "
+        "after transfer; here a few thousand images, 10 classes, a LeNet-5 "
+        "and the same classes at test time, so only the direction and the "
+        "mechanism carry over, not the magnitudes. Resampling: re-balancing "
+        "the draws lifts the rare classes (per-class plot) at some cost on "
+        "the head class; on a balanced test set of the same classes that "
+        "is a direct gain, larger than the paper's transfer gain. Noise: "
+        "with a balanced set the label marginal is uniform, so marginal "
+        "replacement equals symmetric noise; moderate noise costs little "
+        "because the wrong labels are spread evenly over the other classes "
+        "and the majority label still wins, and the loss grows with the "
+        "rate. With few seeds, differences below about one point are "
+        "noise.\n\n"
      << "Data: `resampling.csv`, `per_class.csv`, `noise.csv`, "
         "`results.json`; total "
      << std::setprecision(3) << total.seconds() << " s.\n";
