@@ -395,45 +395,52 @@ TEST_CASE(
     "[hashtag_resampler]") {
   auto labels = zipf_labels(25, 60, 1.0);
   const int64_t length = 1001;
-  for (bool drop_last : {false, true}) {
-    for (int64_t world : {1, 3, 4}) {
-      auto base = dlcore::HashtagResamplerOptions(0.5)
-                      .seed(21)
-                      .epoch_length(length)
-                      .drop_last(drop_last)
-                      .world_size(world);
-      dlcore::HashtagResampler single(
-          labels,
-          dlcore::HashtagResamplerOptions(0.5).seed(21).epoch_length(length));
-      auto global = to_vec(single.epoch_indices(5));
-      std::vector<std::vector<int64_t>> slices;
-      for (int64_t r = 0; r < world; ++r) {
-        dlcore::HashtagResampler s(labels, base.rank(r));
-        s.set_epoch(5);
-        slices.push_back(drain(s, 64));
-        CHECK(static_cast<int64_t>(slices.back().size()) == s.local_length());
-      }
-      // Interleave back: position r + j * W.
-      const int64_t local = static_cast<int64_t>(slices[0].size());
-      std::vector<int64_t> merged;
-      for (int64_t j = 0; j < local; ++j) {
+  for (auto mode :
+       {dlcore::ResamplingMode::kDraw, dlcore::ResamplingMode::kReplicate}) {
+    for (bool drop_last : {false, true}) {
+      for (int64_t world : {1, 3, 4}) {
+        auto base = dlcore::HashtagResamplerOptions(0.5)
+                        .seed(21)
+                        .epoch_length(length)
+                        .drop_last(drop_last)
+                        .world_size(world)
+                        .mode(mode);
+        dlcore::HashtagResampler single(
+            labels,
+            dlcore::HashtagResamplerOptions(0.5)
+                .seed(21)
+                .epoch_length(length)
+                .mode(mode));
+        auto global = to_vec(single.epoch_indices(5));
+        std::vector<std::vector<int64_t>> slices;
         for (int64_t r = 0; r < world; ++r) {
-          merged.push_back(slices[r][j]);
+          dlcore::HashtagResampler s(labels, base.rank(r));
+          s.set_epoch(5);
+          slices.push_back(drain(s, 64));
+          CHECK(static_cast<int64_t>(slices.back().size()) == s.local_length());
         }
-      }
-      INFO("world " << world << " drop_last " << drop_last);
-      if (drop_last) {
-        CHECK(local == length / world);
-        CHECK(
-            merged == std::vector<int64_t>(
-                          global.begin(), global.begin() + local * world));
-      } else {
-        CHECK(local == (length + world - 1) / world);
-        std::vector<int64_t> expect = global;
-        for (int64_t p = length; p < local * world; ++p) {
-          expect.push_back(global[p - length]); // padded by wrapping around
+        // Interleave back: position r + j * W.
+        const int64_t local = static_cast<int64_t>(slices[0].size());
+        std::vector<int64_t> merged;
+        for (int64_t j = 0; j < local; ++j) {
+          for (int64_t r = 0; r < world; ++r) {
+            merged.push_back(slices[r][j]);
+          }
         }
-        CHECK(merged == expect);
+        INFO("world " << world << " drop_last " << drop_last);
+        if (drop_last) {
+          CHECK(local == length / world);
+          CHECK(
+              merged == std::vector<int64_t>(
+                            global.begin(), global.begin() + local * world));
+        } else {
+          CHECK(local == (length + world - 1) / world);
+          std::vector<int64_t> expect = global;
+          for (int64_t p = length; p < local * world; ++p) {
+            expect.push_back(global[p - length]); // padded by wrapping around
+          }
+          CHECK(merged == expect);
+        }
       }
     }
   }
@@ -630,4 +637,50 @@ TEST_CASE(
   CHECK(last < first);
   // Uniform sampling: about half the draws hit the 30 tail images.
   CHECK(tail_drawn > 5 * (n_head + n_tail) * 2 / 5);
+}
+
+TEST_CASE(
+    "the alias table reproduces its weights exactly, zeros included",
+    "[hashtag_resampler]") {
+  std::mt19937_64 gen(17);
+  for (int trial = 0; trial < 50; ++trial) {
+    const size_t k = 1 + gen() % 300;
+    std::vector<double> w(k);
+    double total = 0.0;
+    for (auto& x : w) {
+      const uint64_t r = gen();
+      // A mix of zeros, tiny and huge weights.
+      x = r % 5 == 0 ? 0.0
+                     : std::ldexp(static_cast<double>(r >> 40), -(int)(r % 60));
+      total += x;
+    }
+    if (total == 0.0) {
+      w[0] = 1.0;
+      total = 1.0;
+    }
+    dlcore::detail::AliasTable table(w);
+    auto p = table.probabilities();
+    for (size_t j = 0; j < k; ++j) {
+      CHECK(p[j] == Approx(w[j] / total).epsilon(1e-12).margin(1e-15));
+      if (w[j] == 0.0) {
+        CHECK(p[j] == 0.0);
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "draws are the same whether generated at once, in chunks or one by one",
+    "[hashtag_resampler]") {
+  auto labels = zipf_labels(50, 400, 1.0);
+  dlcore::HashtagResampler s(
+      labels, dlcore::HashtagResamplerOptions(0.5).seed(8).epoch_length(1000));
+  auto all = to_vec(s.epoch_indices(4));
+  std::vector<int64_t> chunks(1000);
+  s.draw(4, 0, 333, chunks.data());
+  s.draw(4, 333, 667, chunks.data() + 333);
+  CHECK(chunks == all);
+  for (int64_t p : {0, 1, 63, 64, 65, 999}) {
+    CHECK(s.sample(4, p) == all[static_cast<size_t>(p)]);
+  }
 }
