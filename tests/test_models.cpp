@@ -6,6 +6,7 @@
 
 #include "golden/models.h"
 
+#include <filesystem>
 #include <set>
 #include <sstream>
 
@@ -421,4 +422,37 @@ TEST_CASE("invalid model options are errors", "[models]") {
       }),
       Contains("layer 12 (features.12, MaxPool2d): kernel 3 (effective 3) is "
                "larger than the padded input 1"));
+}
+
+TEST_CASE(
+    "a saved model loads into a fresh one with the same names and values",
+    "[models]") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto path = (dir / "dlcore_test_models_googlenet.pt").string();
+  torch::manual_seed(5);
+  dlcore::GoogLeNet a(dlcore::GoogLeNetOptions().num_classes(10));
+  a->train();
+  a->forward(torch::randn({2, 3, 64, 64})); // moves BN running statistics
+  torch::save(a, path);
+  torch::manual_seed(6);
+  dlcore::GoogLeNet b(dlcore::GoogLeNetOptions().num_classes(10));
+  torch::load(b, path);
+  std::filesystem::remove(path);
+  const auto pa = a->named_parameters();
+  const auto pb = b->named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CHECK(pa[i].key() == pb[i].key());
+    CHECK(torch::equal(pa[i].value(), pb[i].value()));
+  }
+  const auto ba = a->named_buffers();
+  const auto bb = b->named_buffers();
+  REQUIRE(ba.size() == bb.size());
+  for (size_t i = 0; i < ba.size(); ++i) {
+    CHECK(torch::equal(ba[i].value(), bb[i].value()));
+  }
+  a->eval();
+  b->eval();
+  const auto x = torch::randn({1, 3, 64, 64});
+  CHECK(torch::equal(a->forward(x), b->forward(x)));
 }

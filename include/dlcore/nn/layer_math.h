@@ -45,7 +45,8 @@ enum class LayerKind {
   kAdd,
 };
 
-/// PyTorch's class name of a kind: "Conv2d", "MaxPool2d", ..., "Concat", "Add".
+/// Display name of a kind: PyTorch's class name ("Conv2d", "MaxPool2d", ...),
+/// "BatchNorm" for BatchNorm1d/2d, and "Concat" / "Add" for joins.
 inline const char* layer_kind_name(LayerKind kind) {
   switch (kind) {
     case LayerKind::kConv2d:
