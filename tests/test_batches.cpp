@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -276,4 +277,35 @@ TEST_CASE("Batches feeds a real optimizer that lowers the loss", "[batches]") {
   }
   const double after = epoch_loss(false);
   CHECK(after < 0.5 * before);
+}
+
+TEST_CASE("save and load resume shuffling at the saved epoch", "[batches]") {
+  const dlcore::TensorDataset ds = ids(200);
+  const auto opts = dlcore::BatchesOptions(16).shuffle(true).seed(3);
+  dlcore::Batches a(ds, opts);
+  pass(a);
+  pass(a);
+  std::stringstream stream;
+  {
+    torch::serialize::OutputArchive archive;
+    a.save(archive);
+    archive.save_to(stream);
+  }
+  const auto third = pass(a);
+
+  dlcore::Batches b(ds, opts);
+  torch::serialize::InputArchive archive;
+  archive.load_from(stream);
+  b.load(archive);
+  CHECK(b.epoch() == 2);
+  CHECK(pass(b) == third);
+
+  // A different configuration would not replay the same orders.
+  dlcore::Batches other(ds, dlcore::BatchesOptions(16).shuffle(true).seed(4));
+  CHECK_THAT(
+      error_of([&] { other.load(archive); }),
+      Catch::Contains(
+          "Batches: expected saved state for 200 samples, batch_size 16, "
+          "shuffle 1, drop_last 0, seed 4 but got 200 samples, batch_size 16, "
+          "shuffle 1, drop_last 0, seed 3"));
 }

@@ -3,6 +3,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 #include <torch/arg.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 #include <torch/types.h>
 
 #include <dlcore/data/tensor_dataset.h>
@@ -11,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <string>
 #include <utility>
 
 namespace dlcore {
@@ -90,6 +93,9 @@ inline uint64_t batches_epoch_seed(uint64_t seed, int64_t epoch) {
 ///       auto loss = torch::nll_loss(model->forward(b.data), b.targets);
 ///     }
 ///   }
+///
+/// Iterating needs a non-const `Batches`, since each pass advances the epoch.
+/// `save`/`load` keep the epoch across a checkpoint.
 ///
 /// Differences from PyTorch (Python): DataLoader draws each epoch's order
 /// from a generator that advances across epochs (and, unseeded, from the
@@ -237,11 +243,81 @@ class Batches {
     return dataset_;
   }
 
+  /// Writes the iteration state (format version, next epoch) and the
+  /// configuration it depends on (sample count, options) to `archive`, under
+  /// the key `dlcore.Batches`.
+  void save(torch::serialize::OutputArchive& archive) const {
+    archive.write(
+        kArchiveKey,
+        at::tensor(
+            {kVersion,
+             epoch_,
+             static_cast<int64_t>(options_.seed()),
+             dataset_.size(),
+             options_.batch_size(),
+             int64_t{options_.shuffle()},
+             int64_t{options_.drop_last()}},
+            at::kLong));
+  }
+
+  /// Restores the next epoch saved by `save`, so that iteration resumes with
+  /// the same orders. The saved sample count, batch size, shuffle, drop_last
+  /// and seed must equal this object's (else the orders would differ).
+  void load(torch::serialize::InputArchive& archive) {
+    torch::Tensor state;
+    archive.read(kArchiveKey, state);
+    TORCH_CHECK(
+        state.dim() == 1 && state.numel() >= 1 &&
+            state.scalar_type() == at::kLong,
+        "Batches: expected a saved state tensor of int64 but got ",
+        state.scalar_type(),
+        " ",
+        state.sizes());
+    const int64_t version = state[0].item<int64_t>();
+    TORCH_CHECK(
+        version == kVersion && state.numel() == 7,
+        "Batches: expected saved state version ",
+        kVersion,
+        " but got version ",
+        version);
+    const int64_t* s = state.data_ptr<int64_t>();
+    const int64_t seed = static_cast<int64_t>(options_.seed());
+    TORCH_CHECK(
+        s[2] == seed && s[3] == dataset_.size() &&
+            s[4] == options_.batch_size() &&
+            s[5] == int64_t{options_.shuffle()} &&
+            s[6] == int64_t{options_.drop_last()},
+        "Batches: expected saved state for ",
+        dataset_.size(),
+        " samples, batch_size ",
+        options_.batch_size(),
+        ", shuffle ",
+        options_.shuffle(),
+        ", drop_last ",
+        options_.drop_last(),
+        ", seed ",
+        options_.seed(),
+        " but got ",
+        s[3],
+        " samples, batch_size ",
+        s[4],
+        ", shuffle ",
+        s[5] != 0,
+        ", drop_last ",
+        s[6] != 0,
+        ", seed ",
+        static_cast<uint64_t>(s[2]));
+    epoch_ = s[1];
+  }
+
   const BatchesOptions& options() const {
     return options_;
   }
 
  private:
+  static constexpr int64_t kVersion = 1;
+  static constexpr const char* kArchiveKey = "dlcore.Batches";
+
   TensorDataset dataset_;
   BatchesOptions options_;
   int64_t epoch_ = 0;

@@ -27,7 +27,7 @@ namespace detail {
 /// report: 1032:1). A gzip file of `c` bytes never inflates to more than
 /// `kGzipMaxRatio * c` bytes, which bounds what a header may claim before any
 /// memory is allocated.
-constexpr int64_t kGzipMaxRatio = 1032;
+inline constexpr int64_t kGzipMaxRatio = 1032;
 
 /// Reads a file front to back, inflating it when it starts with the gzip
 /// magic 1f 8b and reading it as is otherwise. `owner` and the path prefix

@@ -17,7 +17,7 @@ namespace detail {
 
 /// Most dimensions an IDX header may declare (the format allows 255; no data
 /// set uses more than a handful, so more is treated as corruption).
-constexpr int kIdxMaxDims = 16;
+inline constexpr int kIdxMaxDims = 16;
 
 /// "0x0b": a byte in the notation of the IDX specification.
 inline std::string idx_hex(uint8_t b) {
