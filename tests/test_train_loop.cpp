@@ -494,3 +494,42 @@ TEST_CASE(
   off.finish();
   CHECK(never.str().empty());
 }
+
+TEST_CASE(
+    "train_epoch gives the same training with gradients set to none or "
+    "zeroed",
+    "[train_loop]") {
+  auto run = [](bool set_to_none) {
+    auto batches = blobs(96, 32, 3, 16);
+    auto model = linear_model(3, 16);
+    torch::optim::SGD sgd(
+        model->parameters(),
+        torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(1e-3));
+    auto m = dlcore::train_epoch(
+        model, batches, sgd, dlcore::TrainOptions().set_to_none(set_to_none));
+    CHECK(model->weight.grad().defined()); // the last step's gradient
+    return std::make_pair(m.loss, model->weight.clone());
+  };
+  auto none = run(true);
+  auto zeroed = run(false);
+  CHECK(none.first == zeroed.first);
+  CHECK(torch::equal(none.second, zeroed.second));
+
+  // A custom optimizer without param groups gets zero_grad().
+  struct Plain {
+    int zeroed = 0;
+    int stepped = 0;
+    void zero_grad() {
+      ++zeroed;
+    }
+    void step() {
+      ++stepped;
+    }
+  } plain;
+  auto batches = blobs(64, 32, 3, 17);
+  auto model = linear_model(3, 17);
+  auto m = dlcore::train_epoch(model, batches, plain);
+  CHECK(plain.zeroed == 2);
+  CHECK(plain.stepped == 2);
+  CHECK(m.steps == 2);
+}

@@ -154,6 +154,13 @@ struct TrainOptions {
   TORCH_ARG(bool, progress) = false;
   /// Options of that progress line. Default: ProgressOptions()
   TORCH_ARG(ProgressOptions, progress_options) = ProgressOptions();
+  /// Clear gradients by resetting them to undefined (Python's
+  /// `zero_grad(set_to_none=True)`, the default since PyTorch 2.0) instead of
+  /// `optimizer.zero_grad()` filling them with zeros; backward then stores
+  /// each new gradient without an addition. Only for optimizers derived from
+  /// `torch::optim::Optimizer` (others always get `zero_grad()`).
+  /// Default: true
+  TORCH_ARG(bool, set_to_none) = true;
 
  public:
 };
@@ -217,6 +224,23 @@ int64_t range_size(const Range& range) {
   } else {
     return -1;
   }
+}
+
+/// `optimizer.zero_grad()`, or every parameter's gradient reset to undefined
+/// when `set_to_none` and the optimizer is a `torch::optim::Optimizer`.
+template <typename Optimizer>
+void clear_grads(Optimizer& optimizer, bool set_to_none) {
+  if constexpr (std::is_base_of_v<torch::optim::Optimizer, Optimizer>) {
+    if (set_to_none) {
+      for (auto& group : optimizer.param_groups()) {
+        for (auto& p : group.params()) {
+          p.mutable_grad().reset();
+        }
+      }
+      return;
+    }
+  }
+  optimizer.zero_grad();
 }
 
 template <typename Optimizer>
@@ -339,7 +363,7 @@ EpochMetrics train_epoch_impl(
       targets = targets.to(*options.device(), /*non_blocking=*/true);
     }
     const int64_t n = data.size(0);
-    optimizer.zero_grad();
+    clear_grads(optimizer, options.set_to_none());
     torch::Tensor logits = module.forward(data);
     torch::Tensor loss =
         loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
@@ -400,8 +424,8 @@ struct HasStep<T, std::void_t<decltype(std::declval<T&>().step())>>
 /// Trains `model` for one pass over `batches`: for every batch, in the order
 /// PyTorch's canonical loop uses,
 ///
-///   optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward();
-///   optimizer.step();
+///   optimizer.zero_grad(set_to_none); loss = loss_fn(model(x), y);
+///   loss.backward(); optimizer.step();
 ///
 /// and returns the epoch's mean loss and accuracy (see `EpochMetrics`).
 /// `model` is a `ModuleHolder` (`LeNet5`) or a module with `forward(Tensor)`;
