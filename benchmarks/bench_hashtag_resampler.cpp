@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <ctime>
 #include <iomanip>
@@ -81,7 +82,32 @@ struct Row {
   Rate ours;
   Rate theirs; // 0: refused
   double bytes_per_image;
+  double chi_square; // realized tag counts vs n_h^(1/2), df = T' - 1
+  int64_t df;
+  double chi_wrong; // the same counts vs n_h^(0.55)
 };
+
+// Pearson's chi-square of the tags of `draws` against mass n_h^alpha.
+double tag_chi_square(
+    const torch::Tensor& labels,
+    const std::vector<int64_t>& draws,
+    const torch::Tensor& counts,
+    double alpha,
+    int64_t* df) {
+  auto idx = torch::from_blob(
+      const_cast<int64_t*>(draws.data()),
+      {static_cast<int64_t>(draws.size())},
+      torch::kLong);
+  auto tags = labels.index_select(0, idx).to(torch::kLong);
+  auto obs = torch::bincount(tags, {}, counts.numel()).to(torch::kDouble);
+  auto n = counts.to(torch::kDouble);
+  auto used = n.gt(0);
+  auto mass = n.pow(alpha).mul_(used);
+  auto expect = mass / mass.sum() * static_cast<double>(draws.size());
+  auto chi = (obs - expect).pow(2).div(expect.clamp_min(1e-300)).mul_(used);
+  *df = used.sum().item<int64_t>() - 1;
+  return chi.sum().item<double>();
+}
 
 Row run_size(int64_t n, int64_t draws, int repeats, bool with_torch) {
   const int64_t num_tags = 10000;
@@ -109,6 +135,11 @@ Row run_size(int64_t n, int64_t draws, int repeats, bool with_torch) {
       sink ^= r[0].item<int64_t>();
     });
   }
+  // Goodness of fit of the last epoch's draws (square-root scheme).
+  int64_t df = 0;
+  const double chi = tag_chi_square(labels, out, s.tag_counts(), 0.5, &df);
+  const double chi_wrong =
+      tag_chi_square(labels, out, s.tag_counts(), 0.55, &df);
   if (sink == 42) {
     std::cout << "";
   }
@@ -117,7 +148,7 @@ Row run_size(int64_t n, int64_t draws, int repeats, bool with_torch) {
   const double bytes =
       (4.0 * static_cast<double>(n) + 32.0 * static_cast<double>(num_tags)) /
       static_cast<double>(n);
-  return Row{n, setup, ours, theirs, bytes};
+  return Row{n, setup, ours, theirs, bytes, chi, df, chi_wrong};
 }
 
 } // namespace
@@ -172,6 +203,26 @@ int main(int argc, char** argv) try {
     std::cout << r.bytes_per_image << " |\n";
   }
   std::cout << "\ntorch::multinomial at N = 2^24 + 1: " << refusal << "\n";
+  // Wilson-Hilferty upper 1e-4 critical value.
+  auto critical = [](int64_t df) {
+    const double k = static_cast<double>(df);
+    const double a = 2.0 / (9.0 * k);
+    return k * std::pow(1.0 - a + 3.719 * std::sqrt(a), 3.0);
+  };
+  std::cout << "\nGoodness of fit of the last " << draws
+            << " draws' tags (chi-square, critical value at p = 1e-4):\n";
+  bool ok = true;
+  for (const auto& r : rows) {
+    const double c = critical(r.df);
+    const bool pass = r.chi_square < c && r.chi_wrong > c;
+    ok = ok && pass;
+    std::cout << "N = " << r.n << ": alpha 0.5 chi2 = " << r.chi_square
+              << ", alpha 0.55 chi2 = " << r.chi_wrong << ", df = " << r.df
+              << ", critical " << c << (pass ? " -> ok" : " -> FAIL") << "\n";
+  }
+  if (!ok) {
+    return 2;
+  }
   return 0;
 } catch (const std::exception& e) {
   std::cerr << "bench_hashtag_resampler: " << e.what() << "\n";
