@@ -225,6 +225,11 @@ struct HashtagResamplerReport {
 /// Like `DistributedSampler`, the epoch's stream only changes through
 /// `set_epoch`; `reset()` rewinds the current epoch.
 ///
+/// Thread safety: the const queries (`sample`, `draw`, `image_weights`, ...)
+/// only read, so several threads may draw disjoint position ranges of one
+/// epoch at once; `next`, `reset`, `set_epoch`, `load` and `epoch_indices`
+/// in kReplicate mode mutate and need external synchronization.
+///
 /// Example:
 ///   auto tags = dlcore::TagLists::from_labels(train.targets);
 ///   dlcore::HashtagResampler sampler(
