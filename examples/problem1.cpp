@@ -10,9 +10,10 @@
 //      max_lr = LR at the smoothed-loss minimum / 10, base_lr = max_lr / 4;
 //      the homework's grid rule is reported next to it).
 //   3. LeNet-5 trained with dlcore::CyclicLR, mode exp_range, momentum cycled
-//      0.9 → 0.8 inversely to the LR (SGD), step_size_up = 2 epochs (1 at
-//      default scale), gamma so the amplitude halves over the run
-//      (0.5^(1/total_steps); ≈ 0.99994 at full scale).
+//      0.9 → 0.8 inversely to the LR (SGD), whole cycles so the run ends at
+//      base_lr (quick 1, default 2, full 3: step_size_up 2.5 epochs), gamma
+//      so the amplitude halves over the run (0.5^(1/total_steps); ≈ 0.99994
+//      at full scale).
 //   4. Batch-size study (dlcore::batch_size_study): the same initial LeNet-5
 //      at batch sizes 32 … 4096 with the fixed LR max_lr (the homework's), and
 //      with the LR scaled linearly from batch 64 (Goyal et al.).
@@ -20,8 +21,8 @@
 // the 10k test images for the final test accuracy.
 //
 // Scales: quick (CI smoke, a 2k-image subset, seconds), default (the main
-// job, ≤ 5 minutes on 2 cores: 1-epoch sweep, 6 CLR epochs, 8 batch sizes × 2
-// epochs × 2 rules), full (the homework's: grid 10 × 5 epochs, 2-epoch
+// job, ≤ 5 minutes on 2 cores: 1-epoch sweep, 5 CLR epochs, 8 batch sizes × 1
+// epoch × 2 rules), full (the homework's: grid 10 × 5 epochs, 2-epoch
 // sweep, 15 CLR epochs, 8 batch sizes × 5 epochs × 2 rules).
 //
 // Writes into --out:
@@ -95,15 +96,18 @@ int main(int argc, char** argv) try {
   int64_t sweep_iters = -1;
   int64_t batch_size = 64;
   bool grid = false;
+  bool skip_grid = false;
+  bool skip_study = false;
   bool no_linear = false;
+  int64_t cycles = -1;
   app.add_option(
       "--clr-epochs",
       clr_epochs,
-      "CyclicLR training epochs (by scale: quick 1, default 6, full 15)");
+      "CyclicLR training epochs (by scale: quick 1, default 5, full 15)");
   app.add_option(
       "--bs-epochs",
       bs_epochs,
-      "epochs per batch size (by scale: quick 1, default 2, full 5)");
+      "epochs per batch size (by scale: quick 1, default 1, full 5)");
   app.add_option(
       "--sweep-iters",
       sweep_iters,
@@ -115,15 +119,25 @@ int main(int argc, char** argv) try {
       "--grid", grid, "also run the homework's 10-LR grid (always at full)");
   app.add_flag(
       "--no-linear", no_linear, "batch-size study without the linear-LR rule");
+  app.add_flag("--skip-grid", skip_grid, "skip the LR grid (even at full)");
+  app.add_flag("--skip-study", skip_study, "skip the batch-size study");
+  app.add_option(
+      "--cycles",
+      cycles,
+      "complete CyclicLR cycles over the run (by scale: quick 1, default 2, "
+      "full 3)");
   CLI11_PARSE(app, argc, argv);
   const ex::Scale scale = flags.scale;
   if (clr_epochs < 0) {
-    clr_epochs = ex::by_scale<int64_t>(scale, 1, 6, 15);
+    clr_epochs = ex::by_scale<int64_t>(scale, 1, 5, 15);
   }
   if (bs_epochs < 0) {
-    bs_epochs = ex::by_scale<int64_t>(scale, 1, 2, 5);
+    bs_epochs = ex::by_scale<int64_t>(scale, 1, 1, 5);
   }
-  grid = grid || scale == ex::Scale::kFull;
+  grid = (grid || scale == ex::Scale::kFull) && !skip_grid;
+  if (cycles < 1) {
+    cycles = ex::by_scale<int64_t>(scale, 1, 2, 3);
+  }
   const int64_t grid_epochs = ex::by_scale<int64_t>(scale, 1, 1, 5);
   const auto out = flags.prepare_out();
   flags.apply_threads();
@@ -297,9 +311,10 @@ int main(int argc, char** argv) try {
 
   // ---- 2-3. LeNet-5 with CyclicLR (exp_range, cycled momentum) ----
   sw = ex::Stopwatch();
-  const int64_t step_size_up =
-      scale == ex::Scale::kFull ? 2 * per_epoch : per_epoch;
+  // Whole cycles, so the run ends at base_lr (Smith: stop at the end of a
+  // cycle); full scale: 3 cycles over 15 epochs, step_size_up 2.5 epochs.
   const int64_t total_steps = clr_epochs * per_epoch;
+  const int64_t step_size_up = std::max<int64_t>(1, total_steps / (2 * cycles));
   const double gamma = std::pow(0.5, 1.0 / static_cast<double>(total_steps));
   dlcore::LeNet5 net = make_model();
   torch::optim::SGD sgd = make_sgd(net, bounds.base_lr);
@@ -397,113 +412,122 @@ int main(int argc, char** argv) try {
   }
 
   // ---- 4. batch-size study ----
-  sw = ex::Stopwatch();
-  std::vector<int64_t> batch_sizes =
-      scale == ex::Scale::kQuick
-          ? std::vector<int64_t>{64, 1024}
-          : std::vector<int64_t>{32, 64, 128, 256, 512, 1024, 2048, 4096};
-  std::vector<dlcore::BatchLRRule> rules = {dlcore::BatchLRRule::kFixed};
-  if (!no_linear) {
-    rules.push_back(dlcore::BatchLRRule::kLinear);
-  }
-  auto study = dlcore::batch_size_study(
-      make_model,
-      make_sgd,
-      train,
-      val,
-      dlcore::BatchSizeStudyOptions(bounds.max_lr)
-          .batch_sizes(batch_sizes)
-          .rules(rules)
-          .base_batch_size(batch_size)
-          .epochs(bs_epochs)
-          .seed(flags.seed)
-          .on_run([](const dlcore::BatchSizeRun& r) {
-            std::cout << fmt::format(
-                "  batch {:5d} {:6s} lr {:.3g}: train loss {} val acc {} "
-                "({} steps, {:.1f}s)\n",
-                r.batch_size,
-                dlcore::to_string(r.rule),
-                r.lr,
-                num(r.final_train_loss),
-                pct(r.final_val_accuracy),
-                r.steps,
-                r.seconds);
-          }));
-  seconds["batch_size_study"] = sw.seconds();
-  const std::string bs_csv = (out / "batch_size.csv").string();
-  const std::string bs_wide = (out / "batch_size_wide.csv").string();
-  {
-    dlcore::CsvTable t(
-        {"batch_size",
-         "log2_batch_size",
-         "rule",
-         "lr",
-         "final_train_loss",
-         "final_val_loss",
-         "final_val_accuracy",
-         "steps",
-         "seconds",
-         "diverged"});
-    for (const auto& r : study.runs) {
-      t.add_row(
-          {r.batch_size,
-           std::log2(static_cast<double>(r.batch_size)),
-           std::string(dlcore::to_string(r.rule)),
-           r.lr,
-           r.final_train_loss,
-           r.final_val_loss,
-           r.final_val_accuracy,
-           r.steps,
-           r.seconds,
-           static_cast<int64_t>(r.diverged)});
+  dlcore::BatchSizeStudyResult study;
+  std::vector<int64_t> batch_sizes;
+  std::vector<dlcore::BatchLRRule> rules;
+  if (!skip_study) {
+    sw = ex::Stopwatch();
+    batch_sizes =
+        scale == ex::Scale::kQuick
+            ? std::vector<int64_t>{64, 1024}
+            : std::vector<int64_t>{32, 64, 128, 256, 512, 1024, 2048, 4096};
+    rules = {dlcore::BatchLRRule::kFixed};
+    if (!no_linear) {
+      rules.push_back(dlcore::BatchLRRule::kLinear);
     }
-    t.write(bs_csv);
-    std::vector<std::string> header = {"batch_size", "log2_batch_size"};
-    for (auto rule : rules) {
-      header.push_back(std::string(dlcore::to_string(rule)) + "_train_loss");
-      header.push_back(std::string(dlcore::to_string(rule)) + "_val_accuracy");
-    }
-    dlcore::CsvTable w(header);
-    for (std::size_t b = 0; b < batch_sizes.size(); ++b) {
-      std::vector<dlcore::CsvCell> row = {
-          batch_sizes[b], std::log2(static_cast<double>(batch_sizes[b]))};
-      for (std::size_t k = 0; k < rules.size(); ++k) {
-        const auto& r = study.runs[b * rules.size() + k];
-        row.emplace_back(r.final_train_loss);
-        row.emplace_back(r.final_val_accuracy);
+    study = dlcore::batch_size_study(
+        make_model,
+        make_sgd,
+        train,
+        val,
+        dlcore::BatchSizeStudyOptions(bounds.max_lr)
+            .batch_sizes(batch_sizes)
+            .rules(rules)
+            .base_batch_size(batch_size)
+            .epochs(bs_epochs)
+            .seed(flags.seed)
+            .on_run([](const dlcore::BatchSizeRun& r) {
+              std::cout << fmt::format(
+                  "  batch {:5d} {:6s} lr {:.3g}: train loss {} val acc {} "
+                  "({} steps, {:.1f}s)\n",
+                  r.batch_size,
+                  dlcore::to_string(r.rule),
+                  r.lr,
+                  num(r.final_train_loss),
+                  pct(r.final_val_accuracy),
+                  r.steps,
+                  r.seconds);
+            }));
+    seconds["batch_size_study"] = sw.seconds();
+    const std::string bs_csv = (out / "batch_size.csv").string();
+    const std::string bs_wide = (out / "batch_size_wide.csv").string();
+    {
+      dlcore::CsvTable t(
+          {"batch_size",
+           "log2_batch_size",
+           "rule",
+           "lr",
+           "final_train_loss",
+           "final_val_loss",
+           "final_val_accuracy",
+           "steps",
+           "seconds",
+           "diverged",
+           "reused"});
+      for (const auto& r : study.runs) {
+        t.add_row(
+            {r.batch_size,
+             std::log2(static_cast<double>(r.batch_size)),
+             std::string(dlcore::to_string(r.rule)),
+             r.lr,
+             r.final_train_loss,
+             r.final_val_loss,
+             r.final_val_accuracy,
+             r.steps,
+             r.seconds,
+             static_cast<int64_t>(r.diverged),
+             static_cast<int64_t>(r.reused)});
       }
-      w.add_row(row);
+      t.write(bs_csv);
+      std::vector<std::string> header = {"batch_size", "log2_batch_size"};
+      for (auto rule : rules) {
+        header.push_back(std::string(dlcore::to_string(rule)) + "_train_loss");
+        header.push_back(
+            std::string(dlcore::to_string(rule)) + "_val_accuracy");
+      }
+      dlcore::CsvTable w(header);
+      for (std::size_t b = 0; b < batch_sizes.size(); ++b) {
+        std::vector<dlcore::CsvCell> row = {
+            batch_sizes[b], std::log2(static_cast<double>(batch_sizes[b]))};
+        for (std::size_t k = 0; k < rules.size(); ++k) {
+          const auto& r = study.runs[b * rules.size() + k];
+          row.emplace_back(r.final_train_loss);
+          row.emplace_back(r.final_val_accuracy);
+        }
+        w.add_row(row);
+      }
+      w.write(bs_wide);
+      dlcore::PlotPanel loss_panel;
+      loss_panel
+          .title(fmt::format("Final training loss ({} epochs)", bs_epochs))
+          .xlabel("log2(batch size)")
+          .ylabel("training loss");
+      dlcore::PlotPanel acc_panel;
+      acc_panel.title("Final validation accuracy")
+          .xlabel("log2(batch size)")
+          .ylabel("accuracy (fraction)")
+          .key("bottom left");
+      for (auto rule : rules) {
+        const std::string name = dlcore::to_string(rule);
+        const std::string label =
+            rule == dlcore::BatchLRRule::kFixed
+                ? fmt::format("fixed LR {:.3g}", bounds.max_lr)
+                : fmt::format("LR x bs/{}", batch_size);
+        loss_panel.add(
+            dlcore::PlotSeries(bs_wide, "log2_batch_size", name + "_train_loss")
+                .title(label));
+        acc_panel.add(dlcore::PlotSeries(
+                          bs_wide, "log2_batch_size", name + "_val_accuracy")
+                          .title(label));
+      }
+      warn_plot(
+          dlcore::plot_png(
+              (out / "batch_size.png").string(),
+              {loss_panel, acc_panel},
+              dlcore::PlotOptions().width(1300).height(500).title(
+                  "Problem 1: batch-size study, LeNet-5, SGD momentum 0.9")),
+          "batch-size");
     }
-    w.write(bs_wide);
-    dlcore::PlotPanel loss_panel;
-    loss_panel.title(fmt::format("Final training loss ({} epochs)", bs_epochs))
-        .xlabel("log2(batch size)")
-        .ylabel("training loss");
-    dlcore::PlotPanel acc_panel;
-    acc_panel.title("Final validation accuracy")
-        .xlabel("log2(batch size)")
-        .ylabel("accuracy (fraction)")
-        .key("bottom left");
-    for (auto rule : rules) {
-      const std::string name = dlcore::to_string(rule);
-      const std::string label =
-          rule == dlcore::BatchLRRule::kFixed
-              ? fmt::format("fixed LR {:.3g}", bounds.max_lr)
-              : fmt::format("LR x bs/{}", batch_size);
-      loss_panel.add(
-          dlcore::PlotSeries(bs_wide, "log2_batch_size", name + "_train_loss")
-              .title(label));
-      acc_panel.add(
-          dlcore::PlotSeries(bs_wide, "log2_batch_size", name + "_val_accuracy")
-              .title(label));
-    }
-    warn_plot(
-        dlcore::plot_png(
-            (out / "batch_size.png").string(),
-            {loss_panel, acc_panel},
-            dlcore::PlotOptions().width(1300).height(500).title(
-                "Problem 1: batch-size study, LeNet-5, SGD momentum 0.9")),
-        "batch-size");
   }
 
   // ---- summary.json ----
@@ -570,8 +594,10 @@ int main(int argc, char** argv) try {
     o["diverged"] = r.diverged;
     runs.push_back(o);
   }
-  summary["batch_size_study"]["epochs"] = bs_epochs;
-  summary["batch_size_study"]["runs"] = runs;
+  if (!skip_study) {
+    summary["batch_size_study"]["epochs"] = bs_epochs;
+    summary["batch_size_study"]["runs"] = runs;
+  }
   summary["seconds"] = seconds;
   summary["seconds"]["total"] = total.seconds();
   dlcore::write_json((out / "summary.json").string(), summary);
@@ -651,30 +677,33 @@ int main(int argc, char** argv) try {
       "![CLR training](clr_training.png)\n\n",
       pct(history.last("val_accuracy")),
       pct(te.accuracy));
-  md += "### Batch size\n\n";
-  md += fmt::format(
-      "Same initial weights and shuffles, {} epochs per run; fixed LR {:.3g} "
-      "(max_lr, as the homework){}.\n\n",
-      bs_epochs,
-      bounds.max_lr,
-      no_linear
-          ? ""
-          : fmt::format(
-                ", and LR × bs/{} (linear scaling, Goyal et al.)", batch_size));
-  md += "| batch | rule | LR | steps | final train loss | val acc | s |\n";
-  md += "|---:|---|---:|---:|---:|---:|---:|\n";
-  for (const auto& r : study.runs) {
+  if (!skip_study) {
+    md += "### Batch size\n\n";
     md += fmt::format(
-        "| {} | {} | {:.3g} | {} | {} | {} | {:.1f} |\n",
-        r.batch_size,
-        dlcore::to_string(r.rule),
-        r.lr,
-        r.steps,
-        num(r.final_train_loss),
-        pct(r.final_val_accuracy),
-        r.seconds);
+        "Same initial weights and shuffles, {} epochs per run; fixed LR {:.3g} "
+        "(max_lr, as the homework){}.\n\n",
+        bs_epochs,
+        bounds.max_lr,
+        no_linear ? ""
+                  : fmt::format(
+                        ", and LR × bs/{} (linear scaling, Goyal et al.)",
+                        batch_size));
+    md += "| batch | rule | LR | steps | final train loss | val acc | s |\n";
+    md += "|---:|---|---:|---:|---:|---:|---:|\n";
+    for (const auto& r : study.runs) {
+      md += fmt::format(
+          "| {} | {}{} | {:.3g} | {} | {} | {} | {:.1f} |\n",
+          r.batch_size,
+          dlcore::to_string(r.rule),
+          r.reused ? " (same LR: run reused)" : "",
+          r.lr,
+          r.steps,
+          num(r.final_train_loss),
+          pct(r.final_val_accuracy),
+          r.seconds);
+    }
+    md += "\n![batch size](batch_size.png)\n\n";
   }
-  md += "\n![batch size](batch_size.png)\n\n";
   md +=
       "Data: `lr_finder.csv`, `curves.csv`, `steps.csv`, `batch_size.csv`, "
       "`summary.json`.\n";
