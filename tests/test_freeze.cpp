@@ -1,5 +1,6 @@
 #include <dlcore/nn/freeze.h>
 
+#include <random>
 #include <sstream>
 
 namespace {
@@ -485,4 +486,76 @@ TEST_CASE("replace_head swaps the registered head", "[freeze]") {
           *net->named_children()["block"], "1", torch::randn({1, 4})),
       Catch::Contains("expected '1' to be a Linear") &&
           Catch::Contains("but it is torch::nn::ReLU"));
+}
+
+TEST_CASE(
+    "freeze_to agrees with a brute-force reference for every n", "[freeze]") {
+  // Groups of different sizes over independent tensors.
+  const std::vector<int64_t> sizes{1, 3, 2, 4, 1};
+  std::vector<std::vector<torch::Tensor>> groups;
+  for (auto s : sizes) {
+    std::vector<torch::Tensor> g;
+    for (int64_t i = 0; i < s; ++i) {
+      g.push_back(torch::zeros({2}, torch::requires_grad()));
+    }
+    groups.push_back(g);
+  }
+  const auto count = static_cast<int64_t>(groups.size());
+  auto rng = std::mt19937_64(11);
+  std::vector<bool> expected(groups.size(), true);
+  for (int trial = 0; trial < 50; ++trial) {
+    const int64_t n = static_cast<int64_t>(rng() % (2 * count + 1)) - count;
+    const int64_t boundary = n < 0 ? count + n : n;
+    int64_t changes = 0;
+    for (int64_t g = 0; g < count; ++g) {
+      const bool want = g >= boundary;
+      if (expected[static_cast<std::size_t>(g)] != want) {
+        changes += sizes[static_cast<std::size_t>(g)];
+      }
+      expected[static_cast<std::size_t>(g)] = want;
+    }
+    CHECK(dlcore::freeze_to(groups, n) == changes);
+    for (int64_t g = 0; g < count; ++g) {
+      for (const auto& t : groups[static_cast<std::size_t>(g)]) {
+        CHECK(t.requires_grad() == expected[static_cast<std::size_t>(g)]);
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "discriminative learning rates have a constant ratio between groups",
+    "[freeze]") {
+  for (int64_t g = 2; g <= 7; ++g) {
+    const auto lrs = dlcore::discriminative_lrs(g, 1e-5, 3e-2);
+    CHECK(lrs.front() == Approx(1e-5).epsilon(1e-12));
+    CHECK(lrs.back() == 3e-2);
+    const double ratio =
+        std::pow(3e-2 / 1e-5, 1.0 / static_cast<double>(g - 1));
+    for (std::size_t i = 1; i < lrs.size(); ++i) {
+      CHECK(lrs[i] / lrs[i - 1] == Approx(ratio).epsilon(1e-9));
+    }
+  }
+}
+
+TEST_CASE(
+    "batch-norm conversion keeps double precision and the module's mode",
+    "[freeze]") {
+  TinyNet net;
+  net->to(torch::kDouble);
+  {
+    torch::NoGradGuard g;
+    net->named_buffers()["bn.running_mean"].fill_(1.0 / 3.0);
+  }
+  net->eval();
+  dlcore::convert_frozen_batchnorm(*net);
+  const auto mean = net->named_buffers()["bn.running_mean"];
+  CHECK(mean.scalar_type() == torch::kDouble);
+  CHECK(mean[0].item<double>() == 1.0 / 3.0);
+  CHECK_FALSE(net->named_children()["bn"]->is_training());
+  dlcore::convert_to_batchnorm(*net);
+  CHECK(net->named_buffers()["bn.running_mean"][0].item<double>() == 1.0 / 3.0);
+  CHECK(net->named_parameters()["bn.weight"].scalar_type() == torch::kDouble);
+  CHECK(
+      net->forward(batch().to(torch::kDouble)).scalar_type() == torch::kDouble);
 }
