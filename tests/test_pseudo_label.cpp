@@ -546,3 +546,41 @@ TEST_CASE(
     CHECK(triples(s.result()) == reference(x, iota(n), k, p));
   }
 }
+
+TEST_CASE(
+    "TopKTopPSelector restores from candidates and rejects overlapping "
+    "ranges",
+    "[pseudo_label]") {
+  const int64_t n = 900, c = 9, k = 20, p = 2;
+  auto x = tied_scores(n, c, 5, 99);
+  TopKTopPSelector a(TopKTopPSelectorOptions(c, k, p).num_threads(2));
+  a.ingest(x, 0);
+  auto [ind, lab, sco] = a.candidates();
+  CHECK(ind.size(0) == c * k);
+  TopKTopPSelector b({c, k, p});
+  b.restore(a.rows_seen(), a.ranges_tensor(), ind, lab, sco);
+  CHECK(triples(b.result()) == triples(a.result()));
+  CHECK_THAT(
+      message_of([&] {
+        b.restore(
+            10,
+            torch::tensor({0, 10, 5, 12}, torch::kLong).reshape({2, 2}),
+            ind,
+            lab,
+            sco);
+      }),
+      Catch::Contains("rows [5, 12) overlap [0, 10)"));
+  CHECK_THAT(
+      message_of([&] {
+        b.restore(0, torch::zeros({0, 2}, torch::kLong), ind, lab + 100, sco);
+      }),
+      Catch::Contains("invalid saved candidate 0"));
+  // Touching ranges coalesce.
+  b.restore(
+      10,
+      torch::tensor({5, 12, 0, 5}, torch::kLong).reshape({2, 2}),
+      ind,
+      lab,
+      sco);
+  CHECK(b.ranges() == std::vector<std::pair<int64_t, int64_t>>{{0, 12}});
+}

@@ -21,6 +21,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -370,6 +371,39 @@ class TopKTopPSelector {
     return out;
   }
 
+  /// The best K candidates of every class, unordered: (indices, labels,
+  /// scores) tensors of equal length, at most C * K. Cheaper than `result`
+  /// (no sorting); what `restore` takes back and what ranks exchange.
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> candidates() const {
+    const int64_t C = options_.num_classes();
+    std::vector<std::vector<detail::TopKEntry>> per_class(
+        static_cast<size_t>(C));
+    int64_t total = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      for (const auto& st : states_) {
+        st[c].append_to(per_class[c]);
+      }
+      detail::topk_keep(per_class[c], options_.k());
+      total += static_cast<int64_t>(per_class[c].size());
+    }
+    auto indices = at::empty({total}, at::kLong);
+    auto labels = at::empty({total}, at::kLong);
+    auto scores = at::empty({total}, at::kDouble);
+    auto* ip = indices.data_ptr<int64_t>();
+    auto* lp = labels.data_ptr<int64_t>();
+    auto* sp = scores.data_ptr<double>();
+    int64_t m = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      for (const auto& e : per_class[c]) {
+        ip[m] = e.index;
+        lp[m] = c;
+        sp[m] = e.score;
+        ++m;
+      }
+    }
+    return {indices, labels, scores};
+  }
+
   /// The current best K of class c, sorted by rank (fewer when short).
   std::vector<std::pair<int64_t, double>> class_topk(int64_t c) const {
     TORCH_CHECK(
@@ -405,7 +439,7 @@ class TopKTopPSelector {
   /// Writes the state (version, C, K, P, rows seen, ranges, the best K of
   /// every class) so a long pass can checkpoint and resume.
   void save(torch::serialize::OutputArchive& archive) const {
-    const auto r = result();
+    const auto cand = candidates();
     archive.write("version", at::tensor({kVersion}, at::kLong));
     archive.write(
         "ckp",
@@ -413,9 +447,9 @@ class TopKTopPSelector {
             {options_.num_classes(), options_.k(), options_.p()}, at::kLong));
     archive.write("rows_seen", at::tensor({rows_seen_}, at::kLong));
     archive.write("ranges", ranges_tensor());
-    archive.write("indices", r.indices);
-    archive.write("labels", r.labels);
-    archive.write("scores", r.scores);
+    archive.write("indices", std::get<0>(cand));
+    archive.write("labels", std::get<1>(cand));
+    archive.write("scores", std::get<2>(cand));
   }
 
   /// Restores a state written by `save`; C, K and P must match this
@@ -512,12 +546,44 @@ class TopKTopPSelector {
     for (auto& buf : st) {
       buf.compact();
     }
-    std::map<int64_t, int64_t> rs;
+    // Ranges: sorted by begin, checked pairwise for overlap, coalesced.
+    std::vector<std::pair<int64_t, int64_t>> rv;
     if (ranges.numel() > 0) {
       auto rr = ranges.to(at::kLong).contiguous();
       const auto* rp = rr.data_ptr<int64_t>();
       for (int64_t i = 0; i < rr.size(0); ++i) {
-        rs[rp[2 * i]] = rp[2 * i + 1];
+        TORCH_CHECK(
+            rp[2 * i] >= 0 && rp[2 * i] < rp[2 * i + 1],
+            "TopKTopPSelector: expected ranges with 0 <= begin < end, but got "
+            "[",
+            rp[2 * i],
+            ", ",
+            rp[2 * i + 1],
+            ")");
+        rv.emplace_back(rp[2 * i], rp[2 * i + 1]);
+      }
+    }
+    std::sort(rv.begin(), rv.end());
+    std::map<int64_t, int64_t> rs;
+    for (size_t i = 0; i < rv.size(); ++i) {
+      if (i > 0) {
+        TORCH_CHECK(
+            rv[i - 1].second <= rv[i].first,
+            "TopKTopPSelector: expected a chunk disjoint from earlier ones, "
+            "but rows [",
+            rv[i].first,
+            ", ",
+            rv[i].second,
+            ") overlap [",
+            rv[i - 1].first,
+            ", ",
+            rv[i - 1].second,
+            ")");
+      }
+      if (!rs.empty() && std::prev(rs.end())->second == rv[i].first) {
+        std::prev(rs.end())->second = rv[i].second;
+      } else {
+        rs[rv[i].first] = rv[i].second;
       }
     }
     states_ = std::move(fresh);

@@ -130,6 +130,19 @@ class TopKBuffer {
   bool has_threshold_ = false;
 };
 
+/// Keeps the best `k` of `entries`, unordered.
+inline void topk_keep(std::vector<TopKEntry>& entries, int64_t k) {
+  const auto kk = static_cast<size_t>(k);
+  if (entries.size() > kk) {
+    std::nth_element(
+        entries.begin(),
+        entries.begin() + (kk - 1),
+        entries.end(),
+        TopKBetter{});
+    entries.resize(kk);
+  }
+}
+
 /// The best `k` of `entries`, sorted by the selection order.
 inline std::vector<TopKEntry> topk_sorted(
     std::vector<TopKEntry> entries, int64_t k) {

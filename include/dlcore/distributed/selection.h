@@ -11,6 +11,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 namespace dlcore {
@@ -48,7 +49,7 @@ inline void merge_across_ranks(
       "), but got ",
       root);
   const auto& o = selector.options();
-  const TopKTopPResult mine = selector.result();
+  const auto mine = selector.candidates();
   const auto meta = at::tensor(
       {o.num_classes(), o.k(), o.p(), selector.rows_seen()}, at::kLong);
   const auto ranges = selector.ranges_tensor().reshape({-1});
@@ -57,9 +58,9 @@ inline void merge_across_ranks(
   };
   const auto metas = gather(meta);
   const auto all_ranges = gather(ranges);
-  const auto all_indices = gather(mine.indices);
-  const auto all_labels = gather(mine.labels);
-  const auto all_scores = gather(mine.scores);
+  const auto all_indices = gather(std::get<0>(mine));
+  const auto all_labels = gather(std::get<1>(mine));
+  const auto all_scores = gather(std::get<2>(mine));
   if (metas.empty()) {
     return; // not the root
   }
@@ -86,20 +87,19 @@ inline void merge_across_ranks(
         ", p ",
         m[2]);
   }
-  TopKTopPSelector combined(o);
+  // One restore over every rank's candidates: restore keeps the best K per
+  // class (exactly the merge) and checks the ranks' ranges for overlap.
+  int64_t rows = 0;
   for (int64_t r = 0; r < world; ++r) {
-    const auto* m = metas[r].data_ptr<int64_t>();
-    TORCH_INTERNAL_ASSERT(
-        m[0] == o.num_classes() && m[1] == o.k() && m[2] == o.p());
-    TopKTopPSelector part(o);
-    part.restore(
-        m[3],
-        all_ranges[r].reshape({-1, 2}),
-        all_indices[r],
-        all_labels[r],
-        all_scores[r]);
-    combined.merge(part);
+    rows += metas[r].data_ptr<int64_t>()[3];
   }
+  TopKTopPSelector combined(o);
+  combined.restore(
+      rows,
+      at::cat(all_ranges).reshape({-1, 2}),
+      at::cat(all_indices),
+      at::cat(all_labels),
+      at::cat(all_scores));
   selector = combined;
 }
 
