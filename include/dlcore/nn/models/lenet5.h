@@ -18,6 +18,54 @@
 namespace dlcore {
 namespace detail {
 
+/// Kernel of `max_pool2x2_with_indices` for planes [begin, end) of a
+/// contiguous float tensor with planes of h x w; all arguments by value so
+/// the compiler can keep them in registers and vectorise.
+template <bool kWithIndices>
+void max_pool2x2_planes(
+    const float* xp,
+    float* yp,
+    int64_t* ip,
+    int64_t begin,
+    int64_t end,
+    int64_t h,
+    int64_t w) {
+  const int64_t ho = h / 2;
+  const int64_t wo = w / 2;
+  for (int64_t p = begin; p < end; ++p) {
+    const float* plane = xp + p * h * w;
+    for (int64_t oh = 0; oh < ho; ++oh) {
+      const float* r0 = plane + 2 * oh * w;
+      const float* r1 = r0 + w;
+      float* yrow = yp + (p * ho + oh) * wo;
+      int64_t* irow = kWithIndices ? ip + (p * ho + oh) * wo : nullptr;
+      for (int64_t ow = 0; ow < wo; ++ow) {
+        // Branch-free selects (blends, not jumps): PyTorch's rule
+        // `val > max || isnan(val)` over the window in row-major order.
+        const float a = r0[2 * ow];
+        const float b = r0[2 * ow + 1];
+        const float c = r1[2 * ow];
+        const float d = r1[2 * ow + 1];
+        float m = a;
+        int64_t off = 0;
+        bool take = (b > m) | (b != b);
+        m = take ? b : m;
+        off = take ? 1 : off;
+        take = (c > m) | (c != c);
+        m = take ? c : m;
+        off = take ? w : off;
+        take = (d > m) | (d != d);
+        m = take ? d : m;
+        off = take ? w + 1 : off;
+        yrow[ow] = m;
+        if constexpr (kWithIndices) {
+          irow[ow] = 2 * oh * w + 2 * ow + off;
+        }
+      }
+    }
+  }
+}
+
 /// 2x2, stride-2 max pooling of a contiguous float `x` `[N, C, H, W]` in one
 /// pass: the same values as `max_pool2d(x, 2)` and (when `with_indices`) the
 /// same indices, i.e. the flat `h * W + w` of the first maximum in row-major
@@ -45,38 +93,10 @@ inline std::pair<torch::Tensor, torch::Tensor> max_pool2x2_with_indices(
   float* yp = y.data_ptr<float>();
   int64_t* ip = with_indices ? idx.data_ptr<int64_t>() : nullptr;
   at::parallel_for(0, planes, 8, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const float* plane = xp + p * h * w;
-      float* yo = yp + p * ho * wo;
-      int64_t* io = ip != nullptr ? ip + p * ho * wo : nullptr;
-      for (int64_t oh = 0; oh < ho; ++oh) {
-        const float* r0 = plane + 2 * oh * w;
-        const float* r1 = r0 + w;
-        for (int64_t ow = 0; ow < wo; ++ow) {
-          const int64_t c0 = 2 * ow;
-          int64_t best = 2 * oh * w + c0;
-          float m = r0[c0];
-          const float v1 = r0[c0 + 1];
-          if (v1 > m || std::isnan(v1)) {
-            m = v1;
-            best = 2 * oh * w + c0 + 1;
-          }
-          const float v2 = r1[c0];
-          if (v2 > m || std::isnan(v2)) {
-            m = v2;
-            best = (2 * oh + 1) * w + c0;
-          }
-          const float v3 = r1[c0 + 1];
-          if (v3 > m || std::isnan(v3)) {
-            m = v3;
-            best = (2 * oh + 1) * w + c0 + 1;
-          }
-          yo[oh * wo + ow] = m;
-          if (io != nullptr) {
-            io[oh * wo + ow] = best;
-          }
-        }
-      }
+    if (ip != nullptr) {
+      max_pool2x2_planes<true>(xp, yp, ip, begin, end, h, w);
+    } else {
+      max_pool2x2_planes<false>(xp, yp, nullptr, begin, end, h, w);
     }
   });
   return {y, idx};
