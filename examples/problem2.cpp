@@ -14,18 +14,19 @@
 //      backbone / FPN / RPN / ROI-head parts.
 // --scale quick: analytical tables plus the cheap real modules (AlexNet, RPN
 // head, Inception); default adds VGG-19, ResNet-18/50 and GoogLeNet with a
-// real forward pass each; full adds VGG-11/16 and the batch-norm variants.
+// real forward pass each; full adds VGG-11, VGG-16 and VGG-19-BN.
 //
 // Writes into --out:
-//   alexnet_layers.csv      per layer: type, output shape, params, MACs
-//   vgg19_layers.csv        per layer: output shape, activations, memory,
-//   params receptive_fields.csv    per layer of AlexNet and VGG-19: r, jump,
-//   start inception.csv           naive vs reduced Inception (3a)
-//   faster_rcnn.csv         RPN head, anchors, part parameter counts
-//   models.csv              analytical vs real-module params and MACs
-//   alexnet_summary.txt     torchinfo-style summary of the real AlexNet
-//   summary.json            settings and headline numbers
-//   summary.md              "## Problem 2 — ..." section for REPORT.md
+//   alexnet_layers.csv     per layer: type, output shape, params, MACs
+//   vgg19_layers.csv       per layer: shape, activations, memory, params
+//   vgg19_analysis.txt     analyze_layers table of VGG-19 (all quantities)
+//   receptive_fields.csv   per layer of AlexNet and VGG-19: r, jump, start
+//   inception.csv          naive vs reduced Inception (3a)
+//   faster_rcnn.csv        RPN head, anchors, part parameter counts
+//   models.csv             analytical vs real-module params and MACs
+//   alexnet_summary.txt    torchinfo-style summary of the real AlexNet
+//   summary.json           settings and headline numbers
+//   summary.md             "## Problem 2 — ..." section for REPORT.md
 #include "common.h"
 
 #include <dlcore/nn/layer_math.h>
@@ -186,6 +187,8 @@ int main(int argc, char** argv) try {
     }
   }
   vgg_csv.write((out / "vgg19_layers.csv").string());
+  dlcore::write_file_atomic(
+      (out / "vgg19_analysis.txt").string(), vgg.to_string());
   int64_t avgpool_acts = 0;
   for (const auto& r : vgg.layers) {
     avgpool_acts += r.name == "avgpool" ? r.activations : 0;
@@ -525,7 +528,7 @@ int main(int argc, char** argv) try {
   md << "\nAll numbers agree: " << (all_match ? "yes" : "**NO**")
      << ". Files: `alexnet_layers.csv`, `vgg19_layers.csv`, "
         "`receptive_fields.csv`, `inception.csv`, `faster_rcnn.csv`, "
-        "`models.csv`, `alexnet_summary.txt`.\n";
+        "`models.csv`, `alexnet_summary.txt`, `vgg19_analysis.txt`.\n";
 
   dlcore::Json j = flags.to_json();
   j["image_size"] = image;

@@ -254,9 +254,9 @@ TEST_CASE(
   CHECK(s.params == 163696);
   CHECK(s.macs == int64_t{784} * 163328);
   REQUIRE(s.layers.size() == 8);
-  CHECK(s.layers[0].name == "0.0.0");
+  CHECK(s.layers[0].name == "inception3a.0.0");
   CHECK(s.layers[0].depth == 1);
-  CHECK(s.layers[2].name == "0.1.1");
+  CHECK(s.layers[2].name == "inception3a.1.1");
   CHECK(s.layers.back().name == "inception3a");
   CHECK(s.layers.back().type == "Concat");
   CHECK(s.layers.back().depth == 0);
@@ -392,4 +392,22 @@ TEST_CASE(
   CHECK_THAT(
       error_of({L::adaptive_avg_pool2d(0)}, {2, 4, 4}),
       Contains("output_size must be >= 1, got (0, 0)"));
+}
+
+TEST_CASE("to_string prints every row and the totals", "[layer_math]") {
+  auto s = dlcore::analyze_layers(
+      {L::conv2d(3, 8, 3).padding(1).name("conv"),
+       L::add({{L::conv2d(8, 8, 1)}, {}}).name("res"),
+       L::max_pool2d(2),
+       L::flatten(),
+       L::linear(8 * 4 * 4, 1000)},
+      {3, 8, 8});
+  const std::string t = s.to_string();
+  CHECK_THAT(t, Catch::Contains("conv (Conv2d)"));
+  CHECK_THAT(t, Catch::Contains("  res.0.0 (Conv2d)")); // indented branch
+  CHECK_THAT(t, Catch::Contains("res (Add)"));
+  CHECK_THAT(t, Catch::Contains("[1000]"));
+  CHECK_THAT(t, Catch::Contains("Params: 129,296"));
+  CHECK_THAT(t, Catch::Contains("Receptive field 10, jump 8, start 4"));
+  CHECK(s.params == 224 + 72 + 128 * 1000 + 1000);
 }

@@ -197,6 +197,11 @@ TEST_CASE(
     }
   }
   CHECK(g::vgg19.macs / 1e9 == Approx(19.63).margin(0.005));
+  // VGG-13 (documented in vgg.h): VGG-11 plus a 64->64 and a 128->128 conv.
+  CHECK(
+      dlcore::analyze_layers(dlcore::vgg_layers(13), {3, 224, 224}).params ==
+      132863336 + 36928 + 147584);
+  CHECK(132863336 + 36928 + 147584 == 133047848);
 }
 
 TEST_CASE(
@@ -248,6 +253,7 @@ TEST_CASE("GoogLeNet equals torchvision's (aux_logits=False)", "[models]") {
     extra += 16 * c.second.ch5x5red() * c.second.ch5x5();
   }
   CHECK(count_params(*paper) == 6624904 + extra);
+  CHECK(count_params(*paper) == 7005832); // documented in googlenet.h
   CHECK(
       dlcore::analyze_layers(
           dlcore::googlenet_layers(paper_opts), {3, 224, 224})

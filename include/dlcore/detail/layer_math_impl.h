@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -357,10 +358,12 @@ inline LayerFlow layer_one(
       const auto& branches = spec.branches();
       TORCH_CHECK(
           !branches.empty(), label, ": needs at least one branch, got none");
+      // Unnamed branch layers are named after the join: "<join>.<b>.<i>".
+      const std::string base = spec.name().empty() ? path : spec.name();
       std::vector<LayerFlow> outs;
       for (size_t b = 0; b < branches.size(); ++b) {
         outs.push_back(layer_sequence(
-            branches[b], in, path + "." + std::to_string(b), depth + 1, ctx));
+            branches[b], in, base + "." + std::to_string(b), depth + 1, ctx));
       }
       out = outs[0];
       for (size_t b = 1; b < outs.size(); ++b) {
@@ -427,7 +430,107 @@ inline LayerFlow layer_sequence(
   return flow;
 }
 
+inline std::string layer_thousands(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) {
+      out += ',';
+    }
+    out += digits[i];
+  }
+  return v < 0 ? "-" + out : out;
+}
+
+/// 3 -> "3", 1.5 -> "1.5", (3, 5) -> "3x5".
+inline std::string layer_pair(const std::array<double, 2>& v) {
+  auto one = [](double x) {
+    std::ostringstream os;
+    os << x;
+    return os.str();
+  };
+  return v[0] == v[1] ? one(v[0]) : one(v[0]) + "x" + one(v[1]);
+}
+
 } // namespace detail
+
+inline std::string NetworkStats::to_string() const {
+  std::vector<std::array<std::string, 8>> cells;
+  cells.push_back(
+      {"Layer (type)",
+       "Output",
+       "Params",
+       "Activations",
+       "MACs",
+       "RF",
+       "Jump",
+       "Start"});
+  for (const auto& r : layers) {
+    cells.push_back(
+        {std::string(2 * r.depth, ' ') + r.name + " (" + r.type + ")",
+         detail::layer_shape_str(r.output_shape),
+         detail::layer_thousands(r.params),
+         detail::layer_thousands(r.activations),
+         detail::layer_thousands(r.macs),
+         detail::layer_pair(r.receptive_field),
+         detail::layer_pair(r.jump),
+         detail::layer_pair(r.start)});
+  }
+  std::array<size_t, 8> w{};
+  for (const auto& c : cells) {
+    for (size_t i = 0; i < c.size(); ++i) {
+      w[i] = std::max(w[i], c[i].size());
+    }
+  }
+  size_t width = 2 * (w.size() - 1);
+  for (size_t x : w) {
+    width += x;
+  }
+  const std::string rule(width, '=');
+  std::ostringstream os;
+  os << rule << "\n";
+  for (size_t k = 0; k < cells.size(); ++k) {
+    for (size_t i = 0; i < cells[k].size(); ++i) {
+      const auto& t = cells[k][i];
+      const std::string pad(w[i] - t.size(), ' ');
+      os << (i ? "  " : "") << (i < 2 ? t + pad : pad + t);
+    }
+    os << "\n";
+    if (k == 0) {
+      os << rule << "\n";
+    }
+  }
+  const double mib = 1024.0 * 1024.0;
+  char buf[256];
+  os << rule << "\n";
+  os << "Input " << detail::layer_shape_str(input_shape) << " x batch "
+     << batch_size << ", output " << detail::layer_shape_str(output_shape)
+     << "\n";
+  os << "Params: " << detail::layer_thousands(params)
+     << "  buffers: " << detail::layer_thousands(buffers) << "\n";
+  std::snprintf(
+      buf,
+      sizeof(buf),
+      "MACs: %.3f G  FLOPs: %.3f G\n",
+      macs / 1e9,
+      flops / 1e9);
+  os << buf;
+  std::snprintf(
+      buf,
+      sizeof(buf),
+      "Activations: %s (%.2f MiB forward, %.2f MiB with backward)\n"
+      "Params size: %.2f MiB\n",
+      detail::layer_thousands(activations).c_str(),
+      forward_bytes / mib,
+      backward_bytes / mib,
+      param_bytes / mib);
+  os << buf;
+  os << "Receptive field " << detail::layer_pair(receptive_field) << ", jump "
+     << detail::layer_pair(jump) << ", start " << detail::layer_pair(start)
+     << "\n"
+     << rule << "\n";
+  return os.str();
+}
 
 inline int64_t conv_output_size(
     int64_t in,

@@ -168,7 +168,8 @@ struct LayerSpec {
   /// What the layer is.
   TORCH_ARG(LayerKind, kind);
   /// Display name; empty means the layer's position, e.g. "3" or "5.1.0"
-  /// (layer 5, branch 1, layer 0). Default: ""
+  /// (layer 5, branch 1, layer 0; "inc.1.0" when layer 5 is a join named
+  /// "inc"). Default: ""
   TORCH_ARG(std::string, name) = "";
   /// Input channels of a convolution. Default: 0
   TORCH_ARG(int64_t, in_channels) = 0;
@@ -306,6 +307,11 @@ struct NetworkStats {
   std::array<double, 2> receptive_field{{1, 1}};
   std::array<double, 2> jump{{1, 1}};
   std::array<double, 2> start{{0.5, 0.5}};
+
+  /// A table, one line per row (indented by depth): name (type), output
+  /// shape, params, activations, MACs, receptive field, jump, start; then
+  /// the totals and memory in MiB.
+  std::string to_string() const;
 };
 
 /// Analyses a network layer by layer from a per-sample input shape ({C, H, W}

@@ -185,7 +185,7 @@ googlenet_inception_config(int64_t branch3_kernel = 3) {
 /// max pools in ceil mode.
 ///
 /// 6,624,904 parameters for 1000 classes and 1.50 G MACs at 224x224 (with the
-/// paper's 5x5 kernels: 6,998,552 parameters). Module and parameter names
+/// paper's 5x5 kernels: 7,005,832 parameters). Module and parameter names
 /// equal torchvision's.
 ///
 /// Example:
