@@ -157,8 +157,8 @@ inline c10::intrusive_ptr<c10d::ProcessGroupGloo> init_process_group_from_env(
 /// Every rank's `tensor` (any leading size, same trailing shape and dtype on
 /// all ranks), one per rank in rank order. Sizes are gathered first, then
 /// the tensors, padded to the largest.
-inline std::vector<torch::Tensor> all_gather_variable(
-    c10d::ProcessGroup& pg, const torch::Tensor& tensor) {
+inline std::vector<at::Tensor> all_gather_variable(
+    c10d::ProcessGroup& pg, const at::Tensor& tensor) {
   TORCH_CHECK(
       tensor.defined() && tensor.dim() >= 1,
       "all_gather_variable: expected a tensor with a leading dimension, but "
@@ -179,7 +179,7 @@ inline std::vector<torch::Tensor> all_gather_variable(
     max_rows = std::max(max_rows, rows[r]);
   }
   std::vector<int64_t> shape = t.sizes().vec();
-  std::vector<torch::Tensor> out;
+  std::vector<at::Tensor> out;
   if (max_rows == 0) {
     for (int64_t r = 0; r < world; ++r) {
       out.push_back(t.clone());
@@ -203,8 +203,8 @@ inline std::vector<torch::Tensor> all_gather_variable(
 
 /// Like `all_gather_variable`, but only `root` receives (the others get an
 /// empty vector): memory and traffic on one rank only.
-inline std::vector<torch::Tensor> gather_variable(
-    c10d::ProcessGroup& pg, const torch::Tensor& tensor, int64_t root) {
+inline std::vector<at::Tensor> gather_variable(
+    c10d::ProcessGroup& pg, const at::Tensor& tensor, int64_t root) {
   const int64_t world = pg.getSize();
   TORCH_CHECK(
       root >= 0 && root < world,
@@ -231,7 +231,7 @@ inline std::vector<torch::Tensor> gather_variable(
     max_rows = std::max(max_rows, rows[r]);
   }
   const bool is_root = pg.getRank() == root;
-  std::vector<torch::Tensor> out;
+  std::vector<at::Tensor> out;
   if (max_rows == 0) {
     if (is_root) {
       for (int64_t r = 0; r < world; ++r) {
