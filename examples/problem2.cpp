@@ -42,6 +42,7 @@
 
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 namespace ex = dlcore::examples;
@@ -312,8 +313,18 @@ int main(int argc, char** argv) try {
   md << "### 4. Inception (3a) at 28x28x192: naive vs 1x1 reductions\n\n"
      << "| module | output | params | MACs |\n|---|---|---:|---:|\n";
   for (const auto& r : inc_rows) {
+    // Real modules: FLOPs and activations are analytical only (NaN = n/a).
+    const auto maybe = [](int64_t v) -> dlcore::CsvCell {
+      return v < 0 ? dlcore::CsvCell(std::numeric_limits<double>::quiet_NaN())
+                   : dlcore::CsvCell(v);
+    };
     inc_csv.add_row(
-        {r.name, shape_str(r.shape), r.params, r.macs, r.flops, r.acts});
+        {r.name,
+         shape_str(r.shape),
+         r.params,
+         r.macs,
+         maybe(r.flops),
+         maybe(r.acts)});
     md << "| " << r.name << " | " << shape_str(r.shape) << " | "
        << commas(r.params) << " | " << commas(r.macs) << " |\n";
   }
