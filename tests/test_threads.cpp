@@ -24,6 +24,7 @@ TEST_CASE("configure_threads sets LibTorch's thread count", "[threads]") {
 
 TEST_CASE(
     "configure_threads keeps OpenBLAS at one thread and says so", "[threads]") {
+  const int before = at::get_num_threads();
   dlcore::ThreadConfig t = dlcore::configure_threads(2);
   const char* env = std::getenv("OPENBLAS_NUM_THREADS");
   REQUIRE(env != nullptr);
@@ -36,4 +37,5 @@ TEST_CASE(
     CHECK_THAT(t.describe(), Catch::Contains("OpenBLAS not loaded"));
   }
   CHECK_THAT(t.describe(), Catch::StartsWith("torch threads 2"));
+  at::set_num_threads(before);
 }
