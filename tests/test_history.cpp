@@ -36,6 +36,11 @@ TEST_CASE("History records the usual train/validation columns", "[history]") {
                                "seconds"});
   CHECK(h.last("val_accuracy") == 0.75);
   CHECK(h.last("seconds") == 1.75);
+  h.add_epoch(2, train, val, {{"lr", 0.01}});
+  CHECK(h.epoch_columns().back() == "lr");
+  CHECK(std::isnan(h.at(0, "lr")));
+  CHECK(h.last("lr") == 0.01);
+  CHECK(h.num_epochs() == 2);
 }
 
 TEST_CASE(

@@ -37,5 +37,8 @@ TEST_CASE(
     CHECK_THAT(t.describe(), Catch::Contains("OpenBLAS not loaded"));
   }
   CHECK_THAT(t.describe(), Catch::StartsWith("torch threads 2"));
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  CHECK(t.omp_wait_policy == (policy != nullptr ? policy : ""));
+  CHECK_THAT(t.describe(), Catch::Contains("OMP_WAIT_POLICY"));
   at::set_num_threads(before);
 }

@@ -68,18 +68,22 @@ class History {
   }
 
   /// Appends the usual row for epoch `epoch`: train and validation loss and
-  /// accuracy, and the epoch's seconds (training plus validation).
+  /// accuracy, and the epoch's seconds (training plus validation), followed
+  /// by any `extra` columns (e.g. `{{"lr", lr}}`).
   void add_epoch(
       int64_t epoch,
       const EpochMetrics& train,
-      const EpochMetrics& validation) {
-    add_epoch(
-        {{"epoch", static_cast<double>(epoch)},
-         {"train_loss", train.loss},
-         {"train_accuracy", train.accuracy},
-         {"val_loss", validation.loss},
-         {"val_accuracy", validation.accuracy},
-         {"seconds", train.seconds + validation.seconds}});
+      const EpochMetrics& validation,
+      const std::vector<std::pair<std::string, double>>& extra = {}) {
+    std::vector<std::pair<std::string, double>> row = {
+        {"epoch", static_cast<double>(epoch)},
+        {"train_loss", train.loss},
+        {"train_accuracy", train.accuracy},
+        {"val_loss", validation.loss},
+        {"val_accuracy", validation.accuracy},
+        {"seconds", train.seconds + validation.seconds}};
+    row.insert(row.end(), extra.begin(), extra.end());
+    add_epoch(row);
   }
 
   /// Appends a step row.

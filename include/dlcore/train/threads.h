@@ -23,12 +23,18 @@ struct ThreadConfig {
   bool openblas_found = false;
   /// OpenBLAS's thread count after the call (-1 when OpenBLAS is not loaded).
   int openblas_threads = -1;
+  /// `$OMP_WAIT_POLICY` as the process started ("" when unset). libgomp
+  /// reads it only at load time; with more than one thread on a busy machine,
+  /// PASSIVE avoids idle threads spinning against preempted partners.
+  std::string omp_wait_policy;
 
   /// One line for a log, e.g. "torch threads 2 (of 2 cores), OpenBLAS 1".
   std::string describe() const {
     std::string s = "torch threads " + std::to_string(torch_threads) + " (of " +
                     std::to_string(hardware_concurrency) + " cores), OpenBLAS ";
     s += openblas_found ? std::to_string(openblas_threads) : "not loaded";
+    s += ", OMP_WAIT_POLICY " +
+         (omp_wait_policy.empty() ? std::string("unset") : omp_wait_policy);
     return s;
   }
 };
@@ -47,6 +53,11 @@ struct ThreadConfig {
 ///   dlcore::ThreadConfig t = dlcore::configure_threads(0);
 ///   std::cout << t.describe() << "\n";
 ///
+/// On a machine shared with other work, more than one OpenMP thread can be
+/// much slower than one (an idle thread spins while its partner is
+/// preempted; see docs/training.md): there, pass 1, or start the process with
+/// `OMP_WAIT_POLICY=PASSIVE`, which libgomp reads before `main`.
+///
 /// Differences from PyTorch (Python): `torch.set_num_threads` alone leaves
 /// OpenBLAS's pool as the environment configured it.
 inline ThreadConfig configure_threads(int num_threads) {
@@ -61,6 +72,8 @@ inline ThreadConfig configure_threads(int num_threads) {
   }
   at::set_num_threads(n);
   config.torch_threads = at::get_num_threads();
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  config.omp_wait_policy = policy != nullptr ? policy : "";
 
   ::setenv("OPENBLAS_NUM_THREADS", "1", /*overwrite=*/1);
   using SetThreads = void (*)(int);
