@@ -94,6 +94,10 @@ std::string pct(double v, int digits = 2) {
   return s.str();
 }
 
+std::string signed_pct(double v) {
+  return (v >= 0 ? "+" : "") + pct(v);
+}
+
 template <typename Net>
 void train(
     Net& net,
@@ -450,9 +454,10 @@ int main(int argc, char** argv) try {
      << "**Reading.** The semi-supervised student "
      << (main_pt.final_acc > baseline_acc ? "beats" : "does not beat")
      << " the supervised one at K = " << main_pt.k << ", P = " << main_pt.p
-     << " (" << std::showpos << pct(main_pt.final_acc - baseline_acc)
-     << " points; best K of the sweep: " << pct(best.final_acc - baseline_acc)
-     << std::noshowpos << " points at K = " << best.k << ")"
+     << " (" << signed_pct(main_pt.final_acc - baseline_acc)
+     << " points; best K of the sweep: "
+     << signed_pct(best.final_acc - baseline_acc) << " points at K = " << best.k
+     << ")"
      << (best.final_acc > teacher_acc ? ", and at its best it exceeds its "
                                         "teacher, as in the paper"
                                       : "")
