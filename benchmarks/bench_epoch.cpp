@@ -5,7 +5,9 @@
 // training images (80/20 seeded split of the 60k) in shuffled in-memory
 // batches of 64 (dlcore::Batches), SGD momentum 0.9, dlcore::train_epoch,
 // then dlcore::evaluate on the 12k validation images; threads as
-// configure_threads(--threads) (default: all cores, OpenBLAS at one).
+// configure_threads(--threads) (default: all cores, OpenBLAS at one), and
+// TrainOptions::data_parallel(--data-parallel) (default: that many threads,
+// each computing a chunk of every batch with one intra-op thread).
 //
 // Named baseline: benchmarks/python/epoch_reference.py, the homework's code
 // path (torchvision FashionMNIST, DataLoader(batch_size=64, shuffle=True,
@@ -83,6 +85,7 @@ int main(int argc, char** argv) try {
   int python_epochs = 1;
   int threads = 0;
   int workers = 2;
+  int data_parallel = 0;
   bool no_python = false;
   std::string python = "/usr/bin/python3";
   std::string script = (std::filesystem::path(__FILE__).parent_path() /
@@ -97,6 +100,12 @@ int main(int argc, char** argv) try {
       ->capture_default_str();
   app.add_option("--threads", threads, "LibTorch threads (0: all cores)")
       ->capture_default_str();
+  app.add_option(
+         "--data-parallel",
+         data_parallel,
+         "TrainOptions::data_parallel: batch chunks on as many threads "
+         "(0: the thread count configure_threads chose)")
+      ->capture_default_str();
   app.add_option("--workers", workers, "Python DataLoader workers")
       ->capture_default_str();
   app.add_option("--python", python, "Python interpreter with torch")
@@ -108,7 +117,11 @@ int main(int argc, char** argv) try {
   CLI11_PARSE(app, argc, argv);
 
   dlcore::ThreadConfig tc = dlcore::configure_threads(threads);
-  std::cout << "threads: " << tc.describe() << "\n";
+  if (data_parallel <= 0) {
+    data_parallel = tc.torch_threads;
+  }
+  std::cout << "threads: " << tc.describe() << "; data_parallel "
+            << data_parallel << "\n";
 
   // Baseline first, so that both sides find the files in the page cache.
   double py_seconds = std::numeric_limits<double>::quiet_NaN();
@@ -171,7 +184,10 @@ int main(int argc, char** argv) try {
     train_batches.set_epoch(e);
     double c0 = cpu_seconds();
     auto tr = dlcore::train_epoch(
-        net, train_batches, sgd, dlcore::TrainOptions().epoch(e + 1));
+        net,
+        train_batches,
+        sgd,
+        dlcore::TrainOptions().epoch(e + 1).data_parallel(data_parallel));
     auto va = dlcore::evaluate(net, val_batches);
     double s = tr.seconds + va.seconds;
     double cpu = cpu_seconds() - c0;
@@ -222,6 +238,7 @@ int main(int argc, char** argv) try {
       py_json.is_object() ? py_json.at("cpu_seconds") : dlcore::Json();
   j["ratio"] = ratio;
   j["torch_threads"] = tc.torch_threads;
+  j["data_parallel"] = data_parallel;
   std::cout << j.dump(-1) << "\n";
   return 0;
 } catch (const std::exception& e) {

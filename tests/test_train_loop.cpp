@@ -533,3 +533,72 @@ TEST_CASE(
   CHECK(plain.stepped == 2);
   CHECK(m.steps == 2);
 }
+
+TEST_CASE(
+    "train_epoch with data_parallel matches the whole-batch update and is "
+    "deterministic",
+    "[train_loop]") {
+  auto gen = at::detail::createCPUGenerator(18);
+  std::vector<TestBatch> batches;
+  for (int i = 0; i < 4; ++i) {
+    batches.push_back(
+        {torch::randn({33, 1, 28, 28}, gen),
+         torch::randint(10, {33}, gen, torch::kLong)});
+  }
+  batches.push_back(
+      {torch::randn({1, 1, 28, 28}, gen), torch::zeros({1}, torch::kLong)});
+  auto run = [&](int chunks) {
+    torch::manual_seed(18);
+    dlcore::LeNet5 net;
+    torch::optim::SGD sgd(
+        net->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+    std::vector<double> lrs;
+    auto m = dlcore::train_epoch(
+        net,
+        batches,
+        sgd,
+        dlcore::TrainOptions().data_parallel(chunks).on_step(
+            [&](dlcore::StepInfo& s) { lrs.push_back(s.lrs.at(0)); }));
+    CHECK(m.steps == 5);
+    CHECK(m.samples == 133);
+    CHECK(lrs.size() == 5);
+    std::vector<torch::Tensor> params;
+    for (const auto& p : net->parameters()) {
+      params.push_back(p.detach().clone());
+    }
+    return std::make_pair(m, params);
+  };
+  const int threads = at::get_num_threads();
+  auto one = run(1);
+  auto two = run(2);
+  auto two_again = run(2);
+  auto three = run(3);
+  CHECK(at::get_num_threads() == threads);
+  CHECK(two.first.loss == Approx(one.first.loss).epsilon(1e-5));
+  CHECK(three.first.loss == Approx(one.first.loss).epsilon(1e-5));
+  CHECK(two.first.accuracy == one.first.accuracy);
+  for (std::size_t i = 0; i < one.second.size(); ++i) {
+    CHECK(torch::allclose(two.second[i], one.second[i], 1e-4, 1e-5));
+    CHECK(torch::allclose(three.second[i], one.second[i], 1e-4, 1e-5));
+    CHECK(torch::equal(two.second[i], two_again.second[i]));
+  }
+  CHECK(two.first.loss == two_again.first.loss);
+
+  auto model = linear_model(3, 18);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  CHECK_THROWS_WITH(
+      dlcore::train_epoch(
+          model,
+          blobs(32, 16, 3, 18),
+          sgd,
+          dlcore::TrainOptions().data_parallel(0)),
+      Catch::Contains("train_epoch: data_parallel must be >= 1, but got 0"));
+  // An error inside a worker's chunk reaches the caller.
+  std::vector<TestBatch> bad = {
+      {torch::randn({4, 8}), torch::zeros({4, 2}, torch::kLong)}};
+  CHECK_THROWS_WITH(
+      dlcore::train_epoch(
+          model, bad, sgd, dlcore::TrainOptions().data_parallel(2)),
+      Catch::Contains("default_loss: expected int64 targets"));
+  CHECK(at::get_num_threads() == threads);
+}

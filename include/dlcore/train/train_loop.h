@@ -14,12 +14,20 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -161,6 +169,15 @@ struct TrainOptions {
   /// `torch::optim::Optimizer` (others always get `zero_grad()`).
   /// Default: true
   TORCH_ARG(bool, set_to_none) = true;
+  /// Split each batch into this many chunks, run forward and backward of the
+  /// chunks on as many threads (each with one intra-op thread, the calling
+  /// thread's count restored afterwards), and sum the chunks' gradients in a
+  /// fixed order, each chunk's loss weighted by its share of the batch. The
+  /// update equals the whole-batch one up to float rounding for a model that
+  /// treats samples independently (not for BatchNorm in training mode), and
+  /// is deterministic. An alternative to LibTorch's OpenMP threads where
+  /// those contend (see docs/training.md). Default: 1
+  TORCH_ARG(int, data_parallel) = 1;
 
  public:
 };
@@ -318,6 +335,169 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+/// Restores the calling thread's LibTorch intra-op thread count on exit.
+struct IntraOpThreadsGuard {
+  int saved = at::get_num_threads();
+  ~IntraOpThreadsGuard() {
+    at::set_num_threads(saved);
+  }
+};
+
+/// `chunks - 1` worker threads that run forward and backward of batch
+/// chunks 1.. while the calling thread runs chunk 0 (see
+/// `TrainOptions::data_parallel`).
+class ChunkedStep {
+ public:
+  ChunkedStep(int chunks, std::vector<torch::Tensor> params)
+      : params_(std::move(params)), workers_(chunks - 1) {
+    for (auto& w : workers_) {
+      w.thread = std::thread([&w] { loop(w); });
+    }
+  }
+  ChunkedStep(const ChunkedStep&) = delete;
+  ChunkedStep& operator=(const ChunkedStep&) = delete;
+  ~ChunkedStep() {
+    for (auto& w : workers_) {
+      {
+        std::lock_guard<std::mutex> lock(w.mutex);
+        w.quit = true;
+      }
+      w.cv.notify_all();
+    }
+    for (auto& w : workers_) {
+      w.thread.join();
+    }
+  }
+
+  /// Forward and backward of `data` split into chunks; sets every
+  /// parameter's gradient to the chunk sum and returns (logits, loss), both
+  /// detached.
+  template <typename Module>
+  std::pair<torch::Tensor, torch::Tensor> run(
+      Module& module,
+      const torch::Tensor& data,
+      const torch::Tensor& targets,
+      const LossFunction& loss_fn) {
+    const int64_t k = std::min<int64_t>(
+        static_cast<int64_t>(workers_.size()) + 1, data.size(0));
+    std::vector<torch::Tensor> xs = data.chunk(k);
+    std::vector<torch::Tensor> ys = targets.chunk(k);
+    const int64_t chunks = static_cast<int64_t>(xs.size());
+    const double n = static_cast<double>(data.size(0));
+    std::vector<Result> results(chunks);
+    auto compute = [&](int64_t i) {
+      torch::AutoGradMode grad_mode(true);
+      torch::Tensor logits = module.forward(xs[i]);
+      torch::Tensor loss =
+          loss_fn ? loss_fn(logits, ys[i]) : default_loss(logits, ys[i]);
+      loss = loss * (static_cast<double>(xs[i].size(0)) / n);
+      results[i].grads = torch::autograd::grad(
+          {loss},
+          params_,
+          /*grad_outputs=*/{},
+          /*retain_graph=*/false,
+          /*create_graph=*/false,
+          /*allow_unused=*/true);
+      results[i].logits = logits.detach();
+      results[i].loss = loss.detach();
+    };
+    for (int64_t i = 1; i < chunks; ++i) {
+      Worker& w = workers_[i - 1];
+      {
+        std::lock_guard<std::mutex> lock(w.mutex);
+        w.job = [&compute, i] { compute(i); };
+        w.has_job = true;
+        w.done = false;
+        w.error = nullptr;
+      }
+      w.cv.notify_all();
+    }
+    std::exception_ptr error;
+    try {
+      compute(0);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    for (int64_t i = 1; i < chunks; ++i) {
+      Worker& w = workers_[i - 1];
+      std::unique_lock<std::mutex> lock(w.mutex);
+      w.cv.wait(lock, [&w] { return w.done; });
+      if (!error && w.error) {
+        error = w.error;
+      }
+    }
+    if (error) {
+      std::rethrow_exception(error);
+    }
+    torch::NoGradGuard no_grad;
+    for (std::size_t j = 0; j < params_.size(); ++j) {
+      torch::Tensor g = results[0].grads[j];
+      for (int64_t i = 1; i < chunks; ++i) {
+        const torch::Tensor& gi = results[i].grads[j];
+        if (gi.defined()) {
+          g = g.defined() ? g.add_(gi) : gi;
+        }
+      }
+      params_[j].mutable_grad() = g;
+    }
+    torch::Tensor loss = results[0].loss;
+    std::vector<torch::Tensor> logits = {results[0].logits};
+    for (int64_t i = 1; i < chunks; ++i) {
+      loss = loss + results[i].loss;
+      logits.push_back(results[i].logits);
+    }
+    return {torch::cat(logits), loss};
+  }
+
+ private:
+  struct Result {
+    torch::Tensor logits;
+    torch::Tensor loss;
+    std::vector<torch::Tensor> grads;
+  };
+  struct Worker {
+    std::thread thread;
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::function<void()> job;
+    bool has_job = false;
+    bool done = false;
+    bool quit = false;
+    std::exception_ptr error;
+  };
+
+  static void loop(Worker& w) {
+    at::set_num_threads(1);
+    while (true) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lock(w.mutex);
+        w.cv.wait(lock, [&w] { return w.has_job || w.quit; });
+        if (!w.has_job) {
+          return;
+        }
+        job = std::move(w.job);
+        w.has_job = false;
+      }
+      std::exception_ptr error;
+      try {
+        job();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(w.mutex);
+        w.error = error;
+        w.done = true;
+      }
+      w.cv.notify_all();
+    }
+  }
+
+  std::vector<torch::Tensor> params_;
+  std::vector<Worker> workers_;
+};
+
 struct NoScheduler {
   void step() {}
 };
@@ -334,8 +514,25 @@ EpochMetrics train_epoch_impl(
     Scheduler* scheduler,
     const TrainOptions& options) {
   auto& module = module_of(model);
+  TORCH_CHECK(
+      options.data_parallel() >= 1,
+      "train_epoch: data_parallel must be >= 1, but got ",
+      options.data_parallel());
   module.train(true);
   const LossFunction& loss_fn = options.loss_fn();
+  std::optional<IntraOpThreadsGuard> threads_guard;
+  std::optional<ChunkedStep> chunked;
+  if (options.data_parallel() > 1) {
+    threads_guard.emplace();
+    at::set_num_threads(1);
+    std::vector<torch::Tensor> params;
+    for (const auto& p : module.parameters()) {
+      if (p.requires_grad()) {
+        params.push_back(p);
+      }
+    }
+    chunked.emplace(options.data_parallel(), std::move(params));
+  }
   const int64_t total = range_size(batches);
   const bool callback = static_cast<bool>(options.on_step());
   std::optional<ProgressLine> bar;
@@ -363,11 +560,16 @@ EpochMetrics train_epoch_impl(
       targets = targets.to(*options.device(), /*non_blocking=*/true);
     }
     const int64_t n = data.size(0);
-    clear_grads(optimizer, options.set_to_none());
-    torch::Tensor logits = module.forward(data);
-    torch::Tensor loss =
-        loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
-    loss.backward();
+    torch::Tensor logits;
+    torch::Tensor loss;
+    if (chunked.has_value() && n >= 2) {
+      std::tie(logits, loss) = chunked->run(module, data, targets, loss_fn);
+    } else {
+      clear_grads(optimizer, options.set_to_none());
+      logits = module.forward(data);
+      loss = loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
+      loss.backward();
+    }
     const bool show = bar.has_value() && bar->due(acc.steps + 1);
     if (callback || show) {
       read_groups(optimizer, info.lrs, info.momenta);
