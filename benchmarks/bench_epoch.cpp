@@ -188,7 +188,10 @@ int main(int argc, char** argv) try {
         train_batches,
         sgd,
         dlcore::TrainOptions().epoch(e + 1).data_parallel(data_parallel));
-    auto va = dlcore::evaluate(net, val_batches);
+    auto va = dlcore::evaluate(
+        net,
+        val_batches,
+        dlcore::EvaluateOptions().data_parallel(data_parallel));
     double s = tr.seconds + va.seconds;
     double cpu = cpu_seconds() - c0;
     best_cpu = std::min(best_cpu, cpu);

@@ -584,6 +584,20 @@ TEST_CASE(
   }
   CHECK(two.first.loss == two_again.first.loss);
 
+  torch::manual_seed(19);
+  dlcore::LeNet5 eval_net;
+  auto e1 = dlcore::evaluate(eval_net, batches);
+  auto e2 = dlcore::evaluate(
+      eval_net, batches, dlcore::EvaluateOptions().data_parallel(2));
+  CHECK(e2.loss == Approx(e1.loss).epsilon(1e-6));
+  CHECK(e2.accuracy == e1.accuracy);
+  CHECK(e2.samples == 133);
+  CHECK(at::get_num_threads() == threads);
+  CHECK_THROWS_WITH(
+      dlcore::evaluate(
+          eval_net, batches, dlcore::EvaluateOptions().data_parallel(-1)),
+      Catch::Contains("evaluate: data_parallel must be >= 1, but got -1"));
+
   auto model = linear_model(3, 18);
   torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
   CHECK_THROWS_WITH(

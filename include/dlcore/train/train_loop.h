@@ -194,6 +194,9 @@ struct EvaluateOptions {
   TORCH_ARG(bool, progress) = false;
   /// Options of that progress line. Default: ProgressOptions()
   TORCH_ARG(ProgressOptions, progress_options) = ProgressOptions();
+  /// Split each batch into this many chunks evaluated on as many threads
+  /// (see `TrainOptions::data_parallel`). Default: 1
+  TORCH_ARG(int, data_parallel) = 1;
 
  public:
 };
@@ -343,20 +346,19 @@ struct IntraOpThreadsGuard {
   }
 };
 
-/// `chunks - 1` worker threads that run forward and backward of batch
-/// chunks 1.. while the calling thread runs chunk 0 (see
+/// `threads - 1` worker threads (each with one LibTorch intra-op thread)
+/// that, with the calling thread, run the chunks of a batch (see
 /// `TrainOptions::data_parallel`).
-class ChunkedStep {
+class ChunkPool {
  public:
-  ChunkedStep(int chunks, std::vector<torch::Tensor> params)
-      : params_(std::move(params)), workers_(chunks - 1) {
+  explicit ChunkPool(int threads) : workers_(threads - 1) {
     for (auto& w : workers_) {
       w.thread = std::thread([&w] { loop(w); });
     }
   }
-  ChunkedStep(const ChunkedStep&) = delete;
-  ChunkedStep& operator=(const ChunkedStep&) = delete;
-  ~ChunkedStep() {
+  ChunkPool(const ChunkPool&) = delete;
+  ChunkPool& operator=(const ChunkPool&) = delete;
+  ~ChunkPool() {
     for (auto& w : workers_) {
       {
         std::lock_guard<std::mutex> lock(w.mutex);
@@ -369,43 +371,20 @@ class ChunkedStep {
     }
   }
 
-  /// Forward and backward of `data` split into chunks; sets every
-  /// parameter's gradient to the chunk sum and returns (logits, loss), both
-  /// detached.
-  template <typename Module>
-  std::pair<torch::Tensor, torch::Tensor> run(
-      Module& module,
-      const torch::Tensor& data,
-      const torch::Tensor& targets,
-      const LossFunction& loss_fn) {
-    const int64_t k = std::min<int64_t>(
-        static_cast<int64_t>(workers_.size()) + 1, data.size(0));
-    std::vector<torch::Tensor> xs = data.chunk(k);
-    std::vector<torch::Tensor> ys = targets.chunk(k);
-    const int64_t chunks = static_cast<int64_t>(xs.size());
-    const double n = static_cast<double>(data.size(0));
-    std::vector<Result> results(chunks);
-    auto compute = [&](int64_t i) {
-      torch::AutoGradMode grad_mode(true);
-      torch::Tensor logits = module.forward(xs[i]);
-      torch::Tensor loss =
-          loss_fn ? loss_fn(logits, ys[i]) : default_loss(logits, ys[i]);
-      loss = loss * (static_cast<double>(xs[i].size(0)) / n);
-      results[i].grads = torch::autograd::grad(
-          {loss},
-          params_,
-          /*grad_outputs=*/{},
-          /*retain_graph=*/false,
-          /*create_graph=*/false,
-          /*allow_unused=*/true);
-      results[i].logits = logits.detach();
-      results[i].loss = loss.detach();
-    };
+  /// Number of threads, the caller's included.
+  int64_t size() const {
+    return static_cast<int64_t>(workers_.size()) + 1;
+  }
+
+  /// Runs `fn(i)` for i in [0, chunks) (chunks <= size()): chunk 0 on the
+  /// calling thread, the others on the workers; rethrows the first error.
+  void run(int64_t chunks, const std::function<void(int64_t)>& fn) {
+    TORCH_INTERNAL_ASSERT(chunks >= 1 && chunks <= size());
     for (int64_t i = 1; i < chunks; ++i) {
       Worker& w = workers_[i - 1];
       {
         std::lock_guard<std::mutex> lock(w.mutex);
-        w.job = [&compute, i] { compute(i); };
+        w.job = [&fn, i] { fn(i); };
         w.has_job = true;
         w.done = false;
         w.error = nullptr;
@@ -414,7 +393,7 @@ class ChunkedStep {
     }
     std::exception_ptr error;
     try {
-      compute(0);
+      fn(0);
     } catch (...) {
       error = std::current_exception();
     }
@@ -429,32 +408,9 @@ class ChunkedStep {
     if (error) {
       std::rethrow_exception(error);
     }
-    torch::NoGradGuard no_grad;
-    for (std::size_t j = 0; j < params_.size(); ++j) {
-      torch::Tensor g = results[0].grads[j];
-      for (int64_t i = 1; i < chunks; ++i) {
-        const torch::Tensor& gi = results[i].grads[j];
-        if (gi.defined()) {
-          g = g.defined() ? g.add_(gi) : gi;
-        }
-      }
-      params_[j].mutable_grad() = g;
-    }
-    torch::Tensor loss = results[0].loss;
-    std::vector<torch::Tensor> logits = {results[0].logits};
-    for (int64_t i = 1; i < chunks; ++i) {
-      loss = loss + results[i].loss;
-      logits.push_back(results[i].logits);
-    }
-    return {torch::cat(logits), loss};
   }
 
  private:
-  struct Result {
-    torch::Tensor logits;
-    torch::Tensor loss;
-    std::vector<torch::Tensor> grads;
-  };
   struct Worker {
     std::thread thread;
     std::mutex mutex;
@@ -494,9 +450,99 @@ class ChunkedStep {
     }
   }
 
-  std::vector<torch::Tensor> params_;
   std::vector<Worker> workers_;
 };
+
+/// A `ChunkPool` for the duration of a pass, with the calling thread's
+/// intra-op thread count set to 1 and restored afterwards.
+struct ChunkedPass {
+  IntraOpThreadsGuard guard;
+  ChunkPool pool;
+  explicit ChunkedPass(int threads) : pool((at::set_num_threads(1), threads)) {}
+};
+
+/// Forward and backward of a batch split into chunks on `pool`: sets every
+/// parameter in `params` to the chunks' gradient sum (fixed order, each
+/// chunk's loss weighted by its share of the batch) and returns (logits,
+/// loss), detached.
+template <typename Module>
+std::pair<torch::Tensor, torch::Tensor> chunked_train_step(
+    ChunkPool& pool,
+    Module& module,
+    const std::vector<torch::Tensor>& params,
+    const torch::Tensor& data,
+    const torch::Tensor& targets,
+    const LossFunction& loss_fn) {
+  const int64_t k = std::min<int64_t>(pool.size(), data.size(0));
+  std::vector<torch::Tensor> xs = data.chunk(k);
+  std::vector<torch::Tensor> ys = targets.chunk(k);
+  const int64_t chunks = static_cast<int64_t>(xs.size());
+  const double n = static_cast<double>(data.size(0));
+  std::vector<torch::Tensor> logits(chunks);
+  std::vector<torch::Tensor> losses(chunks);
+  std::vector<std::vector<torch::Tensor>> grads(chunks);
+  pool.run(chunks, [&](int64_t i) {
+    torch::AutoGradMode grad_mode(true);
+    torch::Tensor z = module.forward(xs[i]);
+    torch::Tensor l = loss_fn ? loss_fn(z, ys[i]) : default_loss(z, ys[i]);
+    l = l * (static_cast<double>(xs[i].size(0)) / n);
+    grads[i] = torch::autograd::grad(
+        {l},
+        params,
+        /*grad_outputs=*/{},
+        /*retain_graph=*/false,
+        /*create_graph=*/false,
+        /*allow_unused=*/true);
+    logits[i] = z.detach();
+    losses[i] = l.detach();
+  });
+  torch::NoGradGuard no_grad;
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    torch::Tensor g = grads[0][j];
+    for (int64_t i = 1; i < chunks; ++i) {
+      const torch::Tensor& gi = grads[i][j];
+      if (gi.defined()) {
+        g = g.defined() ? g.add_(gi) : gi;
+      }
+    }
+    params[j].mutable_grad() = g;
+  }
+  torch::Tensor loss = losses[0];
+  for (int64_t i = 1; i < chunks; ++i) {
+    loss = loss + losses[i];
+  }
+  return {torch::cat(logits), loss};
+}
+
+/// Forward of a batch split into chunks on `pool` without gradients:
+/// returns (logits, batch mean loss).
+template <typename Module>
+std::pair<torch::Tensor, torch::Tensor> chunked_eval_step(
+    ChunkPool& pool,
+    Module& module,
+    const torch::Tensor& data,
+    const torch::Tensor& targets,
+    const LossFunction& loss_fn) {
+  const int64_t k = std::min<int64_t>(pool.size(), data.size(0));
+  std::vector<torch::Tensor> xs = data.chunk(k);
+  std::vector<torch::Tensor> ys = targets.chunk(k);
+  const int64_t chunks = static_cast<int64_t>(xs.size());
+  const double n = static_cast<double>(data.size(0));
+  std::vector<torch::Tensor> logits(chunks);
+  std::vector<torch::Tensor> losses(chunks);
+  pool.run(chunks, [&](int64_t i) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor z = module.forward(xs[i]);
+    torch::Tensor l = loss_fn ? loss_fn(z, ys[i]) : default_loss(z, ys[i]);
+    logits[i] = z;
+    losses[i] = l * (static_cast<double>(xs[i].size(0)) / n);
+  });
+  torch::Tensor loss = losses[0];
+  for (int64_t i = 1; i < chunks; ++i) {
+    loss = loss + losses[i];
+  }
+  return {torch::cat(logits), loss};
+}
 
 struct NoScheduler {
   void step() {}
@@ -520,18 +566,15 @@ EpochMetrics train_epoch_impl(
       options.data_parallel());
   module.train(true);
   const LossFunction& loss_fn = options.loss_fn();
-  std::optional<IntraOpThreadsGuard> threads_guard;
-  std::optional<ChunkedStep> chunked;
+  std::optional<ChunkedPass> chunked;
+  std::vector<torch::Tensor> params;
   if (options.data_parallel() > 1) {
-    threads_guard.emplace();
-    at::set_num_threads(1);
-    std::vector<torch::Tensor> params;
+    chunked.emplace(options.data_parallel());
     for (const auto& p : module.parameters()) {
       if (p.requires_grad()) {
         params.push_back(p);
       }
     }
-    chunked.emplace(options.data_parallel(), std::move(params));
   }
   const int64_t total = range_size(batches);
   const bool callback = static_cast<bool>(options.on_step());
@@ -563,7 +606,8 @@ EpochMetrics train_epoch_impl(
     torch::Tensor logits;
     torch::Tensor loss;
     if (chunked.has_value() && n >= 2) {
-      std::tie(logits, loss) = chunked->run(module, data, targets, loss_fn);
+      std::tie(logits, loss) = detail::chunked_train_step(
+          chunked->pool, module, params, data, targets, loss_fn);
     } else {
       clear_grads(optimizer, options.set_to_none());
       logits = module.forward(data);
@@ -713,9 +757,17 @@ EpochMetrics evaluate(
       m.train(training);
     }
   } restore{module, was_training};
+  TORCH_CHECK(
+      options.data_parallel() >= 1,
+      "evaluate: data_parallel must be >= 1, but got ",
+      options.data_parallel());
   module.eval();
   torch::NoGradGuard no_grad;
   const LossFunction& loss_fn = options.loss_fn();
+  std::optional<detail::ChunkedPass> chunked;
+  if (options.data_parallel() > 1) {
+    chunked.emplace(options.data_parallel());
+  }
   std::optional<ProgressLine> bar;
   if (options.progress()) {
     bar.emplace(
@@ -730,9 +782,15 @@ EpochMetrics evaluate(
       data = data.to(*options.device(), /*non_blocking=*/true);
       targets = targets.to(*options.device(), /*non_blocking=*/true);
     }
-    torch::Tensor logits = module.forward(data);
-    torch::Tensor loss =
-        loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
+    torch::Tensor logits;
+    torch::Tensor loss;
+    if (chunked.has_value() && data.size(0) >= 2) {
+      std::tie(logits, loss) = detail::chunked_eval_step(
+          chunked->pool, module, data, targets, loss_fn);
+    } else {
+      logits = module.forward(data);
+      loss = loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
+    }
     acc.add(
         loss,
         detail::count_correct(logits, targets),
