@@ -25,6 +25,12 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
 scripts/setup.sh
+
+# OpenBLAS at one thread (LibTorch parallelizes above it) and idle OpenMP
+# threads that sleep rather than spin: see DEVELOPERS.md, Threads.
+export OPENBLAS_NUM_THREADS=1
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+
 build=${DLCORE_BUILD_DIR:-build}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DDLCORE_BUILD_TESTS=OFF -DDLCORE_BUILD_BENCHMARKS=OFF >/dev/null
