@@ -28,6 +28,7 @@ cmake -S "$root" -B "$build" -G Ninja -DDLCORE_WERROR=ON "${extra[@]}"
 cmake --build "$build" -j "$jobs"
 
 export OPENBLAS_NUM_THREADS=1
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 if [[ "${DLCORE_SANITIZE:-0}" == 1 ]]; then
   # LibTorch's own libraries are not instrumented; their one-off allocations at
   # start-up are not ours to report.
