@@ -567,7 +567,9 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
   j["pretrain_epochs"] = s.pretrain_epochs;
   j["seeds"] = s.seeds;
   j["source_test_accuracy"] = source_accuracy;
-  j["backbone"] = backbone;
+  // The pretrained backbone by its name inside --out (so the folder can be
+  // moved), or a user's --backbone as given.
+  j["backbone"] = s.backbone.empty() ? std::string("backbone.pt") : s.backbone;
   j["runs"] = runs_json;
   j["seconds"] = total.seconds();
   dlcore::write_json((out / "results.json").string(), j);
