@@ -4,6 +4,7 @@
 
 #include "golden/checkpoint.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,16 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() /
           ("dlcore_test_checkpoint_" + name))
       .string();
+}
+
+/// The names in `dir`, sorted.
+std::vector<std::string> files_in(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 struct NetImpl : torch::nn::Module {
@@ -57,9 +68,12 @@ TEST_CASE(
     a->named_buffers()["bn.running_var"].fill_(2.5);
     a->named_buffers()["bn.num_batches_tracked"].fill_(11);
   }
-  const auto path = temp_path("roundtrip.pt");
+  // A folder of its own, so that a leftover temporary file would show.
+  const auto dir = std::filesystem::path(temp_path("roundtrip"));
+  std::filesystem::remove_all(dir);
+  const auto path = (dir / "roundtrip.pt").string();
   dlcore::save_weights(*a, path);
-  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  CHECK(files_in(dir) == std::vector<std::string>{"roundtrip.pt"});
   Net b(3, 2);
   REQUIRE_FALSE(same_state(*a, *b));
   const auto weight_impl =
@@ -77,7 +91,25 @@ TEST_CASE(
   // Overwrite: the file is replaced atomically.
   dlcore::save_weights(*b, path);
   CHECK(dlcore::read_weights(path).size() == 9);
-  std::remove(path.c_str());
+  CHECK(files_in(dir) == std::vector<std::string>{"roundtrip.pt"});
+
+  // A failed write (the target is a folder, so the final rename fails)
+  // leaves the target as it was and no temporary file behind.
+  const auto blocked = dir / "blocked.pt";
+  std::filesystem::create_directories(blocked / "inside");
+  try {
+    dlcore::save_weights(*a, blocked.string());
+    FAIL("expected save_weights to throw");
+  } catch (const c10::Error& e) {
+    CHECK_THAT(
+        e.what_without_backtrace(),
+        Catch::Matchers::Contains("save_weights: cannot rename"));
+  }
+  CHECK(std::filesystem::is_directory(blocked / "inside"));
+  CHECK(
+      files_in(dir) == std::vector<std::string>{"blocked.pt", "roundtrip.pt"});
+  CHECK(dlcore::read_weights(path).size() == 9);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE(
@@ -219,8 +251,9 @@ TEST_CASE(
   CHECK_THROWS_WITH(
       dlcore::load_weights(*a, path),
       Catch::Contains("garbage.pt' to hold a pickled dict of tensors"));
-  std::remove(path.c_str());
+  // A folder that cannot exist (its parent is a regular file).
   CHECK_THROWS_WITH(
-      dlcore::save_weights(*a, "/nonexistent_dir_dlcore/x.pt"),
-      Catch::Contains("cannot open '/nonexistent_dir_dlcore/x.pt.tmp'"));
+      dlcore::save_weights(*a, path + "/x.pt"),
+      Catch::Contains("save_weights: cannot create the folder '" + path + "'"));
+  std::remove(path.c_str());
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace {
 
@@ -135,7 +136,10 @@ TEST_CASE("write_cifar_file round-trips through read_cifar_file", "[cifar]") {
   dlcore::write_cifar_file(
       path, dlcore::CifarFormat::kCifar100, images, fine, coarse);
   CHECK(fs::file_size(path) == 4 * 3074);
-  CHECK_FALSE(fs::exists(path + ".tmp"));
+  // No temporary file is left next to the result.
+  CHECK(
+      std::distance(fs::directory_iterator(dir), fs::directory_iterator()) ==
+      1);
   const auto r = dlcore::read_cifar_file(path, dlcore::CifarFormat::kCifar100);
   CHECK(torch::equal(r.images, images));
   CHECK(torch::equal(r.labels, fine));
@@ -155,6 +159,10 @@ TEST_CASE("write_cifar_file round-trips through read_cifar_file", "[cifar]") {
       Catch::Contains(
           "expected uint8 images [N, 3, 32, 32], but got [4, 3, 32, 32]") ||
           Catch::Contains("expected uint8 images"));
+  // The rejected writes left the earlier file as it was.
+  CHECK(torch::equal(
+      dlcore::read_cifar_file(path, dlcore::CifarFormat::kCifar100).images,
+      images));
   fs::remove_all(dir);
 }
 

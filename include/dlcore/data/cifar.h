@@ -3,6 +3,7 @@
 // Reader (and writer) of the CIFAR-10 / CIFAR-100 binary format.
 
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/freeze_cifar.h>
 
 #include <ATen/core/Tensor.h>
@@ -11,8 +12,8 @@
 #include <torch/types.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -132,8 +133,9 @@ inline CifarRecords read_cifar_file(
   return out;
 }
 
-/// Writes records in the binary format, atomically (temporary file, then
-/// rename): `images` uint8 [N, 3, 32, 32], `labels` integer [N], and for
+/// Writes records in the binary format, atomically (a temporary file in the
+/// same folder, synced, then renamed; on failure `path` is left as it was):
+/// `images` uint8 [N, 3, 32, 32], `labels` integer [N], and for
 /// CIFAR-100 `coarse_labels` integer [N]. Useful for tests and for
 /// exporting subsets.
 inline void write_cifar_file(
@@ -182,25 +184,11 @@ inline void write_cifar_file(
   columns.push_back(labels.to(torch::kUInt8).reshape({n, 1}));
   columns.push_back(images.cpu().reshape({n, 3072}));
   const auto raw = torch::cat(columns, 1).contiguous();
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(
-        out.good(),
-        "write_cifar_file: expected a writable path, but cannot "
-        "open '",
-        tmp,
-        "'");
-    out.write(
-        reinterpret_cast<const char*>(raw.data_ptr<uint8_t>()),
-        static_cast<std::streamsize>(raw.numel()));
-    TORCH_CHECK(out.good(), "write_cifar_file: writing '", tmp, "' failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    TORCH_CHECK(
-        false, "write_cifar_file: cannot rename '", tmp, "' to '", path, "'");
-  }
+  detail::write_file_atomic(
+      path,
+      reinterpret_cast<const char*>(raw.data_ptr<uint8_t>()),
+      static_cast<std::size_t>(raw.numel()),
+      "write_cifar_file");
 }
 
 /// Per-channel mean and standard deviation used to normalize CIFAR-10

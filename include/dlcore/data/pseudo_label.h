@@ -1,6 +1,7 @@
 #pragma once
 
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/topk_buffer.h>
 #include <dlcore/detail/topk_row.h>
 
@@ -14,18 +15,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <iterator>
 #include <limits>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
-
-#include <unistd.h>
 
 namespace dlcore {
 
@@ -475,19 +474,15 @@ class TopKTopPSelector {
     restore(rows.item<int64_t>(), ranges, indices, labels, scores);
   }
 
-  /// Saves to a file, atomically (a temporary file in the same folder, then
-  /// a rename).
+  /// Saves to a file, atomically (a temporary file in the same folder,
+  /// synced, then a rename): on failure `path` is left as it was and no
+  /// temporary file remains.
   void save(const std::string& path) const {
     torch::serialize::OutputArchive archive;
     save(archive);
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    archive.save_to(tmp);
-    TORCH_CHECK(
-        std::rename(tmp.c_str(), path.c_str()) == 0,
-        "TopKTopPSelector: could not rename ",
-        tmp,
-        " to ",
-        path);
+    std::ostringstream bytes;
+    archive.save_to(bytes);
+    detail::write_file_atomic(path, bytes.str(), "TopKTopPSelector");
   }
 
   /// Loads from a file written by `save(path)`.

@@ -51,13 +51,14 @@ inline std::pair<std::string, int> make_temp_next_to(
   return {std::string(buffer.data()), fd};
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same
-/// folder, flushed and synced, then renamed over `path`. Parent folders are
-/// created. On any failure the temporary file is removed, `path` is left as
-/// it was, and a `c10::Error` names `owner`, the path and the reason.
+/// Writes the `size` bytes at `data` to `path` atomically: a temporary file in
+/// the same folder, flushed and synced, then renamed over `path`. Parent
+/// folders are created. On any failure the temporary file is removed, `path` is
+/// left as it was, and a `c10::Error` names `owner`, the path and the reason.
 inline void write_file_atomic(
     const std::string& path,
-    const std::string& contents,
+    const char* data,
+    std::size_t size,
     const std::string& owner) {
   TORCH_CHECK(!path.empty(), owner, ": expected a file path, but got ''");
   std::filesystem::path target(path);
@@ -85,8 +86,7 @@ inline void write_file_atomic(
       ec.message());
   auto [temp, fd] = make_temp_next_to(target, owner);
   TempFileGuard guard{temp};
-  const char* data = contents.data();
-  std::size_t left = contents.size();
+  std::size_t left = size;
   while (left > 0) {
     ssize_t n = ::write(fd, data, left);
     if (n < 0 && errno == EINTR) {
@@ -119,6 +119,14 @@ inline void write_file_atomic(
         std::strerror(err));
   }
   guard.active = false;
+}
+
+/// `write_file_atomic` for the bytes of a string.
+inline void write_file_atomic(
+    const std::string& path,
+    const std::string& contents,
+    const std::string& owner) {
+  write_file_atomic(path, contents.data(), contents.size(), owner);
 }
 
 } // namespace detail

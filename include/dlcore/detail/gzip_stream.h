@@ -2,7 +2,9 @@
 
 // Byte streams over files that may or may not be gzip-compressed: the reader
 // detects gzip by its magic bytes (1f 8b), never by the file name, and the
-// writer replaces its target atomically (temporary file, then rename).
+// writer replaces its target atomically through `write_file_atomic`.
+
+#include <dlcore/detail/atomic_file.h>
 
 #include <c10/util/Exception.h>
 
@@ -19,6 +21,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace dlcore {
 namespace detail {
@@ -146,78 +149,77 @@ class GzipReader {
   int64_t file_bytes_ = 0;
 };
 
-/// Writes `n` bytes to `path` atomically: into a temporary file in the same
-/// folder, which is then renamed over `path`. With `gzip`, the bytes are
-/// compressed (zlib level 6, as gzip's default).
+/// The `n` bytes at `bytes` compressed in memory into one gzip stream (zlib
+/// level 6, as gzip's default). `owner` and `path` prefix any error.
+inline std::string gzip_compress(
+    const void* bytes,
+    int64_t n,
+    const std::string& path,
+    const std::string& owner) {
+  z_stream zs{};
+  int rc = deflateInit2(
+      &zs, 6, Z_DEFLATED, /*windowBits=*/15 + 16, 8, Z_DEFAULT_STRATEGY);
+  TORCH_CHECK(
+      rc == Z_OK,
+      owner,
+      ": ",
+      path,
+      ": cannot start gzip compression (zlib error ",
+      rc,
+      ")");
+  std::string out;
+  std::vector<unsigned char> buffer(size_t{1} << 18);
+  const auto* in = static_cast<const unsigned char*>(bytes);
+  int64_t done = 0;
+  int flush = Z_NO_FLUSH;
+  do {
+    if (zs.avail_in == 0 && flush != Z_FINISH) {
+      const int64_t chunk = std::min<int64_t>(n - done, int64_t{1} << 30);
+      // zlib's next_in is not const unless ZLIB_CONST; it never writes it.
+      zs.next_in = const_cast<unsigned char*>(in + done);
+      zs.avail_in = static_cast<uInt>(chunk);
+      done += chunk;
+      flush = done == n ? Z_FINISH : Z_NO_FLUSH;
+    }
+    zs.next_out = buffer.data();
+    zs.avail_out = static_cast<uInt>(buffer.size());
+    rc = deflate(&zs, flush);
+    if (rc == Z_STREAM_ERROR) {
+      deflateEnd(&zs);
+      TORCH_CHECK(
+          false,
+          owner,
+          ": ",
+          path,
+          ": gzip compression failed (zlib error ",
+          rc,
+          ")");
+    }
+    out.append(
+        reinterpret_cast<const char*>(buffer.data()),
+        buffer.size() - zs.avail_out);
+  } while (rc != Z_STREAM_END);
+  deflateEnd(&zs);
+  return out;
+}
+
+/// Writes `n` bytes to `path` atomically through `write_file_atomic` (a
+/// temporary file in the same folder, synced, then renamed over `path`; on
+/// failure `path` is left as it was). With `gzip`, the bytes are compressed
+/// in memory first (zlib level 6, as gzip's default).
 inline void write_file_atomically(
     const std::string& path,
     const void* bytes,
     int64_t n,
     bool gzip,
     const std::string& owner) {
-  const std::string tmp =
-      path + ".tmp." + std::to_string(static_cast<long long>(::getpid()));
-  bool ok = true;
-  std::string why;
+  TORCH_CHECK(
+      n >= 0, owner, ": ", path, ": expected n >= 0 bytes, but got ", n);
   if (gzip) {
-    gzFile gz = gzopen(tmp.c_str(), "wb6");
-    TORCH_CHECK(
-        gz != nullptr,
-        owner,
-        ": ",
-        path,
-        ": cannot create the temporary file ",
-        tmp,
-        " (",
-        std::strerror(errno),
-        ")");
-    const auto* in = static_cast<const unsigned char*>(bytes);
-    int64_t done = 0;
-    while (ok && done < n) {
-      const int64_t chunk = std::min<int64_t>(n - done, int64_t{1} << 30);
-      const int w = gzwrite(gz, in + done, static_cast<unsigned>(chunk));
-      if (w != static_cast<int>(chunk)) {
-        int code = 0;
-        const char* msg = gzerror(gz, &code);
-        why = msg != nullptr ? msg : "gzwrite failed";
-        ok = false;
-      }
-      done += chunk;
-    }
-    if (gzclose(gz) != Z_OK && ok) {
-      why = "gzclose failed";
-      ok = false;
-    }
+    write_file_atomic(path, gzip_compress(bytes, n, path, owner), owner);
   } else {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    TORCH_CHECK(
-        f != nullptr,
-        owner,
-        ": ",
-        path,
-        ": cannot create the temporary file ",
-        tmp,
-        " (",
-        std::strerror(errno),
-        ")");
-    if (n > 0 && std::fwrite(bytes, 1, static_cast<size_t>(n), f) !=
-                     static_cast<size_t>(n)) {
-      why = std::strerror(errno);
-      ok = false;
-    }
-    if (std::fclose(f) != 0 && ok) {
-      why = std::strerror(errno);
-      ok = false;
-    }
-  }
-  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    why = std::string("rename failed: ") + std::strerror(errno);
-    ok = false;
-  }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    TORCH_CHECK(
-        false, owner, ": ", path, ": cannot write the file (", why, ")");
+    write_file_atomic(
+        path, static_cast<const char*>(bytes), static_cast<size_t>(n), owner);
   }
 }
 

@@ -3,6 +3,7 @@
 // Saving and loading module weights by name, with every name and shape
 // mismatch reported before anything is loaded.
 
+#include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/freeze_archive.h>
 
 #include <ATen/core/Dict.h>
@@ -16,7 +17,6 @@
 #include <torch/utils.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -46,8 +46,9 @@ inline std::vector<std::pair<std::string, torch::Tensor>> state_dict(
 
 /// Writes `module`'s state (parameters and buffers by dotted name) to
 /// `path` as a pickled dict of tensors, atomically (a temporary file in the
-/// same folder, then a rename). Python reads it with `torch.load(path)` and
-/// `model.load_state_dict(...)`.
+/// same folder, synced, then a rename): on failure `path` is left as it
+/// was and no temporary file remains. Python reads it with `torch.load(path)`
+/// and `model.load_state_dict(...)`.
 ///
 /// Example:
 ///   dlcore::save_weights(*net, "out/backbone.pt");
@@ -62,24 +63,7 @@ inline void save_weights(
     dict.insert(name, tensor.detach().cpu());
   }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(
-        out.good(),
-        "save_weights: expected a writable path, but cannot open '",
-        tmp,
-        "'");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    TORCH_CHECK(
-        out.good(), "save_weights: writing '", tmp, "' failed (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    TORCH_CHECK(
-        false, "save_weights: cannot rename '", tmp, "' to '", path, "'");
-  }
+  detail::write_file_atomic(path, bytes.data(), bytes.size(), "save_weights");
 }
 
 /// Reads the tensors of a weights file by dotted name. Accepts a pickled
