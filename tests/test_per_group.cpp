@@ -1,6 +1,9 @@
 #include <dlcore/per_group.h>
 #include <dlcore/version.h>
 
+#include <regex>
+#include <string>
+
 TEST_CASE("PerGroup broadcasts one value to every group") {
   dlcore::PerGroup<double> v(0.5);
   CHECK(v.is_broadcast());
@@ -26,10 +29,8 @@ TEST_CASE("PerGroup rejects a list whose length differs from the groups") {
   }
 }
 
-TEST_CASE("version() matches the version macros") {
-  CHECK(
-      std::string(dlcore::version()) ==
-      std::to_string(DLCORE_VERSION_MAJOR) + "." +
-          std::to_string(DLCORE_VERSION_MINOR) + "." +
-          std::to_string(DLCORE_VERSION_PATCH));
+TEST_CASE("version() is the project's major.minor.patch") {
+  const std::string v = dlcore::version();
+  CHECK(v == "0.1.0");
+  CHECK(std::regex_match(v, std::regex("^[0-9]+\\.[0-9]+\\.[0-9]+$")));
 }

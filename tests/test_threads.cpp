@@ -1,24 +1,61 @@
 #include <dlcore/train/threads.h>
 
 #include <cstdlib>
+#include <optional>
 #include <string>
-#include <thread>
+#include <utility>
+
+namespace {
+
+/// Sets (or, with nullptr, unsets) an environment variable for a scope and
+/// restores what was there before.
+struct ScopedEnv {
+  std::string name;
+  std::optional<std::string> saved;
+  ScopedEnv(std::string n, const char* value) : name(std::move(n)) {
+    const char* old = std::getenv(name.c_str());
+    if (old != nullptr) {
+      saved = old;
+    }
+    if (value != nullptr) {
+      ::setenv(name.c_str(), value, /*overwrite=*/1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+  ~ScopedEnv() {
+    if (saved) {
+      ::setenv(name.c_str(), saved->c_str(), /*overwrite=*/1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+};
+
+} // namespace
 
 TEST_CASE("configure_threads sets LibTorch's thread count", "[threads]") {
   const int before = at::get_num_threads();
-  dlcore::ThreadConfig one = dlcore::configure_threads(1);
-  CHECK(one.requested == 1);
-  CHECK(one.torch_threads == 1);
-  CHECK(at::get_num_threads() == 1);
-
-  dlcore::ThreadConfig all = dlcore::configure_threads(0);
-  CHECK(all.requested == 0);
-  const int hw = static_cast<int>(std::thread::hardware_concurrency());
-  CHECK(all.hardware_concurrency == hw);
-  if (hw > 0) {
-    CHECK(all.torch_threads == hw);
+  for (int n : {1, 2, 3}) {
+    INFO("requested " << n);
+    dlcore::ThreadConfig t = dlcore::configure_threads(n);
+    CHECK(t.requested == n);
+    CHECK(at::get_num_threads() == n);
+    CHECK(t.torch_threads == n);
   }
-  CHECK(dlcore::configure_threads(-3).torch_threads == all.torch_threads);
+
+  // n <= 0: every core, and never fewer than one thread.
+  for (int n : {0, -3}) {
+    INFO("requested " << n);
+    dlcore::ThreadConfig all = dlcore::configure_threads(n);
+    CHECK(all.requested == n);
+    CHECK(all.torch_threads >= 1);
+    CHECK(at::get_num_threads() == all.torch_threads);
+    CHECK(all.hardware_concurrency >= 0);
+    if (all.hardware_concurrency > 0) {
+      CHECK(all.torch_threads == all.hardware_concurrency);
+    }
+  }
   at::set_num_threads(before);
 }
 
@@ -36,9 +73,31 @@ TEST_CASE(
     CHECK(t.openblas_threads == -1);
     CHECK_THAT(t.describe(), Catch::Contains("OpenBLAS not loaded"));
   }
-  CHECK_THAT(t.describe(), Catch::StartsWith("torch threads 2"));
-  const char* policy = std::getenv("OMP_WAIT_POLICY");
-  CHECK(t.omp_wait_policy == (policy != nullptr ? policy : ""));
-  CHECK_THAT(t.describe(), Catch::Contains("OMP_WAIT_POLICY"));
+  CHECK_THAT(t.describe(), Catch::StartsWith("torch threads 2 (of "));
+  at::set_num_threads(before);
+}
+
+TEST_CASE(
+    "configure_threads reports OMP_WAIT_POLICY as the environment has it",
+    "[threads]") {
+  const int before = at::get_num_threads();
+  {
+    ScopedEnv policy("OMP_WAIT_POLICY", "ACTIVE");
+    dlcore::ThreadConfig t = dlcore::configure_threads(1);
+    CHECK(t.omp_wait_policy == "ACTIVE");
+    CHECK_THAT(t.describe(), Catch::EndsWith(", OMP_WAIT_POLICY ACTIVE"));
+  }
+  {
+    ScopedEnv policy("OMP_WAIT_POLICY", "PASSIVE");
+    dlcore::ThreadConfig t = dlcore::configure_threads(1);
+    CHECK(t.omp_wait_policy == "PASSIVE");
+    CHECK_THAT(t.describe(), Catch::EndsWith(", OMP_WAIT_POLICY PASSIVE"));
+  }
+  {
+    ScopedEnv policy("OMP_WAIT_POLICY", nullptr);
+    dlcore::ThreadConfig t = dlcore::configure_threads(1);
+    CHECK(t.omp_wait_policy.empty());
+    CHECK_THAT(t.describe(), Catch::EndsWith(", OMP_WAIT_POLICY unset"));
+  }
   at::set_num_threads(before);
 }
