@@ -196,6 +196,8 @@ inline void write_cifar_file(
 inline std::array<float, 3> cifar10_mean() {
   return {0.4914f, 0.4822f, 0.4465f};
 }
+/// Per-channel standard deviation of CIFAR-10 (training-set statistics,
+/// R, G, B), the companion of `cifar10_mean`.
 inline std::array<float, 3> cifar10_std() {
   return {0.2470f, 0.2435f, 0.2616f};
 }
@@ -204,6 +206,8 @@ inline std::array<float, 3> cifar10_std() {
 inline std::array<float, 3> cifar100_mean() {
   return {0.5071f, 0.4867f, 0.4408f};
 }
+/// Per-channel standard deviation for CIFAR-100 (R, G, B; the homework's
+/// values), the companion of `cifar100_mean`.
 inline std::array<float, 3> cifar100_std() {
   return {0.2675f, 0.2565f, 0.2761f};
 }

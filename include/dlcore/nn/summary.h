@@ -88,6 +88,7 @@ struct ModelSummary {
   std::string to_string(int64_t max_depth = -1) const;
 };
 
+/// Writes `s.to_string()` (the full table, every depth) to `os`.
 inline std::ostream& operator<<(std::ostream& os, const ModelSummary& s) {
   return os << s.to_string();
 }

@@ -17,11 +17,17 @@ namespace dlcore {
 
 /// One row of per-step metrics (see `StepInfo`).
 struct StepRecord {
+  /// The epoch the step belongs to (`StepInfo::epoch`).
   int64_t epoch = 0;
+  /// 0-based batch index within the epoch.
   int64_t step = 0;
+  /// 0-based step counted over all epochs.
   int64_t global_step = 0;
+  /// The batch's mean loss (before the optimizer step).
   double loss = 0.0;
+  /// The batch's accuracy, a fraction in [0, 1].
   double accuracy = 0.0;
+  /// Samples in the batch.
   int64_t batch_size = 0;
   /// Every param group's LR used by the step.
   std::vector<double> lrs;

@@ -117,25 +117,32 @@ class Json {
     return j;
   }
 
+  /// The kind of value held.
   Type type() const {
     return type_;
   }
+  /// Whether this is null.
   bool is_null() const {
     return type_ == Type::kNull;
   }
+  /// Whether this is a number (an integer or a double).
   bool is_number() const {
     return type_ == Type::kInteger || type_ == Type::kDouble;
   }
+  /// Whether this is a string.
   bool is_string() const {
     return type_ == Type::kString;
   }
+  /// Whether this is an array.
   bool is_array() const {
     return type_ == Type::kArray;
   }
+  /// Whether this is an object.
   bool is_object() const {
     return type_ == Type::kObject;
   }
 
+  /// The bool held; any other type is an error naming it.
   bool as_bool() const {
     expect(Type::kBool, "a bool");
     return bool_;
@@ -146,10 +153,13 @@ class Json {
         is_number(), "Json: expected a number, but got ", type_name(type_));
     return type_ == Type::kInteger ? static_cast<double>(int_) : double_;
   }
+  /// The integer held (a double does not convert); any other type is an
+  /// error naming it.
   int64_t as_int() const {
     expect(Type::kInteger, "an integer");
     return int_;
   }
+  /// The string held; any other type is an error naming it.
   const std::string& as_string() const {
     expect(Type::kString, "a string");
     return string_;

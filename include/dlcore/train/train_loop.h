@@ -40,10 +40,17 @@ namespace dlcore {
 /// `accuracy` is a fraction in [0, 1] (not a percentage); both are NaN when
 /// the pass saw no samples.
 struct EpochMetrics {
+  /// Mean loss of the pass (per sample or per batch, see `LossAverage`); NaN
+  /// when no samples were seen.
   double loss = std::numeric_limits<double>::quiet_NaN();
+  /// Fraction of samples classified correctly, in [0, 1]; NaN when no
+  /// samples were seen.
   double accuracy = std::numeric_limits<double>::quiet_NaN();
+  /// Samples seen in the pass.
   int64_t samples = 0;
+  /// Batches processed in the pass (optimizer steps when training).
   int64_t steps = 0;
+  /// Wall-clock duration of the pass, in seconds.
   double seconds = 0.0;
 };
 

@@ -75,12 +75,19 @@ struct InceptionOptions {
         ch5x5red_(ch5x5red),
         ch5x5_(ch5x5),
         pool_proj_(pool_proj) {}
+  /// Input channels of the module. Required.
   TORCH_ARG(int64_t, in_channels);
+  /// Output channels of the 1x1 branch. Required.
   TORCH_ARG(int64_t, ch1x1);
+  /// Channels of the 1x1 reduction before the 3x3 branch. Required.
   TORCH_ARG(int64_t, ch3x3red);
+  /// Output channels of the 3x3 branch. Required.
   TORCH_ARG(int64_t, ch3x3);
+  /// Channels of the 1x1 reduction before the "5x5" branch. Required.
   TORCH_ARG(int64_t, ch5x5red);
+  /// Output channels of the "5x5" branch. Required.
   TORCH_ARG(int64_t, ch5x5);
+  /// Output channels of the 1x1 projection after the 3x3 max pool. Required.
   TORCH_ARG(int64_t, pool_proj);
   /// Kernel of the "5x5" branch: 3 as torchvision builds it (a known quirk
   /// kept for weight compatibility), 5 as the paper. Default: 3
