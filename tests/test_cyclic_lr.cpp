@@ -42,8 +42,8 @@ double beta2(const torch::optim::OptimizerParamGroup& g) {
 }
 
 // Bit-exact comparison of what the optimizer holds with a golden row (the
-// issue asks 1e-12 relative; we keep PyTorch's order of operations and get
-// identical doubles).
+// design contract asks 1e-12 relative; we keep PyTorch's order of operations
+// and get identical doubles).
 void check_row(const torch::optim::Optimizer& opt, const SchedRow& row) {
   INFO("t = " << row.t);
   const auto lrs = dlcore::group_lrs(opt);
