@@ -1,6 +1,7 @@
 #include <dlcore/optim/cyclic_lr.h>
 
 #include "golden/schedulers.h"
+#include "sched_check.h"
 
 #include <cmath>
 #include <sstream>
@@ -36,28 +37,7 @@ double scale_fn(double x) {
   return 1 / (1 + 0.1 * x);
 }
 
-double beta2(const torch::optim::OptimizerParamGroup& g) {
-  return std::get<1>(
-      static_cast<const torch::optim::AdamOptions&>(g.options()).betas());
-}
-
-// Bit-exact comparison of what the optimizer holds with a golden row (the
-// design contract asks 1e-12 relative; we keep PyTorch's order of operations
-// and get identical doubles).
-void check_row(const torch::optim::Optimizer& opt, const SchedRow& row) {
-  INFO("t = " << row.t);
-  const auto lrs = dlcore::group_lrs(opt);
-  const auto ms = dlcore::group_momenta(opt);
-  REQUIRE(lrs.size() == row.lr.size());
-  for (std::size_t g = 0; g < lrs.size(); ++g) {
-    INFO("group " << g);
-    CHECK(lrs[g] == row.lr[g]);
-    CHECK(ms[g] == row.momentum[g]);
-    if (!row.beta2.empty()) {
-      CHECK(beta2(opt.param_groups()[g]) == row.beta2[g]);
-    }
-  }
-}
+using dlcore_test::check_row;
 
 // Steps through the table: construction is t = 0, then one step() per
 // batch; rows may be sampled (t increasing).

@@ -4,6 +4,7 @@
 #include <dlcore/train/train_loop.h>
 
 #include "golden/schedulers.h"
+#include "sched_check.h"
 
 #include <cmath>
 #include <functional>
@@ -31,29 +32,7 @@ torch::optim::SGD make_sgd(int n, double momentum = 0.3) {
       groups(n), torch::optim::SGDOptions(0.5).momentum(momentum));
 }
 
-double beta2(const torch::optim::OptimizerParamGroup& g) {
-  if (auto* a = dynamic_cast<const torch::optim::AdamOptions*>(&g.options())) {
-    return std::get<1>(a->betas());
-  }
-  return std::get<1>(
-      dynamic_cast<const torch::optim::AdamWOptions&>(g.options()).betas());
-}
-
-// Bit-exact comparison of what the optimizer holds with a golden row.
-void check_row(const torch::optim::Optimizer& opt, const SchedRow& row) {
-  INFO("t = " << row.t);
-  const auto lrs = dlcore::group_lrs(opt);
-  const auto ms = dlcore::group_momenta(opt);
-  REQUIRE(lrs.size() == row.lr.size());
-  for (std::size_t g = 0; g < lrs.size(); ++g) {
-    INFO("group " << g);
-    CHECK(lrs[g] == row.lr[g]);
-    CHECK(ms[g] == row.momentum[g]);
-    if (!row.beta2.empty()) {
-      CHECK(beta2(opt.param_groups()[g]) == row.beta2[g]);
-    }
-  }
-}
+using dlcore_test::check_row;
 
 // Steps through the table from the scheduler's current batch; rows may be
 // sampled (t increasing).
