@@ -3,7 +3,7 @@
 # homework reproduction and write results/REPORT.md with all tables and plots.
 #
 #   scripts/run-all.sh                       default scale into results/
-#   scripts/run-all.sh --scale full          the homework's own scale (hours)
+#   scripts/run-all.sh --scale full          the homework's own scale (far longer)
 #   scripts/run-all.sh --scale quick --out /tmp/r    a smoke run of seconds
 #
 # Any further flags (--seed, --threads, --data-dir) go to every program.
