@@ -1,8 +1,11 @@
 #include <dlcore/data/pseudo_label.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -583,4 +586,157 @@ TEST_CASE(
       lab,
       sco);
   CHECK(b.ranges() == std::vector<std::pair<int64_t, int64_t>>{{0, 12}});
+}
+
+namespace {
+
+// Pins the row scan to one instruction set for the lifetime of the guard.
+struct IsaCap {
+  explicit IsaCap(dlcore::detail::TopKIsa isa) {
+    dlcore::detail::topk_isa_cap() = static_cast<int>(isa);
+  }
+  ~IsaCap() {
+    dlcore::detail::topk_isa_cap() = -1;
+  }
+};
+
+// Every row-scan path this machine runs: the block method, SSE2, AVX2 and
+// AVX-512 (the wider ones only where the CPU has them).
+std::vector<dlcore::detail::TopKIsa> isa_paths() {
+  using dlcore::detail::TopKIsa;
+  std::vector<TopKIsa> out;
+  for (auto isa :
+       {TopKIsa::kScalar, TopKIsa::kSse2, TopKIsa::kAvx2, TopKIsa::kAvx512}) {
+    if (static_cast<int>(isa) <=
+        static_cast<int>(dlcore::detail::topk_isa_supported())) {
+      out.push_back(isa);
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE(
+    "TopKTopPSelector gives the brute-force result on every row-scan path",
+    "[pseudo_label]") {
+  struct Case {
+    int64_t n, c, k, p, levels;
+    bool jumps;
+  };
+  // C below, at and across the 16- and 32-lane widths; ties (few levels),
+  // continuous scores (levels 0) and row scales that defeat the guess.
+  const std::vector<Case> cases = {
+      {3000, 7, 40, 3, 0, false},
+      {3000, 33, 60, 10, 0, true},
+      {2000, 100, 30, 5, 4, false},
+      {2000, 1000, 5, 10, 0, true},
+      {1500, 48, 25, 17, 3, true},
+      {1200, 31, 80, 31, 0, false},
+  };
+  uint64_t seed = 500;
+  for (auto isa : isa_paths()) {
+    IsaCap cap(isa);
+    for (const auto& cs : cases) {
+      auto gen = at::detail::createCPUGenerator(seed++);
+      auto x = cs.levels > 0 ? tied_scores(cs.n, cs.c, cs.levels, seed++)
+                             : torch::rand({cs.n, cs.c}, gen);
+      if (cs.jumps) {
+        auto scale = torch::ones({cs.n, 1});
+        for (int64_t i = 0; i < cs.n; ++i) {
+          const int64_t run = (i / 23) % 4;
+          scale[i][0] =
+              run == 0 ? 1.0 : (run == 1 ? 1e-4 : (run == 2 ? -3.0 : 0.5));
+        }
+        x = x * scale;
+      }
+      TopKTopPSelector s({cs.c, cs.k, cs.p});
+      for (int64_t i = 0; i < cs.n; i += 250) {
+        s.ingest(x.slice(0, i, std::min(cs.n, i + 250)), i);
+      }
+      INFO(
+          "isa=" << static_cast<int>(isa) << " n=" << cs.n << " c=" << cs.c
+                 << " p=" << cs.p << " levels=" << cs.levels);
+      CHECK(dlcore::detail::topk_isa() == isa);
+      CHECK(triples(s.result()) == reference(x, iota(cs.n), cs.k, cs.p));
+    }
+    // A non-finite score is found on every path, wherever it sits.
+    for (int64_t col : {0, 15, 16, 31, 32, 40}) {
+      auto x = torch::rand({40, 41}, at::detail::createCPUGenerator(seed++));
+      x[30][col] = std::numeric_limits<float>::infinity();
+      TopKTopPSelector s({41, 5, 2});
+      const auto msg = message_of([&] { s.ingest(x, 0); });
+      INFO("isa=" << static_cast<int>(isa) << " col=" << col << ": " << msg);
+      CHECK(
+          msg.find(
+              "row 30 of the chunk (image 30) has inf for class " +
+              std::to_string(col)) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE(
+    "TopKTopPSelector compacts large class buffers exactly", "[pseudo_label]") {
+  // K = 3000 per class with 4 classes and 40k rows: every class buffer is
+  // compacted many times at 4500 entries, on the sampled selection (distinct
+  // scores) and on its fallback (few distinct scores, brackets miss).
+  const int64_t n = 40000, c = 4, k = 3000, p = 2;
+  for (int64_t levels : {0, 3, 50}) {
+    auto gen = at::detail::createCPUGenerator(1000 + levels);
+    auto x = levels > 0 ? tied_scores(n, c, levels, 2000 + levels)
+                        : torch::rand({n, c}, gen);
+    TopKTopPSelector s({c, k, p});
+    for (int64_t i = 0; i < n; i += 4000) {
+      s.ingest(x.slice(0, i, i + 4000), i);
+    }
+    INFO("levels=" << levels);
+    CHECK(triples(s.result()) == reference(x, iota(n), k, p));
+  }
+}
+
+TEST_CASE(
+    "topk_keep_best keeps what std::nth_element keeps", "[pseudo_label]") {
+  using dlcore::detail::TopKEntry;
+  std::mt19937_64 rng(42);
+  std::vector<TopKEntry> scratch;
+  for (size_t n : {10u, 4095u, 4096u, 6000u, 24000u}) {
+    for (int levels : {0, 2, 40}) {
+      for (double frac : {0.01, 0.5, 0.66, 0.99}) {
+        const auto k = std::max<size_t>(1, static_cast<size_t>(frac * n));
+        if (k >= n) {
+          continue;
+        }
+        std::vector<TopKEntry> v(n);
+        for (size_t i = 0; i < n; ++i) {
+          const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+          v[i] = {
+              levels > 0 ? std::floor(u * levels) : u,
+              static_cast<int64_t>(i * 7919 % 100003)};
+        }
+        auto want = v;
+        std::nth_element(
+            want.begin(),
+            want.begin() + static_cast<std::ptrdiff_t>(k - 1),
+            want.end(),
+            dlcore::detail::TopKBetter{});
+        const TopKEntry want_kth = want[k - 1];
+        want.resize(k);
+        const TopKEntry kth = dlcore::detail::topk_keep_best(v, k, scratch);
+        auto by_index = [](const TopKEntry& a, const TopKEntry& b) {
+          return a.index < b.index;
+        };
+        std::sort(want.begin(), want.end(), by_index);
+        std::sort(v.begin(), v.end(), by_index);
+        INFO("n=" << n << " k=" << k << " levels=" << levels);
+        CHECK(kth.score == want_kth.score);
+        CHECK(kth.index == want_kth.index);
+        REQUIRE(v.size() == k);
+        bool same = true;
+        for (size_t i = 0; i < k; ++i) {
+          same &= v[i].index == want[i].index && v[i].score == want[i].score;
+        }
+        CHECK(same);
+      }
+    }
+  }
 }

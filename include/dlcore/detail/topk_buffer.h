@@ -5,7 +5,11 @@
 // (score descending, index ascending).
 
 #include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <limits>
 #include <vector>
 
 namespace dlcore {
@@ -31,6 +35,95 @@ struct TopKBetter {
   }
 };
 
+/// Moves the best `k` entries of `v` (under `topk_better`; 0 < k < size,
+/// distinct indices) to its front, unordered, drops the rest and returns the
+/// k-th best.
+///
+/// Same result as std::nth_element, faster on large buffers (the compaction
+/// of a 16k-per-class selector): a strided sample of the scores brackets the
+/// k-th best score, one branch-free pass keeps the entries above the bracket
+/// in place and gathers those inside it, and the selection runs on that
+/// small middle part only. When the bracket misses (possible with many
+/// equal scores), the plain std::nth_element runs on everything.
+inline TopKEntry topk_keep_best(
+    std::vector<TopKEntry>& v, size_t k, std::vector<TopKEntry>& scratch) {
+  const size_t n = v.size();
+  constexpr size_t kSample = 512;
+  if (n >= 8 * kSample) {
+    double sample[kSample];
+    for (size_t i = 0; i < kSample; ++i) {
+      sample[i] = v[i * n / kSample].score;
+    }
+    // The k-th best is expected at sample rank k * kSample / n (descending);
+    // a margin of a few standard deviations of that rank on either side.
+    const auto t = static_cast<std::ptrdiff_t>(k * kSample / n);
+    constexpr std::ptrdiff_t kMargin = 48;
+    constexpr auto kLast = static_cast<std::ptrdiff_t>(kSample) - 1;
+    const double inf = std::numeric_limits<double>::infinity();
+    double hi = inf;
+    double lo = -inf;
+    if (t - kMargin >= 0) {
+      std::nth_element(
+          sample, sample + t - kMargin, sample + kSample, std::greater<>());
+      hi = sample[t - kMargin];
+    }
+    if (t + kMargin <= kLast) {
+      std::nth_element(
+          sample, sample + t + kMargin, sample + kSample, std::greater<>());
+      lo = sample[t + kMargin];
+    }
+    // Every entry lands once: above the bracket at the front of `v` (in
+    // place, behind the read position), inside it at the front of
+    // `scratch`, below it at the back of `scratch`.
+    scratch.resize(n);
+    size_t above = 0;
+    size_t mid = 0;
+    size_t below = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const TopKEntry e = v[i];
+      const bool up = e.score > hi;
+      const bool in = (e.score >= lo) & !up;
+      v[above] = e;
+      above += static_cast<size_t>(up);
+      scratch[in ? mid : n - 1 - below] = e;
+      mid += static_cast<size_t>(in);
+      below += static_cast<size_t>(!in & !up);
+    }
+    const auto first = scratch.begin();
+    if (above < k && above + mid >= k) {
+      const size_t r = k - above - 1;
+      std::nth_element(
+          first,
+          first + static_cast<std::ptrdiff_t>(r),
+          first + static_cast<std::ptrdiff_t>(mid),
+          TopKBetter{});
+      std::copy(
+          first,
+          first + static_cast<std::ptrdiff_t>(r + 1),
+          v.begin() + static_cast<std::ptrdiff_t>(above));
+      v.resize(k);
+      return scratch[r];
+    }
+    // The bracket missed: put every entry back into `v`.
+    std::copy(
+        first,
+        first + static_cast<std::ptrdiff_t>(mid),
+        v.begin() + static_cast<std::ptrdiff_t>(above));
+    std::copy(
+        first + static_cast<std::ptrdiff_t>(n - below),
+        scratch.end(),
+        v.begin() + static_cast<std::ptrdiff_t>(above + mid));
+  }
+  std::nth_element(
+      v.begin(),
+      v.begin() + static_cast<std::ptrdiff_t>(k - 1),
+      v.end(),
+      TopKBetter{});
+  const TopKEntry kth = v[k - 1];
+  v.resize(k);
+  return kth;
+}
+
 /// The best K entries of everything pushed, in amortized O(1) per push.
 ///
 /// Entries are appended to a buffer of capacity about 1.5 K; when it is full,
@@ -43,10 +136,25 @@ struct TopKBetter {
 /// exactly the buffer of the union: merge is associative and commutative.
 class TopKBuffer {
  public:
-  explicit TopKBuffer(int64_t k = 1) : k_(k) {}
+  explicit TopKBuffer(int64_t k = 1) : k_(k), cap_(capacity()) {}
 
   int64_t k() const {
     return k_;
+  }
+
+  /// A score below which nothing is accepted any more: `scalar_t`'s lowest
+  /// value until the buffer has a threshold, then its score rounded down to
+  /// `scalar_t` (a cheap conservative pre-check of `accepts`).
+  template <typename scalar_t>
+  scalar_t reject_below() const {
+    if (!has_threshold_) {
+      return std::numeric_limits<scalar_t>::lowest();
+    }
+    auto t = static_cast<scalar_t>(threshold_.score);
+    if (static_cast<double>(t) > threshold_.score) {
+      t = std::nextafter(t, std::numeric_limits<scalar_t>::lowest());
+    }
+    return t;
   }
 
   /// Whether `e` could still be among the best K.
@@ -58,16 +166,14 @@ class TopKBuffer {
     if (!accepts(e)) {
       return;
     }
-    if (items_.empty()) {
+    if (items_.capacity() == 0) {
       items_.reserve(static_cast<size_t>(capacity()));
     }
     items_.push_back(e);
-    const auto n = static_cast<int64_t>(items_.size());
-    if (n >= capacity()) {
+    // The line after the tail, so that the next pushes rarely miss.
+    __builtin_prefetch(items_.data() + items_.size() + 4, 1);
+    if (static_cast<int64_t>(items_.size()) >= cap_) {
       compact();
-    } else if ((n & 3) == 0) {
-      // The next line of the tail: 4 entries of 16 bytes per 64-byte line.
-      __builtin_prefetch(items_.data() + n + 4, 1);
     }
   }
 
@@ -75,11 +181,9 @@ class TopKBuffer {
   void compact() {
     const auto k = static_cast<size_t>(k_);
     if (items_.size() > k) {
-      std::nth_element(
-          items_.begin(), items_.begin() + (k - 1), items_.end(), TopKBetter{});
-      threshold_ = items_[k - 1];
+      thread_local std::vector<TopKEntry> scratch;
+      threshold_ = topk_keep_best(items_, k, scratch);
       has_threshold_ = true;
-      items_.resize(k);
     } else if (items_.size() == k) {
       threshold_ =
           *std::max_element(items_.begin(), items_.end(), TopKBetter{});
@@ -125,6 +229,7 @@ class TopKBuffer {
 
  private:
   int64_t k_;
+  int64_t cap_;
   std::vector<TopKEntry> items_;
   TopKEntry threshold_{0.0, 0};
   bool has_threshold_ = false;

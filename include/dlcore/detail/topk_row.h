@@ -6,14 +6,19 @@
 
 #include <dlcore/detail/topk_buffer.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && \
+    defined(__SSE2__)
+#define DLCORE_TOPK_X86 1
+#include <immintrin.h>
+#else
+#define DLCORE_TOPK_X86 0
 #endif
 
 namespace dlcore {
@@ -27,13 +32,16 @@ constexpr int64_t kTopKBlock = 16;
 /// line per block of the current row; 1 to 2 measured best here).
 constexpr int64_t kTopKPrefetchRows = 2;
 
+/// Rows whose p-th best score sets the guessed threshold of the next row.
+constexpr int64_t kTopKGuessRows = 16;
+
 /// Writes the maximum of each block of `kTopKBlock` scores of the row `v`
 /// (length `c`) into `bmax`; returns false when the row holds a non-finite
 /// value (then `bmax` is meaningless).
 inline bool topk_block_max(const float* v, int64_t c, float* bmax) {
   int64_t b = 0;
   int64_t j = 0;
-#if defined(__SSE2__)
+#if DLCORE_TOPK_X86
   const __m128i exp_mask = _mm_set1_epi32(0x7f800000);
   __m128i bad = _mm_setzero_si128();
   for (; j + kTopKBlock <= c; j += kTopKBlock, ++b) {
@@ -104,18 +112,23 @@ inline bool topk_block_max(const double* v, int64_t c, double* bmax) {
 template <typename scalar_t>
 struct TopKRowScratch {
   std::vector<scalar_t> bmax;
+  /// The row's best `p` scores and classes, best first (one spare slot).
   std::vector<scalar_t> top_val;
   std::vector<int64_t> top_cls;
-  /// Classes whose score reached the guessed threshold (float fast path).
+  /// Classes whose score reached the guessed threshold (float fast paths;
+  /// 32 spare slots for whole-vector stores).
   std::vector<int32_t> cand;
   /// The p-th best score of the last kTopKGuessRows rows.
   std::vector<scalar_t> recent;
   int64_t rows_done = 0;
+
+  TopKRowScratch(int64_t c, int64_t p)
+      : bmax(static_cast<size_t>((c + kTopKBlock - 1) / kTopKBlock)),
+        top_val(static_cast<size_t>(p + 1)),
+        top_cls(static_cast<size_t>(p + 1)),
+        cand(static_cast<size_t>(c + 32)),
+        recent(static_cast<size_t>(kTopKGuessRows)) {}
 };
-
-/// Rows whose p-th best score sets the guessed threshold of the next row.
-constexpr int64_t kTopKGuessRows = 16;
-
 /// Finds the top-`p` classes of the row `v` (length `c`) under the order
 /// (score descending, class ascending) and writes them to `top_val` /
 /// `top_cls`, best first; returns how many (min(p, c)). Returns -1 when the
@@ -184,27 +197,84 @@ int64_t topk_row_top_p(
   return n;
 }
 
-/// The float fast path of `topk_row_top_p`: guesses a threshold g (the
-/// smallest p-th best score of the last kTopKGuessRows rows), collects in one
-/// vectorized pass the classes whose score is >= g (and checks finiteness),
-/// and when at least p are collected, the row's p-th best score is >= g, so
-/// the top p are among them (ties included). Otherwise (a bad guess) the
-/// exact block method runs. Same result as `topk_row_top_p` in every case.
-inline int64_t topk_row_top_p_guess(
-    const float* v,
-    int64_t c,
-    int64_t p,
-    TopKRowScratch<float>& s,
-    const float* ahead) {
-#if defined(__SSE2__)
-  float g = std::numeric_limits<float>::lowest();
-  if (s.rows_done >= kTopKGuessRows) {
-    g = s.recent[0];
-    for (int64_t i = 1; i < kTopKGuessRows; ++i) {
-      g = s.recent[i] < g ? s.recent[i] : g;
+/// Instruction sets of the float row scan. `kScalar` is the exact block
+/// method alone; the others guess a threshold and collect candidates with
+/// SIMD (see `topk_row_top_p_float`).
+enum class TopKIsa : int { kScalar = 0, kSse2 = 1, kAvx2 = 2, kAvx512 = 3 };
+
+/// The best instruction set this CPU runs (checked once, at run time: the
+/// headers need no -m flags).
+inline TopKIsa topk_isa_supported() {
+#if DLCORE_TOPK_X86
+  static const TopKIsa best = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("popcnt")) {
+      return TopKIsa::kAvx512;
     }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) {
+      return TopKIsa::kAvx2;
+    }
+    return TopKIsa::kSse2;
+  }();
+  return best;
+#else
+  return TopKIsa::kScalar;
+#endif
+}
+
+/// -1 selects the best supported instruction set; a `TopKIsa` value caps it
+/// (the tests run every path the machine has).
+inline std::atomic<int>& topk_isa_cap() {
+  static std::atomic<int> cap{-1};
+  return cap;
+}
+
+/// The instruction set the row scan uses now.
+inline TopKIsa topk_isa() {
+  const int cap = topk_isa_cap().load(std::memory_order_relaxed);
+  const TopKIsa best = topk_isa_supported();
+  return cap >= 0 && cap < static_cast<int>(best) ? static_cast<TopKIsa>(cap)
+                                                  : best;
+}
+
+/// Keeps, among the `nc` candidates (`cand`: classes of the row `v` in
+/// ascending order), the best `p` under (score descending, class ascending),
+/// best first, in `tv` / `tc`. Needs nc >= p.
+inline void topk_select_insert(
+    const float* v,
+    const int32_t* cand,
+    int64_t nc,
+    int64_t p,
+    float* tv,
+    int64_t* tc) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < nc; ++i) {
+    const float x = v[cand[i]];
+    if (n == p && !(x > tv[p - 1])) {
+      continue;
+    }
+    int64_t pos = n < p ? n++ : p - 1;
+    while (pos > 0 && x > tv[pos - 1]) {
+      tv[pos] = tv[pos - 1];
+      tc[pos] = tc[pos - 1];
+      --pos;
+    }
+    tv[pos] = x;
+    tc[pos] = cand[i];
   }
-  int32_t* cand = s.cand.data();
+}
+
+#if DLCORE_TOPK_X86
+
+/// SSE2 candidate scan: writes to `cand` the classes whose score is >= g,
+/// in ascending order, and returns how many; -1 when the row holds a
+/// non-finite value. Prefetches the row `ahead` (one line per 16 floats).
+inline int64_t topk_scan_sse2(
+    const float* v, int64_t c, float g, int32_t* cand, const float* ahead) {
   int64_t nc = 0;
   int64_t j = 0;
   const __m128 gv = _mm_set1_ps(g);
@@ -212,8 +282,6 @@ inline int64_t topk_row_top_p_guess(
   __m128 acc0 = _mm_setzero_ps();
   __m128 acc1 = _mm_setzero_ps();
   for (; j + kTopKBlock <= c; j += kTopKBlock) {
-    // One 64-byte line of a later row per block of 16 floats: the loads
-    // stream ahead without stalling on a burst of prefetches.
     if (ahead != nullptr) {
       _mm_prefetch(reinterpret_cast<const char*>(ahead + j), _MM_HINT_T0);
     }
@@ -241,36 +309,244 @@ inline int64_t topk_row_top_p_guess(
       cand[nc++] = static_cast<int32_t>(j);
     }
   }
-  if (!finite) {
-    return -1;
-  }
-  int64_t n = 0;
-  if (nc >= p) {
-    float* tv = s.top_val.data();
-    int64_t* tc = s.top_cls.data();
-    for (int64_t i = 0; i < nc; ++i) {
-      const float x = v[cand[i]];
-      if (n == p && !(x > tv[p - 1])) {
-        continue;
+  return finite ? nc : -1;
+}
+
+/// For every 8-bit mask, the lanes whose bit is set, packed to the front:
+/// the permutation of the AVX2 scan's branch-free left-pack.
+struct TopKLeftPack {
+  int32_t lane[256][8];
+};
+
+constexpr TopKLeftPack topk_make_left_pack() {
+  TopKLeftPack t{};
+  for (int m = 0; m < 256; ++m) {
+    int n = 0;
+    for (int b = 0; b < 8; ++b) {
+      if ((m >> b) & 1) {
+        t.lane[m][n++] = b;
       }
-      int64_t pos = n < p ? n++ : p - 1;
-      while (pos > 0 && x > tv[pos - 1]) {
-        tv[pos] = tv[pos - 1];
-        tc[pos] = tc[pos - 1];
-        --pos;
-      }
-      tv[pos] = x;
-      tc[pos] = cand[i];
     }
-  } else {
-    n = topk_row_top_p(v, c, p, s);
+    for (; n < 8; ++n) {
+      t.lane[m][n] = 0;
+    }
   }
-  s.recent[s.rows_done % kTopKGuessRows] = s.top_val[p - 1];
-  ++s.rows_done;
-  return n;
-#else
-  return topk_row_top_p(v, c, p, s);
+  return t;
+}
+
+inline constexpr TopKLeftPack kTopKLeftPack = topk_make_left_pack();
+
+#define DLCORE_TOPK_AVX2 __attribute__((target("avx2,popcnt")))
+#define DLCORE_TOPK_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
+
+/// Appends the classes `at` + lane of the lanes of `a` that are >= `gv` to
+/// `cand` with one permutation (8 spare slots).
+DLCORE_TOPK_AVX2 __attribute__((always_inline)) inline void topk_pack_avx2(
+    __m256 a, __m256 gv, int64_t at, int32_t* cand, int64_t& nc) {
+  const int m = _mm256_movemask_ps(_mm256_cmp_ps(a, gv, _CMP_GE_OQ));
+  const __m256i perm = _mm256_loadu_si256(
+      reinterpret_cast<const __m256i*>(kTopKLeftPack.lane[m]));
+  const __m256i idx = _mm256_add_epi32(
+      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+      _mm256_set1_epi32(static_cast<int32_t>(at)));
+  _mm256_storeu_si256(
+      reinterpret_cast<__m256i*>(cand + nc),
+      _mm256_permutevar8x32_epi32(idx, perm));
+  nc += __builtin_popcount(static_cast<unsigned>(m));
+}
+
+/// AVX2 candidate scan, same contract as `topk_scan_sse2`, without a branch
+/// per candidate: each 8-lane mask packs its lanes with one permutation
+/// (`cand` needs 8 spare slots).
+DLCORE_TOPK_AVX2 inline int64_t topk_scan_avx2(
+    const float* v, int64_t c, float g, int32_t* cand, const float* ahead) {
+  int64_t nc = 0;
+  int64_t j = 0;
+  const __m256 gv = _mm256_set1_ps(g);
+  __m256 acc0 = _mm256_setzero_ps();
+  __m256 acc1 = _mm256_setzero_ps();
+  for (; j + kTopKBlock <= c; j += kTopKBlock) {
+    if (ahead != nullptr) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + j), _MM_HINT_T0);
+    }
+    const __m256 a0 = _mm256_loadu_ps(v + j);
+    const __m256 a1 = _mm256_loadu_ps(v + j + 8);
+    acc0 = _mm256_add_ps(acc0, _mm256_sub_ps(a0, a0));
+    acc1 = _mm256_add_ps(acc1, _mm256_sub_ps(a1, a1));
+    topk_pack_avx2(a0, gv, j, cand, nc);
+    topk_pack_avx2(a1, gv, j + 8, cand, nc);
+  }
+  const __m256 acc = _mm256_add_ps(acc0, acc1);
+  bool finite = _mm256_movemask_ps(_mm256_cmp_ps(acc, acc, _CMP_UNORD_Q)) == 0;
+  for (; j < c; ++j) {
+    finite &= std::isfinite(v[j]);
+    if (v[j] >= g) {
+      cand[nc++] = static_cast<int32_t>(j);
+    }
+  }
+  return finite ? nc : -1;
+}
+
+/// AVX-512 candidate scan, same contract as `topk_scan_sse2`, branch-free:
+/// each 16-lane mask compresses its classes (`cand` needs 16 spare slots);
+/// finiteness by `fpclass` (NaN or infinity) into one mask.
+DLCORE_TOPK_AVX512 inline int64_t topk_scan_avx512(
+    const float* v, int64_t c, float g, int32_t* cand, const float* ahead) {
+  // fpclass categories: quiet NaN, +infinity, -infinity, signalling NaN.
+  constexpr int kNonFinite = 0x01 | 0x08 | 0x10 | 0x80;
+  int64_t nc = 0;
+  int64_t j = 0;
+  const __m512 gv = _mm512_set1_ps(g);
+  const __m512i step = _mm512_set1_epi32(static_cast<int32_t>(kTopKBlock));
+  __m512i idx =
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __mmask16 bad = 0;
+  for (; j + 2 * kTopKBlock <= c; j += 2 * kTopKBlock) {
+    if (ahead != nullptr) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + j), _MM_HINT_T0);
+      _mm_prefetch(
+          reinterpret_cast<const char*>(ahead + j + kTopKBlock), _MM_HINT_T0);
+    }
+    const __m512 a0 = _mm512_loadu_ps(v + j);
+    const __m512 a1 = _mm512_loadu_ps(v + j + kTopKBlock);
+    bad |= _mm512_fpclass_ps_mask(a0, kNonFinite) |
+           _mm512_fpclass_ps_mask(a1, kNonFinite);
+    const __mmask16 m0 = _mm512_cmp_ps_mask(a0, gv, _CMP_GE_OQ);
+    const __mmask16 m1 = _mm512_cmp_ps_mask(a1, gv, _CMP_GE_OQ);
+    // Both counts first, so that the two stores do not wait on each other.
+    const int64_t n0 = __builtin_popcount(static_cast<unsigned>(m0));
+    const int64_t n1 = __builtin_popcount(static_cast<unsigned>(m1));
+    _mm512_storeu_si512(cand + nc, _mm512_maskz_compress_epi32(m0, idx));
+    idx = _mm512_add_epi32(idx, step);
+    _mm512_storeu_si512(cand + nc + n0, _mm512_maskz_compress_epi32(m1, idx));
+    idx = _mm512_add_epi32(idx, step);
+    nc += n0 + n1;
+  }
+  for (; j < c; j += kTopKBlock) {
+    const __mmask16 in = c - j >= kTopKBlock
+                             ? static_cast<__mmask16>(0xffff)
+                             : static_cast<__mmask16>((1u << (c - j)) - 1u);
+    const __m512 a = _mm512_maskz_loadu_ps(in, v + j);
+    bad |= _mm512_fpclass_ps_mask(a, kNonFinite);
+    const __mmask16 m = _mm512_mask_cmp_ps_mask(in, a, gv, _CMP_GE_OQ);
+    _mm512_storeu_si512(cand + nc, _mm512_maskz_compress_epi32(m, idx));
+    idx = _mm512_add_epi32(idx, step);
+    nc += __builtin_popcount(static_cast<unsigned>(m));
+  }
+  return bad == 0 ? nc : -1;
+}
+
+/// `topk_select_insert` for at most 32 candidates without a data-dependent
+/// branch: each candidate's rank is the number of candidates better than it
+/// (higher score, or equal score and lower class, i.e. earlier), counted
+/// with two vector comparisons; ranks below `p` are written, the others go
+/// to the spare slot `p` of `tv` / `tc`.
+DLCORE_TOPK_AVX512 inline void topk_select_rank_avx512(
+    const float* v,
+    const int32_t* cand,
+    int64_t nc,
+    int64_t p,
+    float* tv,
+    int64_t* tc) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const uint32_t live = nc >= 32 ? 0xffffffffu : (1u << nc) - 1u;
+  const __mmask16 live_lo = static_cast<__mmask16>(live & 0xffffu);
+  const __mmask16 live_hi = static_cast<__mmask16>(live >> 16);
+  const __m512 lo = _mm512_mask_i32gather_ps(
+      ninf, live_lo, _mm512_maskz_loadu_epi32(live_lo, cand), v, 4);
+  const __m512 hi = _mm512_mask_i32gather_ps(
+      ninf,
+      live_hi,
+      _mm512_maskz_loadu_epi32(live_hi, cand + kTopKBlock),
+      v,
+      4);
+  for (int64_t i = 0; i < nc; ++i) {
+    const float x = v[cand[i]];
+    const __m512 xv = _mm512_set1_ps(x);
+    const uint32_t gt =
+        static_cast<uint32_t>(_mm512_cmp_ps_mask(lo, xv, _CMP_GT_OQ)) |
+        (static_cast<uint32_t>(_mm512_cmp_ps_mask(hi, xv, _CMP_GT_OQ)) << 16);
+    const uint32_t eq =
+        static_cast<uint32_t>(_mm512_cmp_ps_mask(lo, xv, _CMP_EQ_OQ)) |
+        (static_cast<uint32_t>(_mm512_cmp_ps_mask(hi, xv, _CMP_EQ_OQ)) << 16);
+    const int64_t rank =
+        __builtin_popcount(gt) + __builtin_popcount(eq & ((1u << i) - 1u));
+    const int64_t slot = rank < p ? rank : p;
+    tv[slot] = x;
+    tc[slot] = cand[i];
+  }
+}
+
+#undef DLCORE_TOPK_AVX2
+#undef DLCORE_TOPK_AVX512
+
+#endif // DLCORE_TOPK_X86
+
+/// The float row scan of `topk_row_top_p` with a guessed threshold: g is
+/// the smallest p-th best score of the last kTopKGuessRows rows. One SIMD
+/// pass collects the classes whose score is >= g (and checks finiteness);
+/// when at least p are collected, the row's p-th best score is >= g, so the
+/// top p are among them (ties included). Otherwise (a bad guess) a second
+/// pass with a lower guess, then the exact block method. Same result as
+/// `topk_row_top_p` on every path.
+inline int64_t topk_row_top_p_float(
+    const float* v,
+    int64_t c,
+    int64_t p,
+    TopKRowScratch<float>& s,
+    const float* ahead,
+    TopKIsa isa) {
+#if DLCORE_TOPK_X86
+  if (isa != TopKIsa::kScalar) {
+    float g = std::numeric_limits<float>::lowest();
+    float spread = 0;
+    if (s.rows_done >= kTopKGuessRows) {
+      g = s.recent[0];
+      float hi = g;
+      for (int64_t i = 1; i < kTopKGuessRows; ++i) {
+        g = s.recent[i] < g ? s.recent[i] : g;
+        hi = s.recent[i] > hi ? s.recent[i] : hi;
+      }
+      spread = hi - g;
+    }
+    int32_t* cand = s.cand.data();
+    auto scan = [&](float t, const float* pre) {
+      if (isa == TopKIsa::kAvx512) {
+        return topk_scan_avx512(v, c, t, cand, pre);
+      }
+      if (isa == TopKIsa::kAvx2) {
+        return topk_scan_avx2(v, c, t, cand, pre);
+      }
+      return topk_scan_sse2(v, c, t, cand, pre);
+    };
+    int64_t nc = scan(g, ahead);
+    if (nc < 0) {
+      return -1;
+    }
+    if (nc < p && spread > 0) {
+      // A row below all recent ones (about 1 in kTopKGuessRows + 1 of
+      // i.i.d. rows): once more, now from L1, with the guess lowered by
+      // twice the recent spread.
+      nc = scan(g - 2 * spread, nullptr);
+    }
+    int64_t n = p;
+    if (nc < p) {
+      n = topk_row_top_p(v, c, p, s);
+    } else if (isa == TopKIsa::kAvx512 && nc <= 2 * kTopKBlock) {
+      topk_select_rank_avx512(
+          v, cand, nc, p, s.top_val.data(), s.top_cls.data());
+    } else {
+      topk_select_insert(v, cand, nc, p, s.top_val.data(), s.top_cls.data());
+    }
+    s.recent[s.rows_done % kTopKGuessRows] = s.top_val[p - 1];
+    ++s.rows_done;
+    return n;
+  }
 #endif
+  (void)ahead;
+  (void)isa;
+  return topk_row_top_p(v, c, p, s);
 }
 
 inline int64_t topk_row_top_p_fast(
@@ -278,8 +554,9 @@ inline int64_t topk_row_top_p_fast(
     int64_t c,
     int64_t p,
     TopKRowScratch<float>& s,
-    const float* ahead) {
-  return topk_row_top_p_guess(v, c, p, s, ahead);
+    const float* ahead,
+    TopKIsa isa) {
+  return topk_row_top_p_float(v, c, p, s, ahead, isa);
 }
 
 inline int64_t topk_row_top_p_fast(
@@ -287,7 +564,8 @@ inline int64_t topk_row_top_p_fast(
     int64_t c,
     int64_t p,
     TopKRowScratch<double>& s,
-    const double* ahead) {
+    const double* ahead,
+    TopKIsa /*isa*/) {
   if (ahead != nullptr) {
     const char* a = reinterpret_cast<const char*>(ahead);
     const int64_t bytes = c * static_cast<int64_t>(sizeof(double));
@@ -311,26 +589,33 @@ int64_t topk_ingest_rows(
     int64_t p,
     const IndexOf& index_of,
     TopKBuffer* buffers) {
-  TopKRowScratch<scalar_t> s;
-  s.bmax.resize(static_cast<size_t>((c + kTopKBlock - 1) / kTopKBlock));
-  s.top_val.resize(static_cast<size_t>(p));
-  s.top_cls.resize(static_cast<size_t>(p));
-  s.cand.resize(static_cast<size_t>(c));
-  s.recent.resize(static_cast<size_t>(kTopKGuessRows));
+  TopKRowScratch<scalar_t> s(c, p);
+  const TopKIsa isa = topk_isa();
+  // Per class, a score below which its buffer rejects everything: one
+  // dense array that stays in L1, checked before touching the buffer.
+  std::vector<scalar_t> floor(static_cast<size_t>(c));
+  for (int64_t j = 0; j < c; ++j) {
+    floor[j] = buffers[j].template reject_below<scalar_t>();
+  }
   for (int64_t r = r0; r < r1; ++r) {
     const scalar_t* v = data + r * c;
     // Prefetch a later row while this one is scanned.
     const scalar_t* ahead = r + kTopKPrefetchRows < r1
                                 ? data + (r + kTopKPrefetchRows) * c
                                 : nullptr;
-    const int64_t n = topk_row_top_p_fast(v, c, p, s, ahead);
+    const int64_t n = topk_row_top_p_fast(v, c, p, s, ahead, isa);
     if (n < 0) {
       return r;
     }
     const int64_t index = index_of(r);
     for (int64_t i = 0; i < n; ++i) {
-      buffers[s.top_cls[i]].push(
-          TopKEntry{static_cast<double>(s.top_val[i]), index});
+      const int64_t cls = s.top_cls[i];
+      if (s.top_val[i] < floor[cls]) {
+        continue;
+      }
+      TopKBuffer& b = buffers[cls];
+      b.push(TopKEntry{static_cast<double>(s.top_val[i]), index});
+      floor[cls] = b.template reject_below<scalar_t>();
     }
   }
   return -1;
