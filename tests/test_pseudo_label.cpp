@@ -740,3 +740,28 @@ TEST_CASE(
     }
   }
 }
+
+TEST_CASE("topk_radix_sort sorts like std::sort", "[pseudo_label]") {
+  std::mt19937_64 rng(9);
+  for (size_t n : {0u, 1u, 100u, 4096u, 50000u}) {
+    for (int64_t top :
+         {int64_t{1},
+          int64_t{5000},
+          int64_t{1} << 40,
+          std::numeric_limits<int64_t>::max()}) {
+      std::vector<int64_t> v(n);
+      for (auto& x : v) {
+        x = static_cast<int64_t>(rng() % static_cast<uint64_t>(top));
+      }
+      if (n > 2) {
+        v[n / 2] = top - 1; // the largest value sets the number of passes
+        v[n / 3] = 0;
+      }
+      auto want = v;
+      std::sort(want.begin(), want.end());
+      dlcore::detail::topk_radix_sort(v);
+      INFO("n=" << n << " top=" << top);
+      CHECK(v == want);
+    }
+  }
+}

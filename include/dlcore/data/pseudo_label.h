@@ -314,15 +314,41 @@ class TopKTopPSelector {
     rows_seen_ += other.rows_seen_;
   }
 
-  /// The selection so far (D-hat), sorted by class then rank.
+  /// The selection so far (D-hat), sorted by class then rank. The classes
+  /// are sorted on `num_threads` threads (each class by one thread: the
+  /// result does not depend on the thread count).
   TopKTopPResult result() const {
     const int64_t C = options_.num_classes();
     const int64_t P = options_.p();
     std::vector<std::vector<detail::TopKEntry>> per_class(
         static_cast<size_t>(C));
+    const int64_t threads =
+        std::max<int64_t>(1, std::min<int64_t>(options_.num_threads(), C));
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+    auto sort_classes = [&](int64_t t) {
+      try {
+        for (int64_t c = t; c < C; c += threads) {
+          per_class[c] = class_entries(c);
+        }
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int64_t t = 1; t < threads; ++t) {
+      pool.emplace_back(sort_classes, t);
+    }
+    sort_classes(0);
+    for (auto& th : pool) {
+      th.join();
+    }
+    for (auto& e : errors) {
+      if (e) {
+        std::rethrow_exception(e);
+      }
+    }
     int64_t total = 0;
     for (int64_t c = 0; c < C; ++c) {
-      per_class[c] = class_entries(c);
       total += static_cast<int64_t>(per_class[c].size());
     }
     TopKTopPResult out;
@@ -351,7 +377,7 @@ class TopKTopPSelector {
     out.shortfalls = options_.k() - out.counts;
     // Labels per image: sort the indices and count runs.
     std::vector<int64_t> sorted(ip, ip + total);
-    std::sort(sorted.begin(), sorted.end());
+    detail::topk_radix_sort(sorted);
     out.labels_per_image = at::zeros({P + 1}, at::kLong);
     auto* hp = out.labels_per_image.data_ptr<int64_t>();
     int64_t distinct = 0;

@@ -235,6 +235,33 @@ class TopKBuffer {
   bool has_threshold_ = false;
 };
 
+/// Sorts non-negative int64 values ascending: least-significant-digit radix
+/// sort, 11 bits per pass, as many passes as the largest value needs (3 for
+/// indices below 2^33); std::sort for small inputs.
+inline void topk_radix_sort(std::vector<int64_t>& v) {
+  if (v.size() < 4096) {
+    std::sort(v.begin(), v.end());
+    return;
+  }
+  const auto top = static_cast<uint64_t>(*std::max_element(v.begin(), v.end()));
+  std::vector<int64_t> tmp(v.size());
+  constexpr int kBits = 11;
+  constexpr size_t kBuckets = size_t{1} << kBits;
+  for (int shift = 0; shift < 64 && (top >> shift) != 0; shift += kBits) {
+    std::vector<size_t> count(kBuckets + 1, 0);
+    for (const int64_t x : v) {
+      ++count[((static_cast<uint64_t>(x) >> shift) & (kBuckets - 1)) + 1];
+    }
+    for (size_t b = 1; b <= kBuckets; ++b) {
+      count[b] += count[b - 1];
+    }
+    for (const int64_t x : v) {
+      tmp[count[(static_cast<uint64_t>(x) >> shift) & (kBuckets - 1)]++] = x;
+    }
+    v.swap(tmp);
+  }
+}
+
 /// Keeps the best `k` of `entries`, unordered.
 inline void topk_keep(std::vector<TopKEntry>& entries, int64_t k) {
   const auto kk = static_cast<size_t>(k);
