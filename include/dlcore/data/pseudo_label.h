@@ -48,8 +48,8 @@ struct TopKTopPSelectorOptions {
   /// selecting; scores in the result are then probabilities. Default: false
   TORCH_ARG(bool, softmax) = false;
   /// Threads that ingest one chunk (row blocks, each thread with its own
-  /// per-class buffers, merged exactly when the result is taken).
-  /// Default: 1
+  /// per-class buffers, merged exactly when the result is taken) and that
+  /// sort the classes in `result()`. Default: 1
   TORCH_ARG(int64_t, num_threads) = 1;
 
  public:
