@@ -93,6 +93,19 @@ TEST_CASE(
   CHECK(torch::equal(nan_fast.second, std::get<1>(nan_ref)));
   CHECK(torch::allclose(
       nan_fast.first, std::get<0>(nan_ref), 0, 0, /*equal_nan=*/true));
+  // Many NaNs (any window position, several per window, a NaN followed by
+  // larger values) at every row width: vector groups, the overlapping last
+  // group and rows of fewer than 4 outputs.
+  for (int64_t w : {2, 4, 6, 8, 10, 14, 28}) {
+    torch::Tensor x = torch::randn({2, 3, 6, w});
+    x.masked_fill_(torch::rand(x.sizes()) < 0.15, std::nan(""));
+    auto want = F::max_pool2d_with_indices(x, F::MaxPool2dFuncOptions(2));
+    auto got = dlcore::detail::max_pool2x2_with_indices(x, true);
+    INFO("w=" << w);
+    CHECK(torch::equal(got.second, std::get<1>(want)));
+    CHECK(torch::allclose(
+        got.first, std::get<0>(want), 0, 0, /*equal_nan=*/true));
+  }
   torch::Tensor strided = torch::randn({4, 2, 8, 8}).transpose(0, 1);
   CHECK(torch::equal(
       dlcore::detail::max_pool2x2(strided),

@@ -13,14 +13,40 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <utility>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace dlcore {
 namespace detail {
 
+/// One output of the 2x2 window whose top-left input is `r0[0]` (second row
+/// `r1`): PyTorch's rule `val > max || isnan(val)` over the window in
+/// row-major order; `*off` gets the winner's offset (0, 1, w or w + 1).
+inline float max_pool2x2_one(
+    const float* r0, const float* r1, int64_t w, int64_t* off) {
+  float m = r0[0];
+  int64_t o = 0;
+  const float cand[3] = {r0[1], r1[0], r1[1]};
+  const int64_t offs[3] = {1, w, w + 1};
+  for (int i = 0; i < 3; ++i) {
+    if (cand[i] > m || std::isnan(cand[i])) {
+      m = cand[i];
+      o = offs[i];
+    }
+  }
+  *off = o;
+  return m;
+}
+
 /// Kernel of `max_pool2x2_with_indices` for planes [begin, end) of a
-/// contiguous float tensor with planes of h x w; all arguments by value so
-/// the compiler can keep them in registers and vectorise.
+/// contiguous float tensor with planes of h x w (even). With SSE2, four
+/// outputs of a row at a time, branch-free (comparison masks select values
+/// and offsets; the last group of a row overlaps the previous one when the
+/// row is not a multiple of 4); rows narrower than 4 outputs one by one.
 template <bool kWithIndices>
 void max_pool2x2_planes(
     const float* xp,
@@ -39,27 +65,62 @@ void max_pool2x2_planes(
       const float* r1 = r0 + w;
       float* yrow = yp + (p * ho + oh) * wo;
       int64_t* irow = kWithIndices ? ip + (p * ho + oh) * wo : nullptr;
+      const int64_t row_base = 2 * oh * w;
+#if defined(__SSE2__)
+      if (wo >= 4 && h * w <= std::numeric_limits<int32_t>::max()) {
+        const __m128i off_b = _mm_set1_epi32(1);
+        const __m128i off_c = _mm_set1_epi32(static_cast<int32_t>(w));
+        const __m128i off_d = _mm_set1_epi32(static_cast<int32_t>(w + 1));
+        for (int64_t ow = 0;; ow += 4) {
+          if (ow > wo - 4) {
+            ow = wo - 4;
+          }
+          const __m128 lo0 = _mm_loadu_ps(r0 + 2 * ow);
+          const __m128 hi0 = _mm_loadu_ps(r0 + 2 * ow + 4);
+          const __m128 lo1 = _mm_loadu_ps(r1 + 2 * ow);
+          const __m128 hi1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+          const __m128 a = _mm_shuffle_ps(lo0, hi0, _MM_SHUFFLE(2, 0, 2, 0));
+          const __m128 b = _mm_shuffle_ps(lo0, hi0, _MM_SHUFFLE(3, 1, 3, 1));
+          const __m128 c = _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(2, 0, 2, 0));
+          const __m128 d = _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1));
+          __m128 m = a;
+          __m128i off = _mm_setzero_si128();
+          auto step = [&](__m128 v, __m128i o) {
+            const __m128 take =
+                _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_cmpunord_ps(v, v));
+            m = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, m));
+            const __m128i t = _mm_castps_si128(take);
+            off = _mm_or_si128(_mm_and_si128(t, o), _mm_andnot_si128(t, off));
+          };
+          step(b, off_b);
+          step(c, off_c);
+          step(d, off_d);
+          _mm_storeu_ps(yrow + ow, m);
+          if constexpr (kWithIndices) {
+            const __m128i base = _mm_add_epi32(
+                _mm_set1_epi32(static_cast<int32_t>(row_base + 2 * ow)),
+                _mm_setr_epi32(0, 2, 4, 6));
+            const __m128i idx = _mm_add_epi32(base, off);
+            const __m128i zero = _mm_setzero_si128();
+            _mm_storeu_si128(
+                reinterpret_cast<__m128i*>(irow + ow),
+                _mm_unpacklo_epi32(idx, zero));
+            _mm_storeu_si128(
+                reinterpret_cast<__m128i*>(irow + ow + 2),
+                _mm_unpackhi_epi32(idx, zero));
+          }
+          if (ow == wo - 4) {
+            break;
+          }
+        }
+        continue;
+      }
+#endif
       for (int64_t ow = 0; ow < wo; ++ow) {
-        // Branch-free selects (blends, not jumps): PyTorch's rule
-        // `val > max || isnan(val)` over the window in row-major order.
-        const float a = r0[2 * ow];
-        const float b = r0[2 * ow + 1];
-        const float c = r1[2 * ow];
-        const float d = r1[2 * ow + 1];
-        float m = a;
         int64_t off = 0;
-        bool take = (b > m) | (b != b);
-        m = take ? b : m;
-        off = take ? 1 : off;
-        take = (c > m) | (c != c);
-        m = take ? c : m;
-        off = take ? w : off;
-        take = (d > m) | (d != d);
-        m = take ? d : m;
-        off = take ? w + 1 : off;
-        yrow[ow] = m;
+        yrow[ow] = max_pool2x2_one(r0 + 2 * ow, r1 + 2 * ow, w, &off);
         if constexpr (kWithIndices) {
-          irow[ow] = 2 * oh * w + 2 * ow + off;
+          irow[ow] = row_base + 2 * ow + off;
         }
       }
     }
