@@ -7,7 +7,10 @@
 // then dlcore::evaluate on the 12k validation images; threads as
 // configure_threads(--threads) (default: all cores, OpenBLAS at one), and
 // TrainOptions::data_parallel(--data-parallel) (default: that many threads,
-// each computing a chunk of every batch with one intra-op thread).
+// each computing a chunk of every batch with one intra-op thread), and
+// dlcore::configure_allocator() (glibc keeps freed tensors for reuse; the
+// Python child inherits the same MALLOC_* settings; --default-malloc skips
+// it on both sides).
 //
 // Named baseline: benchmarks/python/epoch_reference.py, the homework's code
 // path (torchvision FashionMNIST, DataLoader(batch_size=64, shuffle=True,
@@ -21,10 +24,12 @@
 //
 //   build/benchmarks/bench_epoch [--epochs 3] [--python-epochs 1]
 //                                [--threads 0] [--no-python]
+//                                [--default-malloc]
 #include <dlcore/data/batches.h>
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/split.h>
 #include <dlcore/nn/models/lenet5.h>
+#include <dlcore/train/allocator.h>
 #include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
 #include <dlcore/train/train_loop.h>
@@ -114,6 +119,11 @@ int main(int argc, char** argv) try {
       ->capture_default_str();
   app.add_option("--seed", seed, "seed")->capture_default_str();
   app.add_flag("--no-python", no_python, "skip the Python baseline");
+  bool default_malloc = false;
+  app.add_flag(
+      "--default-malloc",
+      default_malloc,
+      "keep glibc's malloc defaults (no dlcore::configure_allocator)");
   CLI11_PARSE(app, argc, argv);
 
   dlcore::ThreadConfig tc = dlcore::configure_threads(threads);
@@ -122,6 +132,11 @@ int main(int argc, char** argv) try {
   }
   std::cout << "threads: " << tc.describe() << "; data_parallel "
             << data_parallel << "\n";
+  // Exports the same malloc policy to the Python child process.
+  if (!default_malloc) {
+    std::cout << dlcore::configure_allocator().describe()
+              << " (Python baseline too)\n";
+  }
 
   // Baseline first, so that both sides find the files in the page cache.
   double py_seconds = std::numeric_limits<double>::quiet_NaN();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <dlcore/data/fashion_mnist.h>
+#include <dlcore/train/allocator.h>
 #include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
 
@@ -106,11 +107,13 @@ struct CommonFlags {
     return dir;
   }
 
-  /// Configures threads (`dlcore::configure_threads(threads)`) and logs what
-  /// was done to stdout.
+  /// Configures threads (`dlcore::configure_threads(threads)`) and the
+  /// allocator (`dlcore::configure_allocator()`) and logs what was done to
+  /// stdout.
   dlcore::ThreadConfig apply_threads() const {
     dlcore::ThreadConfig t = dlcore::configure_threads(threads);
     std::cout << "threads: " << t.describe() << "\n";
+    std::cout << dlcore::configure_allocator().describe() << "\n";
     return t;
   }
 

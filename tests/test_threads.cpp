@@ -1,3 +1,4 @@
+#include <dlcore/train/allocator.h>
 #include <dlcore/train/threads.h>
 
 #include <cstdlib>
@@ -100,4 +101,31 @@ TEST_CASE(
     CHECK_THAT(t.describe(), Catch::EndsWith(", OMP_WAIT_POLICY unset"));
   }
   at::set_num_threads(before);
+}
+
+TEST_CASE(
+    "configure_allocator raises glibc's thresholds and exports them",
+    "[threads]") {
+  const dlcore::AllocatorConfig a =
+      dlcore::configure_allocator(int64_t{32} << 20, int64_t{128} << 20);
+  CHECK(a.mmap_threshold == int64_t{32} << 20);
+  CHECK(a.trim_threshold == int64_t{128} << 20);
+#if defined(__GLIBC__)
+  CHECK(a.applied);
+  CHECK(std::string(std::getenv("MALLOC_MMAP_THRESHOLD_")) == "33554432");
+  CHECK(std::string(std::getenv("MALLOC_TRIM_THRESHOLD_")) == "134217728");
+  CHECK(a.describe() == "malloc: mmap threshold 32 MB, trim threshold 128 MB");
+#else
+  CHECK_FALSE(a.applied);
+#endif
+  CHECK_THROWS_WITH(
+      dlcore::configure_allocator(int64_t{64} << 20),
+      Catch::Contains("configure_allocator: expected 0 <= mmap_threshold <= "
+                      "33554432 (32 MB), but got 67108864"));
+  CHECK_THROWS_WITH(
+      dlcore::configure_allocator(0, int64_t{1} << 40),
+      Catch::Contains("expected 0 <= trim_threshold <= 2147483647, but got "
+                      "1099511627776"));
+  // Back to the defaults of this header for the rest of the test run.
+  dlcore::configure_allocator();
 }

@@ -30,6 +30,7 @@
 #include <dlcore/optim/momentum.h>
 #include <dlcore/optim/one_cycle_lr.h>
 #include <dlcore/per_group.h>
+#include <dlcore/train/allocator.h>
 #include <dlcore/train/batch_size_study.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/plot.h>

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <dlcore/detail/conv_single_channel.h>
+
 #include <ATen/Parallel.h>
 #include <ATen/ops/max_pool2d_with_indices_backward.h>
 #include <c10/util/Exception.h>
@@ -255,7 +257,14 @@ class LeNet5Impl : public torch::nn::Module {
         x.dim() == 4 && x.size(1) == 1 && x.size(2) == 28 && x.size(3) == 28,
         "LeNet5: expected input of shape [N, 1, 28, 28], but got ",
         x.sizes());
-    x = detail::max_pool2x2(torch::relu(conv1->forward(x)));
+    if (detail::conv1ch_applies(x, conv1->weight, conv1->bias)) {
+      // The same function through a direct kernel (see
+      // detail/conv_single_channel.h); equal up to float rounding order.
+      x = detail::max_pool2x2(detail::Conv1chReluFunction::apply(
+          x.contiguous(), conv1->weight, conv1->bias, int64_t{2}));
+    } else {
+      x = detail::max_pool2x2(torch::relu(conv1->forward(x)));
+    }
     x = detail::max_pool2x2(torch::relu(conv2->forward(x)));
     x = x.flatten(1);
     x = torch::relu(fc1->forward(x));
