@@ -16,7 +16,8 @@ namespace dlcore {
 
 /// What `configure_allocator` did, so that a program can log it.
 struct AllocatorConfig {
-  /// True when the settings were applied (glibc's malloc).
+  /// True when the settings were applied (glibc's malloc; false under
+  /// another allocator, e.g. AddressSanitizer's, which refuses `mallopt`).
   bool applied = false;
   /// Allocations at least this large are served by mmap (bytes).
   int64_t mmap_threshold = 0;
@@ -27,7 +28,7 @@ struct AllocatorConfig {
   /// One line for a log, e.g. "malloc: mmap threshold 32 MB, trim 256 MB".
   std::string describe() const {
     if (!applied) {
-      return "malloc: defaults (not glibc)";
+      return "malloc: defaults (not glibc's allocator, or mallopt refused)";
     }
     return "malloc: mmap threshold " + std::to_string(mmap_threshold >> 20) +
            " MB, trim threshold " + std::to_string(trim_threshold >> 20) +
