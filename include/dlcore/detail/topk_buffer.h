@@ -57,7 +57,7 @@ inline TopKEntry topk_keep_best(
     // The k-th best is expected at sample rank k * kSample / n (descending);
     // a margin of a few standard deviations of that rank on either side.
     const auto t = static_cast<std::ptrdiff_t>(k * kSample / n);
-    constexpr std::ptrdiff_t kMargin = 48;
+    constexpr std::ptrdiff_t kMargin = 32;
     constexpr auto kLast = static_cast<std::ptrdiff_t>(kSample) - 1;
     const double inf = std::numeric_limits<double>::infinity();
     double hi = inf;
