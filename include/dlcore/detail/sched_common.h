@@ -70,6 +70,57 @@ inline void sched_require_momentum(
   }
 }
 
+/// The momentum bounds of a momentum-cycling scheduler, one per group.
+struct SchedMomenta {
+  std::vector<double> base;
+  std::vector<double> max;
+};
+
+/// Checks that `optimizer` has a momentum-like option in every group,
+/// expands `base` and `max` to `n` groups (finite) and checks
+/// 0 <= base <= max per group. `max_first` expands max_momentum first (the
+/// order of the scheduler's own arguments, so the first error reported is
+/// the one PyTorch would meet first).
+inline SchedMomenta sched_momentum_bounds(
+    const torch::optim::Optimizer& optimizer,
+    const PerGroup<double>& base,
+    const PerGroup<double>& max,
+    std::size_t n,
+    const char* owner,
+    bool max_first) {
+  sched_require_momentum(optimizer, owner);
+  SchedMomenta m;
+  if (max_first) {
+    m.max = sched_expand_finite(max, n, owner, "max_momentum");
+    m.base = sched_expand_finite(base, n, owner, "base_momentum");
+  } else {
+    m.base = sched_expand_finite(base, n, owner, "base_momentum");
+    m.max = sched_expand_finite(max, n, owner, "max_momentum");
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string name =
+        sched_option_name("base_momentum", i, base.is_broadcast());
+    TORCH_CHECK(
+        m.base[i] >= 0,
+        owner,
+        ": ",
+        name,
+        " must be >= 0, but got ",
+        m.base[i]);
+    TORCH_CHECK(
+        m.base[i] <= m.max[i],
+        owner,
+        ": ",
+        name,
+        " (",
+        m.base[i],
+        ") must be <= max_momentum (",
+        m.max[i],
+        ")");
+  }
+  return m;
+}
+
 /// Writes one learning rate per param group.
 inline void sched_write_lrs(
     torch::optim::Optimizer& optimizer, const std::vector<double>& lrs) {

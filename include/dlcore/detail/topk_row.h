@@ -273,6 +273,20 @@ inline void topk_select_insert(
 
 #if DLCORE_TOPK_X86
 
+/// The scalar end of a candidate scan: classes [j, c) whose score is >= g
+/// are appended to `cand`; returns whether those scores are all finite.
+inline bool topk_scan_tail(
+    const float* v, int64_t j, int64_t c, float g, int32_t* cand, int64_t& nc) {
+  bool finite = true;
+  for (; j < c; ++j) {
+    finite &= std::isfinite(v[j]);
+    if (v[j] >= g) {
+      cand[nc++] = static_cast<int32_t>(j);
+    }
+  }
+  return finite;
+}
+
 /// SSE2 candidate scan: writes to `cand` the classes whose score is >= g,
 /// in ascending order, and returns how many; -1 when the row holds a
 /// non-finite value. Prefetches the row `ahead` (one line per 16 floats).
@@ -306,12 +320,7 @@ inline int64_t topk_scan_sse2(
   }
   bool finite =
       _mm_movemask_ps(_mm_cmpunord_ps(_mm_add_ps(acc0, acc1), acc0)) == 0;
-  for (; j < c; ++j) {
-    finite &= std::isfinite(v[j]);
-    if (v[j] >= g) {
-      cand[nc++] = static_cast<int32_t>(j);
-    }
-  }
+  finite &= topk_scan_tail(v, j, c, g, cand, nc);
   return finite ? nc : -1;
 }
 
@@ -382,12 +391,7 @@ DLCORE_TOPK_AVX2 inline int64_t topk_scan_avx2(
   }
   const __m256 acc = _mm256_add_ps(acc0, acc1);
   bool finite = _mm256_movemask_ps(_mm256_cmp_ps(acc, acc, _CMP_UNORD_Q)) == 0;
-  for (; j < c; ++j) {
-    finite &= std::isfinite(v[j]);
-    if (v[j] >= g) {
-      cand[nc++] = static_cast<int32_t>(j);
-    }
-  }
+  finite &= topk_scan_tail(v, j, c, g, cand, nc);
   return finite ? nc : -1;
 }
 

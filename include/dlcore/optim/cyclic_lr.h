@@ -191,32 +191,15 @@ class CyclicLR {
         ": last_epoch must be >= -1, but got ",
         options_.last_epoch());
     if (options_.cycle_momentum()) {
-      detail::sched_require_momentum(optimizer_, owner);
-      base_momenta_ = detail::sched_expand_finite(
-          options_.base_momentum(), n, owner, "base_momentum");
-      max_momenta_ = detail::sched_expand_finite(
-          options_.max_momentum(), n, owner, "max_momentum");
-      for (std::size_t i = 0; i < n; ++i) {
-        TORCH_CHECK(
-            base_momenta_[i] >= 0,
-            owner,
-            ": ",
-            detail::sched_option_name(
-                "base_momentum", i, options_.base_momentum().is_broadcast()),
-            " must be >= 0, but got ",
-            base_momenta_[i]);
-        TORCH_CHECK(
-            base_momenta_[i] <= max_momenta_[i],
-            owner,
-            ": ",
-            detail::sched_option_name(
-                "base_momentum", i, options_.base_momentum().is_broadcast()),
-            " (",
-            base_momenta_[i],
-            ") must be <= max_momentum (",
-            max_momenta_[i],
-            ")");
-      }
+      detail::SchedMomenta m = detail::sched_momentum_bounds(
+          optimizer_,
+          options_.base_momentum(),
+          options_.max_momentum(),
+          n,
+          owner,
+          /*max_first=*/false);
+      base_momenta_ = std::move(m.base);
+      max_momenta_ = std::move(m.max);
     }
     // float(step_size_up), float(step_size_down) as in PyTorch.
     const double up = static_cast<double>(options_.step_size_up());

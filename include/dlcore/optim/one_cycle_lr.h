@@ -231,33 +231,16 @@ class OneCycleLR {
       v[kMin] = v[kInitial] / options_.final_div_factor();
     }
     if (options_.cycle_momentum()) {
-      detail::sched_require_momentum(optimizer_, owner);
-      const std::vector<double> max_m = detail::sched_expand_finite(
-          options_.max_momentum(), n, owner, "max_momentum");
-      const std::vector<double> base_m = detail::sched_expand_finite(
-          options_.base_momentum(), n, owner, "base_momentum");
+      const detail::SchedMomenta m = detail::sched_momentum_bounds(
+          optimizer_,
+          options_.base_momentum(),
+          options_.max_momentum(),
+          n,
+          owner,
+          /*max_first=*/true);
       for (std::size_t i = 0; i < n; ++i) {
-        TORCH_CHECK(
-            base_m[i] >= 0,
-            owner,
-            ": ",
-            detail::sched_option_name(
-                "base_momentum", i, options_.base_momentum().is_broadcast()),
-            " must be >= 0, but got ",
-            base_m[i]);
-        TORCH_CHECK(
-            base_m[i] <= max_m[i],
-            owner,
-            ": ",
-            detail::sched_option_name(
-                "base_momentum", i, options_.base_momentum().is_broadcast()),
-            " (",
-            base_m[i],
-            ") must be <= max_momentum (",
-            max_m[i],
-            ")");
-        values_[i][kMaxM] = max_m[i];
-        values_[i][kBaseM] = base_m[i];
+        values_[i][kMaxM] = m.max[i];
+        values_[i][kBaseM] = m.base[i];
       }
     }
 
