@@ -2,24 +2,18 @@
 
 // The small training loop shared by the LR finder, the LR grid search and the
 // batch-size study: batch field access for several batch types, the default
-// loss, one optimizer step, one epoch, an evaluation pass, and seeded
-// in-memory batches. Internal to dlcore.
+// loss, one optimizer step, one epoch and an evaluation pass (over
+// dlcore::Batches or any range of batches). Internal to dlcore.
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/randperm.h>
 #include <c10/util/Exception.h>
-#include <dlcore/data/tensor_dataset.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/optimizer.h>
 #include <torch/utils.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -204,108 +198,6 @@ FinderPass finder_evaluate(Model& model, Batches& batches, LossFn& loss_fn) {
   model->train(was_training);
   return pass;
 }
-
-/// One batch of FinderBatches.
-struct FinderBatch {
-  torch::Tensor data;
-  torch::Tensor targets;
-};
-
-/// Seeded in-memory mini-batches over a TensorDataset: the order of epoch e
-/// is a permutation drawn from a generator seeded with (seed, e), so every
-/// run (and every batch size) sees a reproducible order; one index_select per
-/// batch, no per-sample copies.
-class FinderBatches {
- public:
-  FinderBatches(
-      TensorDataset dataset,
-      int64_t batch_size,
-      bool shuffle,
-      uint64_t seed,
-      bool drop_last = false)
-      : dataset_(std::move(dataset)),
-        batch_size_(batch_size),
-        shuffle_(shuffle),
-        seed_(seed),
-        drop_last_(drop_last) {
-    TORCH_CHECK(
-        batch_size_ >= 1,
-        "batch_size_study: batch sizes must be >= 1, but got ",
-        batch_size_);
-    make_order();
-  }
-
-  void set_epoch(int64_t epoch) {
-    epoch_ = epoch;
-    make_order();
-  }
-
-  int64_t size() const {
-    const int64_t n = dataset_.size();
-    return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
-  }
-
-  FinderBatch batch(int64_t b) const {
-    const int64_t lo = b * batch_size_;
-    const int64_t hi = std::min(dataset_.size(), lo + batch_size_);
-    if (shuffle_) {
-      auto idx = order_.slice(0, lo, hi);
-      return {
-          dataset_.data.index_select(0, idx),
-          dataset_.targets.index_select(0, idx)};
-    }
-    return {dataset_.data.slice(0, lo, hi), dataset_.targets.slice(0, lo, hi)};
-  }
-
-  /// Forward iterator producing one batch at a time (no copy of the epoch).
-  class Iterator {
-   public:
-    Iterator(const FinderBatches* owner, int64_t index)
-        : owner_(owner), index_(index) {}
-    FinderBatch operator*() const {
-      return owner_->batch(index_);
-    }
-    Iterator& operator++() {
-      ++index_;
-      return *this;
-    }
-    bool operator!=(const Iterator& other) const {
-      return index_ != other.index_;
-    }
-    bool operator==(const Iterator& other) const {
-      return index_ == other.index_;
-    }
-
-   private:
-    const FinderBatches* owner_;
-    int64_t index_;
-  };
-
-  Iterator begin() const {
-    return Iterator(this, 0);
-  }
-  Iterator end() const {
-    return Iterator(this, size());
-  }
-
- private:
-  void make_order() {
-    if (shuffle_) {
-      auto gen = at::detail::createCPUGenerator(
-          seed_ * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch_) + 1);
-      order_ = at::randperm(
-          dataset_.size(), gen, torch::TensorOptions().dtype(torch::kLong));
-    }
-  }
-
-  TensorDataset dataset_;
-  int64_t batch_size_;
-  bool shuffle_;
-  uint64_t seed_;
-  bool drop_last_;
-  int64_t epoch_ = 0;
-  torch::Tensor order_;
-};
 
 } // namespace detail
 } // namespace dlcore

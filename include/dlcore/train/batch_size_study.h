@@ -1,6 +1,7 @@
 #pragma once
 
 #include <c10/util/Exception.h>
+#include <dlcore/data/batches.h>
 #include <dlcore/data/tensor_dataset.h>
 #include <dlcore/detail/finder_loop.h>
 #include <dlcore/detail/finder_state.h>
@@ -192,8 +193,7 @@ BatchSizeStudyResult batch_size_study(
 
   auto first = make_model();
   const detail::FinderModuleSnapshot initial(*first);
-  detail::FinderBatches val_batches(
-      val, options.eval_batch_size(), /*shuffle=*/false, 0);
+  Batches val_batches(val, BatchesOptions(options.eval_batch_size()));
 
   BatchSizeStudyResult result;
   for (int64_t bs : options.batch_sizes()) {
@@ -230,8 +230,12 @@ BatchSizeStudyResult batch_size_study(
       auto optimizer_holder = make_optimizer(model, run.lr);
       torch::optim::Optimizer& optimizer =
           detail::finder_deref(optimizer_holder);
-      detail::FinderBatches train_batches(
-          train, bs, options.shuffle(), options.seed(), options.drop_last());
+      Batches train_batches(
+          train,
+          BatchesOptions(bs)
+              .shuffle(options.shuffle())
+              .seed(options.seed())
+              .drop_last(options.drop_last()));
       TORCH_CHECK(
           train_batches.size() > 0,
           "batch_size_study: batch size ",
