@@ -50,19 +50,6 @@ using L = dlcore::LayerSpec;
 
 namespace {
 
-/// 61100840 -> "61,100,840".
-std::string commas(int64_t v) {
-  std::string digits = std::to_string(v < 0 ? -v : v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) {
-      out += ',';
-    }
-    out += digits[i];
-  }
-  return v < 0 ? "-" + out : out;
-}
-
 /// {64, 55, 55} -> "64x55x55".
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out;
@@ -146,7 +133,8 @@ int main(int argc, char** argv) try {
         {r.name, r.type, shape_str(r.output_shape), r.params, r.macs, r.flops});
     if (table_layer(r)) {
       md << "| " << r.name << " | " << r.type << " | "
-         << shape_str(r.output_shape) << " | " << commas(r.params) << " |\n";
+         << shape_str(r.output_shape) << " | "
+         << dlcore::format_thousands(r.params) << " |\n";
     }
   }
   alex_csv.write((out / "alexnet_layers.csv").string());
@@ -154,8 +142,10 @@ int main(int argc, char** argv) try {
   for (const auto& r : alex.layers) {
     alex_conv += r.type == "Conv2d" ? r.params : 0;
   }
-  md << "| **total** | | | **" << commas(alex.params) << "** |\n\n"
-     << "Convolutions hold " << commas(alex_conv) << " parameters ("
+  md << "| **total** | | | **" << dlcore::format_thousands(alex.params)
+     << "** |\n\n"
+     << "Convolutions hold " << dlcore::format_thousands(alex_conv)
+     << " parameters ("
      << fmt::format("{:.1f}", 100.0 * alex_conv / alex.params)
      << "%), the three linear layers the rest; "
      << fmt::format("{:.3f}", alex.macs / 1e9) << " G MACs per image.\n\n";
@@ -170,7 +160,7 @@ int main(int argc, char** argv) try {
      << "| layer | type | output | activations | memory (KiB) | params |\n"
      << "|---|---|---|---:|---:|---:|\n"
      << "| input | | " << shape_str(in) << " | "
-     << commas(vgg.input_activations) << " | "
+     << dlcore::format_thousands(vgg.input_activations) << " | "
      << fmt::format("{:.0f}", vgg.input_activations * 4 / 1024.0) << " | 0 |\n";
   for (const auto& r : vgg.layers) {
     vgg_csv.add_row(
@@ -182,9 +172,10 @@ int main(int argc, char** argv) try {
          r.params});
     if (table_layer(r) && r.type != "AdaptiveAvgPool2d") {
       md << "| " << r.name << " | " << r.type << " | "
-         << shape_str(r.output_shape) << " | " << commas(r.activations) << " | "
+         << shape_str(r.output_shape) << " | "
+         << dlcore::format_thousands(r.activations) << " | "
          << fmt::format("{:.0f}", r.activation_bytes / 1024.0) << " | "
-         << commas(r.params) << " |\n";
+         << dlcore::format_thousands(r.params) << " |\n";
     }
   }
   vgg_csv.write((out / "vgg19_layers.csv").string());
@@ -194,17 +185,18 @@ int main(int argc, char** argv) try {
   for (const auto& r : vgg.layers) {
     avgpool_acts += r.name == "avgpool" ? r.activations : 0;
   }
-  md << "| **total** | | | **" << commas(vgg.activations) << "** | **"
-     << fmt::format("{:.0f}", vgg.forward_bytes / 1024.0) << "** | **"
-     << commas(vgg.params) << "** |\n\n"
-     << "- Activations per forward pass: " << commas(vgg.activations)
+  md << "| **total** | | | **" << dlcore::format_thousands(vgg.activations)
+     << "** | **" << fmt::format("{:.0f}", vgg.forward_bytes / 1024.0)
+     << "** | **" << dlcore::format_thousands(vgg.params) << "** |\n\n"
+     << "- Activations per forward pass: "
+     << dlcore::format_thousands(vgg.activations)
      << " values = " << fmt::format("{:.1f}", mib(vgg.forward_bytes))
      << " MiB per batch of " << batch << " (input included; the adaptive "
      << "pool, an identity at 224, is counted once more: "
-     << commas(avgpool_acts) << ").\n"
+     << dlcore::format_thousands(avgpool_acts) << ").\n"
      << "- With the backward pass (a gradient per stored activation): "
      << fmt::format("{:.1f}", mib(vgg.backward_bytes)) << " MiB.\n"
-     << "- Parameters: " << commas(vgg.params) << " = "
+     << "- Parameters: " << dlcore::format_thousands(vgg.params) << " = "
      << fmt::format("{:.1f}", mib(vgg.param_bytes))
      << " MiB (x2 with gradients, x3 with SGD momentum).\n"
      << "- MACs: " << fmt::format("{:.2f}", vgg.macs / 1e9)
@@ -326,7 +318,8 @@ int main(int argc, char** argv) try {
          maybe(r.flops),
          maybe(r.acts)});
     md << "| " << r.name << " | " << shape_str(r.shape) << " | "
-       << commas(r.params) << " | " << commas(r.macs) << " |\n";
+       << dlcore::format_thousands(r.params) << " | "
+       << dlcore::format_thousands(r.macs) << " |\n";
   }
   inc_csv.write((out / "inception.csv").string());
   const double mac_saving = static_cast<double>(naive.macs) / reduced.macs;
@@ -416,38 +409,41 @@ int main(int argc, char** argv) try {
   md << "### 5. Faster R-CNN\n\n"
      << "- RPN head (3x3 conv 256->256, objectness 1x1 -> A, box deltas 1x1 "
         "-> 4A): "
-     << commas(rpn_params) << " parameters with A = 3 (torchvision, one size "
-     << "x 3 ratios per FPN level), " << commas(count(*rpn9))
+     << dlcore::format_thousands(rpn_params)
+     << " parameters with A = 3 (torchvision, one size "
+     << "x 3 ratios per FPN level), " << dlcore::format_thousands(count(*rpn9))
      << " with A = " << anchors_per_location
      << " (the paper: 3 scales x 3 ratios). "
      << "Real modules.\n"
      << "- Anchors on one " << rpn_h << "x" << rpn_w << " map x "
      << anchors_per_location << " = "
-     << commas(dlcore::count_anchors({{rpn_h, rpn_w}}, {anchors_per_location}))
+     << dlcore::format_thousands(
+            dlcore::count_anchors({{rpn_h, rpn_w}}, {anchors_per_location}))
      << ". An 800x600 image gives " << c4.output_shape[2] << "x"
      << c4.output_shape[1] << " at stride " << num(c4.jump[0])
      << " through ResNet-50's C4 (rounding up) and " << vgg_c5.output_shape[2]
      << "x" << vgg_c5.output_shape[1]
      << " through VGG-16's conv5_3 (pools round down): "
-     << commas(frcnn_items[3].second) << " and "
-     << commas(frcnn_items[4].second) << " anchors.\n"
-     << "- FPN on 800x800: levels " << fpn_levels
-     << " with 3 anchors each = " << commas(frcnn_items[5].second)
-     << " anchors.\n\n"
+     << dlcore::format_thousands(frcnn_items[3].second) << " and "
+     << dlcore::format_thousands(frcnn_items[4].second) << " anchors.\n"
+     << "- FPN on 800x800: levels " << fpn_levels << " with 3 anchors each = "
+     << dlcore::format_thousands(frcnn_items[5].second) << " anchors.\n\n"
      << "| part (ResNet-50-FPN, 91 classes) | params |\n|---|---:|\n"
      << "| backbone body (ResNet-50 without avgpool/fc) | "
-     << commas(body.params) << " |\n"
-     << "| FPN (1x1 laterals + 3x3 outputs) | " << commas(fpn) << " |\n"
-     << "| RPN head | " << commas(rpn_params) << " |\n"
-     << "| ROI box head (TwoMLPHead 12544->1024->1024) | " << commas(box_head)
+     << dlcore::format_thousands(body.params) << " |\n"
+     << "| FPN (1x1 laterals + 3x3 outputs) | " << dlcore::format_thousands(fpn)
      << " |\n"
-     << "| ROI box predictor (1024->91, 1024->364) | " << commas(predictor)
-     << " |\n"
-     << "| **total** | **" << commas(frcnn_total) << "** |\n\n"
+     << "| RPN head | " << dlcore::format_thousands(rpn_params) << " |\n"
+     << "| ROI box head (TwoMLPHead 12544->1024->1024) | "
+     << dlcore::format_thousands(box_head) << " |\n"
+     << "| ROI box predictor (1024->91, 1024->364) | "
+     << dlcore::format_thousands(predictor) << " |\n"
+     << "| **total** | **" << dlcore::format_thousands(frcnn_total)
+     << "** |\n\n"
      << "With torchvision's pretrained backbone the batch norms are "
         "FrozenBatchNorm2d, whose "
-     << commas(body_bn)
-     << " scales and shifts are buffers: " << commas(frcnn_total - body_bn)
+     << dlcore::format_thousands(body_bn) << " scales and shifts are buffers: "
+     << dlcore::format_thousands(frcnn_total - body_bn)
      << " parameters, torchvision's published count.\n\n";
 
   // ---- Analytical vs real modules ---------------------------------------
@@ -460,8 +456,9 @@ int main(int argc, char** argv) try {
     const auto s = dlcore::summary(m, {1, 3, image, image});
     checks.push_back(
         {name, a.params, a.macs, s.total_params, s.total_macs, tv_params});
-    std::cout << name << ": params " << commas(s.total_params) << ", MACs "
-              << fmt::format("{:.3f}", s.total_macs / 1e9) << " G\n";
+    std::cout << name << ": params " << dlcore::format_thousands(s.total_params)
+              << ", MACs " << fmt::format("{:.3f}", s.total_macs / 1e9)
+              << " G\n";
   };
   {
     dlcore::AlexNet net;
@@ -530,9 +527,11 @@ int main(int argc, char** argv) try {
          c.real_macs,
          c.torchvision_params,
          match});
-    md << "| " << c.model << " | " << commas(c.analytical_params) << " | "
-       << commas(c.real_params) << " | " << commas(c.torchvision_params)
-       << " | " << fmt::format("{:.3f}", c.analytical_macs / 1e9) << " | "
+    md << "| " << c.model << " | "
+       << dlcore::format_thousands(c.analytical_params) << " | "
+       << dlcore::format_thousands(c.real_params) << " | "
+       << dlcore::format_thousands(c.torchvision_params) << " | "
+       << fmt::format("{:.3f}", c.analytical_macs / 1e9) << " | "
        << fmt::format("{:.3f}", c.real_macs / 1e9) << " |\n";
   }
   models_csv.write((out / "models.csv").string());

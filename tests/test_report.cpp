@@ -302,3 +302,14 @@ TEST_CASE("write_json writes atomically and reads back", "[report]") {
   CHECK(count_files(dir / "sub") == 1);
   fs::remove_all(dir);
 }
+
+TEST_CASE("format_thousands groups digits by three", "[report]") {
+  CHECK(dlcore::format_thousands(0) == "0");
+  CHECK(dlcore::format_thousands(999) == "999");
+  CHECK(dlcore::format_thousands(1000) == "1,000");
+  CHECK(dlcore::format_thousands(61100840) == "61,100,840");
+  CHECK(dlcore::format_thousands(-1234567) == "-1,234,567");
+  CHECK(
+      dlcore::format_thousands(std::numeric_limits<int64_t>::min()) ==
+      "-9,223,372,036,854,775,808");
+}

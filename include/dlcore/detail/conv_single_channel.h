@@ -13,7 +13,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -226,10 +225,6 @@ struct Conv1chReluFunction
       conv1ch_forward_avx512<5>(s, xp, wp, bp, yp, n0, n1);
     });
     ctx->save_for_backward({xpad, y});
-    ctx->saved_data["n"] = s.n;
-    ctx->saved_data["h"] = s.h;
-    ctx->saved_data["w"] = s.w;
-    ctx->saved_data["pad"] = pad;
     return y;
 #else
     (void)ctx;
@@ -248,11 +243,10 @@ struct Conv1chReluFunction
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& xpad = saved[0];
     const at::Tensor& y = saved[1];
+    // Everything the backward kernel reads follows from the saved tensors
+    // (h, w and the padding are only needed to build xpad).
     Conv1chShape s{};
-    s.n = ctx->saved_data["n"].toInt();
-    s.h = ctx->saved_data["h"].toInt();
-    s.w = ctx->saved_data["w"].toInt();
-    s.pad = ctx->saved_data["pad"].toInt();
+    s.n = y.size(0);
     s.k = 5;
     s.co = y.size(1);
     s.ho = y.size(2);

@@ -2,6 +2,8 @@
 
 // Definitions of dlcore/nn/layer_math.h. Include that header, not this one.
 
+#include <dlcore/detail/thousands.h>
+
 #include <c10/util/Exception.h>
 #include <c10/util/StringUtil.h>
 
@@ -430,18 +432,6 @@ inline LayerFlow layer_sequence(
   return flow;
 }
 
-inline std::string layer_thousands(int64_t v) {
-  std::string digits = std::to_string(v < 0 ? -v : v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) {
-      out += ',';
-    }
-    out += digits[i];
-  }
-  return v < 0 ? "-" + out : out;
-}
-
 /// 3 -> "3", 1.5 -> "1.5", (3, 5) -> "3x5".
 inline std::string layer_pair(const std::array<double, 2>& v) {
   auto one = [](double x) {
@@ -469,9 +459,9 @@ inline std::string NetworkStats::to_string() const {
     cells.push_back(
         {std::string(2 * r.depth, ' ') + r.name + " (" + r.type + ")",
          detail::layer_shape_str(r.output_shape),
-         detail::layer_thousands(r.params),
-         detail::layer_thousands(r.activations),
-         detail::layer_thousands(r.macs),
+         detail::format_thousands(r.params),
+         detail::format_thousands(r.activations),
+         detail::format_thousands(r.macs),
          detail::layer_pair(r.receptive_field),
          detail::layer_pair(r.jump),
          detail::layer_pair(r.start)});
@@ -506,8 +496,8 @@ inline std::string NetworkStats::to_string() const {
   os << "Input " << detail::layer_shape_str(input_shape) << " x batch "
      << batch_size << ", output " << detail::layer_shape_str(output_shape)
      << "\n";
-  os << "Params: " << detail::layer_thousands(params)
-     << "  buffers: " << detail::layer_thousands(buffers) << "\n";
+  os << "Params: " << detail::format_thousands(params)
+     << "  buffers: " << detail::format_thousands(buffers) << "\n";
   std::snprintf(
       buf,
       sizeof(buf),
@@ -520,7 +510,7 @@ inline std::string NetworkStats::to_string() const {
       sizeof(buf),
       "Activations: %s (%.2f MiB forward, %.2f MiB with backward)\n"
       "Params size: %.2f MiB\n",
-      detail::layer_thousands(activations).c_str(),
+      detail::format_thousands(activations).c_str(),
       forward_bytes / mib,
       backward_bytes / mib,
       param_bytes / mib);

@@ -2,6 +2,8 @@
 
 // Definitions of dlcore/nn/summary.h. Include that header, not this one.
 
+#include <dlcore/detail/thousands.h>
+
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
@@ -84,19 +86,6 @@ inline std::string summary_shape_str(const std::vector<int64_t>& shape) {
   }
   os << "]";
   return os.str();
-}
-
-/// 61100840 -> "61,100,840".
-inline std::string summary_thousands(int64_t v) {
-  std::string digits = std::to_string(v < 0 ? -v : v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) {
-      out += ',';
-    }
-    out += digits[i];
-  }
-  return v < 0 ? "-" + out : out;
 }
 
 inline std::string summary_fixed(double v, int decimals) {
@@ -248,14 +237,14 @@ inline std::string ModelSummary::to_string(int64_t max_depth) const {
     c.shape = r->output_shape.empty()
                   ? "--"
                   : detail::summary_shape_str(r->output_shape);
-    c.params = r->is_module ? detail::summary_thousands(r->params) : "--";
+    c.params = r->is_module ? detail::format_thousands(r->params) : "--";
     c.trainable =
         r->params == 0
             ? "--"
             : (r->trainable_params == r->params
                    ? "True"
                    : (r->trainable_params == 0 ? "False" : "Partial"));
-    c.macs = r->macs == 0 ? "--" : detail::summary_thousands(r->macs);
+    c.macs = r->macs == 0 ? "--" : detail::format_thousands(r->macs);
     cells.push_back(std::move(c));
   }
   size_t w[5] = {0, 0, 0, 0, 0};
@@ -287,11 +276,11 @@ inline std::string ModelSummary::to_string(int64_t max_depth) const {
   }
   const double mib = 1024.0 * 1024.0;
   os << rule << "\n";
-  os << "Total params: " << detail::summary_thousands(total_params) << "\n";
-  os << "Trainable params: " << detail::summary_thousands(trainable_params)
+  os << "Total params: " << detail::format_thousands(total_params) << "\n";
+  os << "Trainable params: " << detail::format_thousands(trainable_params)
      << "\n";
   os << "Non-trainable params: "
-     << detail::summary_thousands(non_trainable_params) << "\n";
+     << detail::format_thousands(non_trainable_params) << "\n";
   os << "Total mult-adds (G): " << detail::summary_fixed(total_macs / 1e9, 3)
      << (traced ? "" : " (not traced)") << "\n";
   os << rule << "\n";

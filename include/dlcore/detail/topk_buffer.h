@@ -278,15 +278,7 @@ inline void topk_keep(std::vector<TopKEntry>& entries, int64_t k) {
 /// The best `k` of `entries`, sorted by the selection order.
 inline std::vector<TopKEntry> topk_sorted(
     std::vector<TopKEntry> entries, int64_t k) {
-  const auto kk = static_cast<size_t>(k);
-  if (entries.size() > kk) {
-    std::nth_element(
-        entries.begin(),
-        entries.begin() + (kk - 1),
-        entries.end(),
-        topk_better);
-    entries.resize(kk);
-  }
+  topk_keep(entries, k);
   std::sort(entries.begin(), entries.end(), TopKBetter{});
   return entries;
 }

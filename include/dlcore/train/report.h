@@ -2,6 +2,7 @@
 
 #include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/json_parse.h>
+#include <dlcore/detail/thousands.h>
 
 #include <c10/util/Exception.h>
 
@@ -49,6 +50,10 @@ inline std::string read_file(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+/// 61100840 -> "61,100,840": integers with thousands separators, as the
+/// layer tables print them.
+using detail::format_thousands;
 
 /// The shortest decimal text that reads back (`std::strtod`) to exactly `v`:
 /// "0.1", "1e-05", "61706"; non-finite values are "nan", "inf", "-inf".

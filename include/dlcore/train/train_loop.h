@@ -468,15 +468,16 @@ struct ChunkedPass {
   explicit ChunkedPass(int threads) : pool((at::set_num_threads(1), threads)) {}
 };
 
-/// Forward and backward of a batch split into chunks on `pool`: sets every
-/// parameter in `params` to the chunks' gradient sum (fixed order, each
-/// chunk's loss weighted by its share of the batch) and returns (logits,
-/// loss), detached.
+/// A batch split into chunks on `pool`: forward and loss per chunk, each
+/// chunk's loss weighted by its share of the batch; returns (logits, batch
+/// mean loss), detached. With `params` (training), also backward per chunk,
+/// and every parameter's gradient set to the chunks' sum (fixed order);
+/// without (evaluation), no gradients at all.
 template <typename Module>
-std::pair<torch::Tensor, torch::Tensor> chunked_train_step(
+std::pair<torch::Tensor, torch::Tensor> chunked_step(
     ChunkPool& pool,
     Module& module,
-    const std::vector<torch::Tensor>& params,
+    const std::vector<torch::Tensor>* params,
     const torch::Tensor& data,
     const torch::Tensor& targets,
     const LossFunction& loss_fn) {
@@ -489,61 +490,35 @@ std::pair<torch::Tensor, torch::Tensor> chunked_train_step(
   std::vector<torch::Tensor> losses(chunks);
   std::vector<std::vector<torch::Tensor>> grads(chunks);
   pool.run(chunks, [&](int64_t i) {
-    torch::AutoGradMode grad_mode(true);
+    torch::AutoGradMode grad_mode(params != nullptr);
     torch::Tensor z = module.forward(xs[i]);
     torch::Tensor l = loss_fn ? loss_fn(z, ys[i]) : default_loss(z, ys[i]);
     l = l * (static_cast<double>(xs[i].size(0)) / n);
-    grads[i] = torch::autograd::grad(
-        {l},
-        params,
-        /*grad_outputs=*/{},
-        /*retain_graph=*/false,
-        /*create_graph=*/false,
-        /*allow_unused=*/true);
+    if (params != nullptr) {
+      grads[i] = torch::autograd::grad(
+          {l},
+          *params,
+          /*grad_outputs=*/{},
+          /*retain_graph=*/false,
+          /*create_graph=*/false,
+          /*allow_unused=*/true);
+    }
     logits[i] = z.detach();
     losses[i] = l.detach();
   });
   torch::NoGradGuard no_grad;
-  for (std::size_t j = 0; j < params.size(); ++j) {
-    torch::Tensor g = grads[0][j];
-    for (int64_t i = 1; i < chunks; ++i) {
-      const torch::Tensor& gi = grads[i][j];
-      if (gi.defined()) {
-        g = g.defined() ? g.add_(gi) : gi;
+  if (params != nullptr) {
+    for (std::size_t j = 0; j < params->size(); ++j) {
+      torch::Tensor g = grads[0][j];
+      for (int64_t i = 1; i < chunks; ++i) {
+        const torch::Tensor& gi = grads[i][j];
+        if (gi.defined()) {
+          g = g.defined() ? g.add_(gi) : gi;
+        }
       }
+      (*params)[j].mutable_grad() = g;
     }
-    params[j].mutable_grad() = g;
   }
-  torch::Tensor loss = losses[0];
-  for (int64_t i = 1; i < chunks; ++i) {
-    loss = loss + losses[i];
-  }
-  return {torch::cat(logits), loss};
-}
-
-/// Forward of a batch split into chunks on `pool` without gradients:
-/// returns (logits, batch mean loss).
-template <typename Module>
-std::pair<torch::Tensor, torch::Tensor> chunked_eval_step(
-    ChunkPool& pool,
-    Module& module,
-    const torch::Tensor& data,
-    const torch::Tensor& targets,
-    const LossFunction& loss_fn) {
-  const int64_t k = std::min<int64_t>(pool.size(), data.size(0));
-  std::vector<torch::Tensor> xs = data.chunk(k);
-  std::vector<torch::Tensor> ys = targets.chunk(k);
-  const int64_t chunks = static_cast<int64_t>(xs.size());
-  const double n = static_cast<double>(data.size(0));
-  std::vector<torch::Tensor> logits(chunks);
-  std::vector<torch::Tensor> losses(chunks);
-  pool.run(chunks, [&](int64_t i) {
-    torch::NoGradGuard no_grad;
-    torch::Tensor z = module.forward(xs[i]);
-    torch::Tensor l = loss_fn ? loss_fn(z, ys[i]) : default_loss(z, ys[i]);
-    logits[i] = z;
-    losses[i] = l * (static_cast<double>(xs[i].size(0)) / n);
-  });
   torch::Tensor loss = losses[0];
   for (int64_t i = 1; i < chunks; ++i) {
     loss = loss + losses[i];
@@ -613,8 +588,8 @@ EpochMetrics train_epoch_impl(
     torch::Tensor logits;
     torch::Tensor loss;
     if (chunked.has_value() && n >= 2) {
-      std::tie(logits, loss) = detail::chunked_train_step(
-          chunked->pool, module, params, data, targets, loss_fn);
+      std::tie(logits, loss) = detail::chunked_step(
+          chunked->pool, module, &params, data, targets, loss_fn);
     } else {
       clear_grads(optimizer, options.set_to_none());
       logits = module.forward(data);
@@ -792,8 +767,8 @@ EpochMetrics evaluate(
     torch::Tensor logits;
     torch::Tensor loss;
     if (chunked.has_value() && data.size(0) >= 2) {
-      std::tie(logits, loss) = detail::chunked_eval_step(
-          chunked->pool, module, data, targets, loss_fn);
+      std::tie(logits, loss) = detail::chunked_step(
+          chunked->pool, module, nullptr, data, targets, loss_fn);
     } else {
       logits = module.forward(data);
       loss = loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
