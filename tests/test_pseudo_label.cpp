@@ -695,6 +695,42 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "topk_sort_entries orders as std::sort with topk_better",
+    "[pseudo_label]") {
+  using dlcore::detail::TopKEntry;
+  std::mt19937_64 rng(7);
+  std::vector<TopKEntry> tmp;
+  for (size_t n : {5u, 511u, 512u, 3000u, 20000u}) {
+    // levels 0: continuous doubles; 1: every score equal; 3: heavy ties;
+    // -1: float-valued scores of both signs, with -0.0 and +0.0.
+    for (int levels : {0, 1, 3, -1}) {
+      std::vector<TopKEntry> v(n);
+      for (size_t i = 0; i < n; ++i) {
+        const double u = std::uniform_real_distribution<double>(-1, 1)(rng);
+        double score = u;
+        if (levels > 0) {
+          score = std::floor((u + 1) / 2 * levels);
+        } else if (levels < 0) {
+          score = i % 7 == 0 ? (i % 2 == 0 ? -0.0 : 0.0)
+                             : static_cast<double>(static_cast<float>(u));
+        }
+        v[i] = {score, static_cast<int64_t>((i * 7919) % 1000003) - 500};
+      }
+      auto want = v;
+      std::sort(want.begin(), want.end(), dlcore::detail::TopKBetter{});
+      dlcore::detail::topk_sort_entries(v, tmp);
+      INFO("n=" << n << " levels=" << levels);
+      REQUIRE(v.size() == n);
+      bool same = true;
+      for (size_t i = 0; i < n; ++i) {
+        same &= v[i].index == want[i].index && v[i].score == want[i].score;
+      }
+      CHECK(same);
+    }
+  }
+}
+
+TEST_CASE(
     "topk_keep_best keeps what std::nth_element keeps", "[pseudo_label]") {
   using dlcore::detail::TopKEntry;
   std::mt19937_64 rng(42);
@@ -721,7 +757,9 @@ TEST_CASE(
             dlcore::detail::TopKBetter{});
         const TopKEntry want_kth = want[k - 1];
         want.resize(k);
-        const TopKEntry kth = dlcore::detail::topk_keep_best(v, k, scratch);
+        const TopKEntry kth =
+            dlcore::detail::topk_keep_best(v.data(), n, k, scratch);
+        v.resize(k);
         auto by_index = [](const TopKEntry& a, const TopKEntry& b) {
           return a.index < b.index;
         };

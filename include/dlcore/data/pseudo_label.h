@@ -320,15 +320,55 @@ class TopKTopPSelector {
   TopKTopPResult result() const {
     const int64_t C = options_.num_classes();
     const int64_t P = options_.p();
-    std::vector<std::vector<detail::TopKEntry>> per_class(
-        static_cast<size_t>(C));
+    const int64_t K = options_.k();
+    // Class c's entries go to [offset[c], offset[c + 1]): the union of its
+    // buffers holds distinct indices, so it keeps min(K, held) of them.
+    std::vector<int64_t> offset(static_cast<size_t>(C + 1), 0);
+    for (int64_t c = 0; c < C; ++c) {
+      int64_t held = 0;
+      for (const auto& st : states_) {
+        held += st[c].held();
+      }
+      offset[c + 1] = offset[c] + std::min(K, held);
+    }
+    const int64_t total = offset[C];
+    TopKTopPResult out;
+    out.num_classes = C;
+    out.k = K;
+    out.p = P;
+    out.rows_seen = rows_seen_;
+    out.indices = at::empty({total}, at::kLong);
+    out.labels = at::empty({total}, at::kLong);
+    out.scores = at::empty({total}, at::kDouble);
+    out.counts = at::empty({C}, at::kLong);
+    auto* ip = out.indices.data_ptr<int64_t>();
+    auto* lp = out.labels.data_ptr<int64_t>();
+    auto* sp = out.scores.data_ptr<double>();
+    auto* cp = out.counts.data_ptr<int64_t>();
     const int64_t threads =
         std::max<int64_t>(1, std::min<int64_t>(options_.num_threads(), C));
     std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
     auto sort_classes = [&](int64_t t) {
       try {
+        std::vector<detail::TopKEntry> all;
+        std::vector<detail::TopKEntry> scratch;
         for (int64_t c = t; c < C; c += threads) {
-          per_class[c] = class_entries(c);
+          all.clear();
+          for (const auto& st : states_) {
+            st[c].append_to(all);
+          }
+          detail::topk_keep(all, K, scratch);
+          detail::topk_sort_entries(all, scratch);
+          int64_t m = offset[c];
+          TORCH_INTERNAL_ASSERT(
+              static_cast<int64_t>(all.size()) == offset[c + 1] - m);
+          cp[c] = static_cast<int64_t>(all.size());
+          for (const auto& e : all) {
+            ip[m] = e.index;
+            lp[m] = c;
+            sp[m] = e.score;
+            ++m;
+          }
         }
       } catch (...) {
         errors[t] = std::current_exception();
@@ -345,33 +385,6 @@ class TopKTopPSelector {
     for (auto& e : errors) {
       if (e) {
         std::rethrow_exception(e);
-      }
-    }
-    int64_t total = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      total += static_cast<int64_t>(per_class[c].size());
-    }
-    TopKTopPResult out;
-    out.num_classes = C;
-    out.k = options_.k();
-    out.p = P;
-    out.rows_seen = rows_seen_;
-    out.indices = at::empty({total}, at::kLong);
-    out.labels = at::empty({total}, at::kLong);
-    out.scores = at::empty({total}, at::kDouble);
-    out.counts = at::empty({C}, at::kLong);
-    auto* ip = out.indices.data_ptr<int64_t>();
-    auto* lp = out.labels.data_ptr<int64_t>();
-    auto* sp = out.scores.data_ptr<double>();
-    auto* cp = out.counts.data_ptr<int64_t>();
-    int64_t m = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      cp[c] = static_cast<int64_t>(per_class[c].size());
-      for (const auto& e : per_class[c]) {
-        ip[m] = e.index;
-        lp[m] = c;
-        sp[m] = e.score;
-        ++m;
       }
     }
     out.shortfalls = options_.k() - out.counts;
@@ -403,12 +416,13 @@ class TopKTopPSelector {
     const int64_t C = options_.num_classes();
     std::vector<std::vector<detail::TopKEntry>> per_class(
         static_cast<size_t>(C));
+    std::vector<detail::TopKEntry> scratch;
     int64_t total = 0;
     for (int64_t c = 0; c < C; ++c) {
       for (const auto& st : states_) {
         st[c].append_to(per_class[c]);
       }
-      detail::topk_keep(per_class[c], options_.k());
+      detail::topk_keep(per_class[c], options_.k(), scratch);
       total += static_cast<int64_t>(per_class[c].size());
     }
     auto indices = at::empty({total}, at::kLong);

@@ -8,8 +8,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace dlcore {
@@ -35,9 +37,9 @@ struct TopKBetter {
   }
 };
 
-/// Moves the best `k` entries of `v` (under `topk_better`; 0 < k < size,
-/// distinct indices) to its front, unordered, drops the rest and returns the
-/// k-th best.
+/// Moves the best `k` of the `n` entries at `v` (under `topk_better`;
+/// 0 < k < n, distinct indices) to its front, unordered, and returns the
+/// k-th best; the entries after the first k are left unspecified.
 ///
 /// Same result as std::nth_element, faster on large buffers (the compaction
 /// of a 16k-per-class selector): a strided sample of the scores brackets the
@@ -46,8 +48,7 @@ struct TopKBetter {
 /// small middle part only. When the bracket misses (possible with many
 /// equal scores), the plain std::nth_element runs on everything.
 inline TopKEntry topk_keep_best(
-    std::vector<TopKEntry>& v, size_t k, std::vector<TopKEntry>& scratch) {
-  const size_t n = v.size();
+    TopKEntry* v, size_t n, size_t k, std::vector<TopKEntry>& scratch) {
   constexpr size_t kSample = 512;
   if (n >= 8 * kSample) {
     double sample[kSample];
@@ -76,10 +77,17 @@ inline TopKEntry topk_keep_best(
     // place, behind the read position), inside it at the front of
     // `scratch`, below it at the back of `scratch`.
     scratch.resize(n);
+    constexpr size_t kAhead = 4096 / sizeof(TopKEntry);
     size_t above = 0;
     size_t mid = 0;
     size_t below = 0;
     for (size_t i = 0; i < n; ++i) {
+      // The buffer was last written at the previous compaction and is cold:
+      // one prefetch per 64-byte line, 4 KB ahead (the hardware prefetcher
+      // stops at page boundaries); this loop was half stalled without it.
+      if ((i & 3) == 0 && i + kAhead < n) {
+        __builtin_prefetch(v + i + kAhead);
+      }
       const TopKEntry e = v[i];
       const bool up = e.score > hi;
       const bool in = (e.score >= lo) & !up;
@@ -97,46 +105,60 @@ inline TopKEntry topk_keep_best(
           first + static_cast<std::ptrdiff_t>(r),
           first + static_cast<std::ptrdiff_t>(mid),
           TopKBetter{});
-      std::copy(
-          first,
-          first + static_cast<std::ptrdiff_t>(r + 1),
-          v.begin() + static_cast<std::ptrdiff_t>(above));
-      v.resize(k);
+      std::copy(first, first + static_cast<std::ptrdiff_t>(r + 1), v + above);
       return scratch[r];
     }
     // The bracket missed: put every entry back into `v`.
-    std::copy(
-        first,
-        first + static_cast<std::ptrdiff_t>(mid),
-        v.begin() + static_cast<std::ptrdiff_t>(above));
+    std::copy(first, first + static_cast<std::ptrdiff_t>(mid), v + above);
     std::copy(
         first + static_cast<std::ptrdiff_t>(n - below),
         scratch.end(),
-        v.begin() + static_cast<std::ptrdiff_t>(above + mid));
+        v + above + mid);
   }
-  std::nth_element(
-      v.begin(),
-      v.begin() + static_cast<std::ptrdiff_t>(k - 1),
-      v.end(),
-      TopKBetter{});
-  const TopKEntry kth = v[k - 1];
-  v.resize(k);
-  return kth;
+  std::nth_element(v, v + (k - 1), v + n, TopKBetter{});
+  return v[k - 1];
 }
 
 /// The best K entries of everything pushed, in amortized O(1) per push.
 ///
 /// Entries are appended to a buffer of capacity about 1.5 K; when it is full,
-/// a selection (std::nth_element) keeps the best K and their worst becomes
+/// a selection (`topk_keep_best`) keeps the best K and their worst becomes
 /// the admission threshold: later entries not better than it are rejected
 /// at once. Invariant: once `has_threshold_`, the buffer holds at least K
 /// entries at least as good as `threshold_`, so a rejected entry can never be
 /// among the best K of everything pushed. The kept set is therefore exact,
 /// and merging two buffers (push every entry of one into the other) gives
 /// exactly the buffer of the union: merge is associative and commutative.
+///
+/// The slots are allocated (uninitialised: pages are touched as entries
+/// arrive) at the first offer. The row scan's `put` decides whether to keep
+/// an entry without a branch (about half the offers are kept on i.i.d.
+/// rows, so a branch mispredicts often).
 class TopKBuffer {
  public:
   explicit TopKBuffer(int64_t k = 1) : k_(k), cap_(capacity()) {}
+
+  TopKBuffer(const TopKBuffer& o)
+      : k_(o.k_),
+        cap_(o.cap_),
+        n_(o.n_),
+        threshold_(o.threshold_),
+        has_threshold_(o.has_threshold_) {
+    if (o.slots_) {
+      allocate();
+      std::copy(o.slots_.get(), o.slots_.get() + n_, slots_.get());
+    }
+  }
+  TopKBuffer& operator=(const TopKBuffer& o) {
+    if (this != &o) {
+      TopKBuffer copy(o);
+      *this = std::move(copy);
+    }
+    return *this;
+  }
+  TopKBuffer(TopKBuffer&&) noexcept = default;
+  TopKBuffer& operator=(TopKBuffer&&) noexcept = default;
+  ~TopKBuffer() = default;
 
   int64_t k() const {
     return k_;
@@ -157,36 +179,62 @@ class TopKBuffer {
     return t;
   }
 
+  /// With `reject_below`: an entry whose score equals `reject_below()` is
+  /// rejected when its index is at least this (the threshold's index, or
+  /// INT64_MAX before there is a threshold).
+  int64_t reject_index() const {
+    return has_threshold_ ? threshold_.index
+                          : std::numeric_limits<int64_t>::max();
+  }
+
   /// Whether `e` could still be among the best K.
   bool accepts(const TopKEntry& e) const {
     return !has_threshold_ || topk_better(e, threshold_);
   }
 
   void push(const TopKEntry& e) {
-    if (!accepts(e)) {
-      return;
+    if (accepts(e)) {
+      put(e, true, nullptr);
     }
-    if (items_.capacity() == 0) {
-      items_.reserve(static_cast<size_t>(capacity()));
+  }
+
+  /// The row scan's push: appends `e` when `keep` (which the caller
+  /// decides, conservatively: an entry kept although `accepts` is false
+  /// only costs room until the next compaction), else writes it to `sink`.
+  /// Returns true when the buffer compacted, i.e. when `reject_below` /
+  /// `reject_index` changed.
+  bool put(const TopKEntry& e, bool keep, TopKEntry* sink) {
+    if (!slots_) {
+      allocate();
     }
-    items_.push_back(e);
-    // The line after the tail, so that the next pushes rarely miss.
-    __builtin_prefetch(items_.data() + items_.size() + 4, 1);
-    if (static_cast<int64_t>(items_.size()) >= cap_) {
+    // The next slot when kept, else the caller's sink (hot in L1): the
+    // class's tail line, usually evicted since its last offer, is only
+    // written for entries that stay. A select on the address, no branch.
+    const auto m = uintptr_t{0} - static_cast<uintptr_t>(keep);
+    auto* dst = reinterpret_cast<TopKEntry*>(
+        (reinterpret_cast<uintptr_t>(slots_.get() + n_) & m) |
+        (reinterpret_cast<uintptr_t>(sink) & ~m));
+    *dst = e;
+    n_ += static_cast<int64_t>(keep);
+    if (n_ >= cap_) {
       compact();
+      return true;
     }
+    return false;
   }
 
   /// Keeps only the best K (unordered) and tightens the threshold.
   void compact() {
     const auto k = static_cast<size_t>(k_);
-    if (items_.size() > k) {
+    const auto n = static_cast<size_t>(n_);
+    if (n > k) {
       thread_local std::vector<TopKEntry> scratch;
-      threshold_ = topk_keep_best(items_, k, scratch);
+      threshold_ = topk_keep_best(slots_.get(), n, k, scratch);
       has_threshold_ = true;
-    } else if (items_.size() == k) {
+      n_ = k_;
+    } else if (n == k) {
       threshold_ =
-          *std::max_element(items_.begin(), items_.end(), TopKBetter{});
+          *std::max_element(slots_.get(), slots_.get() + n, TopKBetter{});
       has_threshold_ = true;
     }
   }
@@ -194,8 +242,8 @@ class TopKBuffer {
   /// Pushes every entry of `other`, then keeps the best K: the buffer of
   /// the union of both histories.
   void merge(const TopKBuffer& other) {
-    for (const auto& e : other.items_) {
-      push(e);
+    for (int64_t i = 0; i < other.n_; ++i) {
+      push(other.slots_[static_cast<size_t>(i)]);
     }
     if (held() >= k_) {
       compact();
@@ -204,22 +252,24 @@ class TopKBuffer {
 
   /// Appends the raw (unordered, possibly more than K) entries to `out`.
   void append_to(std::vector<TopKEntry>& out) const {
-    out.insert(out.end(), items_.begin(), items_.end());
+    if (n_ > 0) {
+      out.insert(out.end(), slots_.get(), slots_.get() + n_);
+    }
   }
 
   /// The number of entries held (between 0 and about 1.5 K).
   int64_t held() const {
-    return static_cast<int64_t>(items_.size());
+    return n_;
   }
 
   /// Bytes reserved by the buffer.
   int64_t bytes() const {
-    return static_cast<int64_t>(items_.capacity() * sizeof(TopKEntry));
+    return slots_ ? cap_ * static_cast<int64_t>(sizeof(TopKEntry)) : 0;
   }
 
   void clear() {
-    items_.clear();
-    items_.shrink_to_fit();
+    slots_.reset();
+    n_ = 0;
     has_threshold_ = false;
   }
 
@@ -228,9 +278,15 @@ class TopKBuffer {
   }
 
  private:
+  void allocate() {
+    // Default-initialised: no value is written until an entry arrives.
+    slots_.reset(new TopKEntry[static_cast<size_t>(cap_)]);
+  }
+
   int64_t k_;
   int64_t cap_;
-  std::vector<TopKEntry> items_;
+  std::unique_ptr<TopKEntry[]> slots_;
+  int64_t n_ = 0;
   TopKEntry threshold_{0.0, 0};
   bool has_threshold_ = false;
 };
@@ -263,23 +319,87 @@ inline void topk_radix_sort(std::vector<int64_t>& v) {
 }
 
 /// Keeps the best `k` of `entries`, unordered.
-inline void topk_keep(std::vector<TopKEntry>& entries, int64_t k) {
+inline void topk_keep(
+    std::vector<TopKEntry>& entries,
+    int64_t k,
+    std::vector<TopKEntry>& scratch) {
   const auto kk = static_cast<size_t>(k);
   if (entries.size() > kk) {
-    std::nth_element(
-        entries.begin(),
-        entries.begin() + (kk - 1),
-        entries.end(),
-        TopKBetter{});
+    topk_keep_best(entries.data(), entries.size(), kk, scratch);
     entries.resize(kk);
+  }
+}
+
+/// An unsigned key whose ascending order is the descending order of the
+/// score (-0.0 and +0.0 map to one key, as they compare equal).
+inline uint64_t topk_descending_key(double score) {
+  const double s = score + 0.0; // -0.0 + 0.0 == +0.0
+  uint64_t u = 0;
+  std::memcpy(&u, &s, sizeof(u));
+  u = (u >> 63) != 0 ? ~u : (u | (uint64_t{1} << 63));
+  return ~u;
+}
+
+/// Sorts `v` by the selection order (`topk_better`): a stable least-
+/// significant-digit radix sort on the score's 8 bytes, skipping every byte
+/// that all keys share (float scores leave the low 29 bits of their double
+/// zero; the top scores of a class share sign and exponent), then each run
+/// of equal scores by index. `tmp` is scratch space.
+inline void topk_sort_entries(
+    std::vector<TopKEntry>& v, std::vector<TopKEntry>& tmp) {
+  const size_t n = v.size();
+  if (n < 512) {
+    std::sort(v.begin(), v.end(), TopKBetter{});
+    return;
+  }
+  std::vector<uint32_t> hist(8 * 256, 0);
+  for (const TopKEntry& e : v) {
+    const uint64_t key = topk_descending_key(e.score);
+    for (int d = 0; d < 8; ++d) {
+      ++hist[static_cast<size_t>(d * 256) + ((key >> (8 * d)) & 0xff)];
+    }
+  }
+  tmp.resize(n);
+  const uint64_t first = topk_descending_key(v[0].score);
+  for (int d = 0; d < 8; ++d) {
+    uint32_t* h = hist.data() + d * 256;
+    if (h[(first >> (8 * d)) & 0xff] == n) {
+      continue; // every key has this byte
+    }
+    uint32_t at = 0;
+    for (int b = 0; b < 256; ++b) {
+      const uint32_t c = h[b];
+      h[b] = at;
+      at += c;
+    }
+    for (const TopKEntry& e : v) {
+      tmp[h[(topk_descending_key(e.score) >> (8 * d)) & 0xff]++] = e;
+    }
+    v.swap(tmp);
+  }
+  for (size_t i = 0; i < n;) {
+    size_t j = i + 1;
+    while (j < n && v[j].score == v[i].score) {
+      ++j;
+    }
+    if (j - i > 1) {
+      std::sort(
+          v.begin() + static_cast<std::ptrdiff_t>(i),
+          v.begin() + static_cast<std::ptrdiff_t>(j),
+          [](const TopKEntry& a, const TopKEntry& b) {
+            return a.index < b.index;
+          });
+    }
+    i = j;
   }
 }
 
 /// The best `k` of `entries`, sorted by the selection order.
 inline std::vector<TopKEntry> topk_sorted(
     std::vector<TopKEntry> entries, int64_t k) {
-  topk_keep(entries, k);
-  std::sort(entries.begin(), entries.end(), TopKBetter{});
+  std::vector<TopKEntry> scratch;
+  topk_keep(entries, k, scratch);
+  topk_sort_entries(entries, scratch);
   return entries;
 }
 

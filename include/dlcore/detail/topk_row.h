@@ -529,23 +529,49 @@ inline int64_t topk_scan(
 }
 #endif
 
-/// Offers the row's top `n` (in `s`) to the class buffers, each first
-/// checked against its class's reject floor.
+/// Per class, what its buffer rejects, in two dense arrays that stay in L1:
+/// a score below `score[c]`, or equal to it with an index >= `index[c]`
+/// (`TopKBuffer::reject_below` / `reject_index`).
+template <typename scalar_t>
+struct TopKFloors {
+  std::vector<scalar_t> score;
+  std::vector<int64_t> index;
+  /// Where `TopKBuffer::put` writes the entries it does not keep.
+  TopKEntry sink{};
+
+  TopKFloors(const TopKBuffer* buffers, int64_t c)
+      : score(static_cast<size_t>(c)), index(static_cast<size_t>(c)) {
+    for (int64_t j = 0; j < c; ++j) {
+      refresh(buffers[j], j);
+    }
+  }
+
+  void refresh(const TopKBuffer& b, int64_t j) {
+    score[static_cast<size_t>(j)] = b.template reject_below<scalar_t>();
+    index[static_cast<size_t>(j)] = b.reject_index();
+  }
+};
+
+/// Offers the row's top `n` (in `s`) to the class buffers; whether a class
+/// keeps its entry is decided from the floors, which change only when a
+/// buffer compacts.
 template <typename scalar_t>
 void topk_offer(
     const TopKRowScratch<scalar_t>& s,
     int64_t n,
     int64_t index,
-    scalar_t* floor,
+    TopKFloors<scalar_t>& floors,
     TopKBuffer* buffers) {
+  scalar_t* fs = floors.score.data();
+  int64_t* fi = floors.index.data();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t cls = s.top_cls[i];
-    if (s.top_val[i] < floor[cls]) {
-      continue;
+    const scalar_t x = s.top_val[i];
+    const bool keep = (x > fs[cls]) | ((x == fs[cls]) & (index < fi[cls]));
+    if (buffers[cls].put(
+            TopKEntry{static_cast<double>(x), index}, keep, &floors.sink)) {
+      floors.refresh(buffers[cls], cls);
     }
-    TopKBuffer& b = buffers[cls];
-    b.push(TopKEntry{static_cast<double>(s.top_val[i]), index});
-    floor[cls] = b.template reject_below<scalar_t>();
   }
 }
 
@@ -569,7 +595,7 @@ int64_t topk_ingest_rows_pipelined(
     int64_t p,
     const IndexOf& index_of,
     TopKBuffer* buffers,
-    float* floor,
+    TopKFloors<float>& floors,
     TopKIsa isa) {
 #if DLCORE_TOPK_X86
   TopKRowScratch<float> s(c, p);
@@ -610,7 +636,7 @@ int64_t topk_ingest_rows_pipelined(
     }
     s.recent[s.rows_done % kTopKGuessRows] = s.top_val[p - 1];
     ++s.rows_done;
-    topk_offer(s, p, index_of(r), floor, buffers);
+    topk_offer(s, p, index_of(r), floors, buffers);
     std::swap(cur, next);
     nc = nc_next;
     g = g_next;
@@ -625,7 +651,7 @@ int64_t topk_ingest_rows_pipelined(
   (void)p;
   (void)index_of;
   (void)buffers;
-  (void)floor;
+  (void)floors;
   (void)isa;
   // Unreachable: without x86 SIMD, topk_isa() is always kScalar.
   std::abort();
@@ -665,16 +691,11 @@ int64_t topk_ingest_rows(
     const IndexOf& index_of,
     TopKBuffer* buffers) {
   const TopKIsa isa = topk_isa();
-  // Per class, a score below which its buffer rejects everything: one
-  // dense array that stays in L1, checked before touching the buffer.
-  std::vector<scalar_t> floor(static_cast<size_t>(c));
-  for (int64_t j = 0; j < c; ++j) {
-    floor[j] = buffers[j].template reject_below<scalar_t>();
-  }
+  TopKFloors<scalar_t> floors(buffers, c);
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (isa != TopKIsa::kScalar) {
       return topk_ingest_rows_pipelined(
-          data, r0, r1, c, p, index_of, buffers, floor.data(), isa);
+          data, r0, r1, c, p, index_of, buffers, floors, isa);
     }
   }
   TopKRowScratch<scalar_t> s(c, p);
@@ -688,7 +709,7 @@ int64_t topk_ingest_rows(
     if (n < 0) {
       return r;
     }
-    topk_offer(s, n, index_of(r), floor.data(), buffers);
+    topk_offer(s, n, index_of(r), floors, buffers);
   }
   return -1;
 }
