@@ -353,12 +353,7 @@ class TopKTopPSelector {
         std::vector<detail::TopKEntry> all;
         std::vector<detail::TopKEntry> scratch;
         for (int64_t c = t; c < C; c += threads) {
-          all.clear();
-          for (const auto& st : states_) {
-            st[c].append_to(all);
-          }
-          detail::topk_keep(all, K, scratch);
-          detail::topk_sort_entries(all, scratch);
+          class_best(c, /*sorted=*/true, all, scratch);
           int64_t m = offset[c];
           TORCH_INTERNAL_ASSERT(
               static_cast<int64_t>(all.size()) == offset[c + 1] - m);
@@ -419,10 +414,7 @@ class TopKTopPSelector {
     std::vector<detail::TopKEntry> scratch;
     int64_t total = 0;
     for (int64_t c = 0; c < C; ++c) {
-      for (const auto& st : states_) {
-        st[c].append_to(per_class[c]);
-      }
-      detail::topk_keep(per_class[c], options_.k(), scratch);
+      class_best(c, /*sorted=*/false, per_class[c], scratch);
       total += static_cast<int64_t>(per_class[c].size());
     }
     auto indices = at::empty({total}, at::kLong);
@@ -451,8 +443,11 @@ class TopKTopPSelector {
         options_.num_classes(),
         "), but got ",
         c);
+    std::vector<detail::TopKEntry> best;
+    std::vector<detail::TopKEntry> scratch;
+    class_best(c, /*sorted=*/true, best, scratch);
     std::vector<std::pair<int64_t, double>> out;
-    for (const auto& e : class_entries(c)) {
+    for (const auto& e : best) {
       out.emplace_back(e.index, e.score);
     }
     return out;
@@ -646,12 +641,21 @@ class TopKTopPSelector {
         detail::TopKBuffer(options_.k()));
   }
 
-  std::vector<detail::TopKEntry> class_entries(int64_t c) const {
-    std::vector<detail::TopKEntry> all;
+  /// Class c's best K over every thread's buffer into `out` (replacing
+  /// its contents), sorted by rank when `sorted`; `scratch` is reused space.
+  void class_best(
+      int64_t c,
+      bool sorted,
+      std::vector<detail::TopKEntry>& out,
+      std::vector<detail::TopKEntry>& scratch) const {
+    out.clear();
     for (const auto& st : states_) {
-      st[c].append_to(all);
+      st[c].append_to(out);
     }
-    return detail::topk_sorted(std::move(all), options_.k());
+    detail::topk_keep(out, options_.k(), scratch);
+    if (sorted) {
+      detail::topk_sort_entries(out, scratch);
+    }
   }
 
   void check_compatible(

@@ -394,14 +394,5 @@ inline void topk_sort_entries(
   }
 }
 
-/// The best `k` of `entries`, sorted by the selection order.
-inline std::vector<TopKEntry> topk_sorted(
-    std::vector<TopKEntry> entries, int64_t k) {
-  std::vector<TopKEntry> scratch;
-  topk_keep(entries, k, scratch);
-  topk_sort_entries(entries, scratch);
-  return entries;
-}
-
 } // namespace detail
 } // namespace dlcore
