@@ -5,9 +5,14 @@
 //   naive:     per chunk torch::topk(P) over classes, keep every candidate,
 //              then per class torch::topk(K) at the end (what one writes with
 //              LibTorch alone), single thread.
-// Prints rows/s, the ratios, peak RSS (getrusage) after the first pass over
-// a fraction of the rows and after all of them (no growth with N), and an
-// extrapolation to 1 billion rows.
+// First, per thread count, one selector over all rows: rows/s, result() time
+// and peak RSS (getrusage) after half of the rows and after all of them (no
+// growth with N). Then the ratios, 1 thread: the selector, the read pass and
+// the naive streaming phase run in `--rounds` interleaved rounds (each round
+// a slice of each, in rotating order), so that a change in the machine's
+// load during the run weighs on all three alike; rates are totals over the
+// rounds, and the spread of the per-round ratios is printed beside them.
+// Last, an extrapolation to 1 billion rows.
 //
 // With RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set (scripts/launch_local.sh)
 // every rank streams rows/WORLD_SIZE and the candidates are merged across
@@ -15,6 +20,7 @@
 //
 // Usage: bench_pseudo_label [--rows 10000000] [--chunk 25000] [--classes 1000]
 //        [--k 16000] [--p 10] [--distinct 4] [--naive-rows 1000000]
+//        [--rounds 10] [--threads 1,2]
 #include <dlcore/data/pseudo_label.h>
 #include <dlcore/distributed/selection.h>
 
@@ -22,6 +28,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +79,7 @@ struct Config {
   int64_t p = 10;
   int64_t distinct = 4;
   int64_t naive_rows = 1'000'000;
+  int64_t rounds = 10;
   uint64_t seed = 0;
   std::string threads = "1,2";
 };
@@ -99,7 +107,10 @@ Timing run_selector(
   return clock.elapsed();
 }
 
-Timing run_read_pass(const std::vector<torch::Tensor>& chunks, int64_t rows) {
+// Sums whole chunks until at least `rows` rows are read; `*read` gets how
+// many were.
+Timing run_read_pass(
+    const std::vector<torch::Tensor>& chunks, int64_t rows, int64_t* read) {
   Clock clock;
   int64_t done = 0;
   int64_t i = 0;
@@ -114,59 +125,74 @@ Timing run_read_pass(const std::vector<torch::Tensor>& chunks, int64_t rows) {
   if (sink == 42.0) {
     std::cout << "";
   }
+  *read = done;
   return dt;
 }
 
-struct NaiveTiming {
-  Timing stream; // per-chunk topk, candidates kept
-  Timing final;  // grouping by class and per-class topk
-};
-
 // Naive LibTorch: per chunk topk over classes, keep all candidates, per-class
 // topk at the end (candidates grouped by a stable sort on the class).
-NaiveTiming run_naive(
-    const Config& cfg, const std::vector<torch::Tensor>& chunks) {
-  Clock clock;
+struct Naive {
   std::vector<torch::Tensor> vals, cls, idx;
   int64_t done = 0;
-  int64_t i = 0;
-  while (done < cfg.naive_rows) {
-    const auto& x0 = chunks[i % chunks.size()];
-    const int64_t b = std::min<int64_t>(x0.size(0), cfg.naive_rows - done);
-    auto x = x0.slice(0, 0, b);
-    auto top = torch::topk(x, cfg.p, 1);
-    vals.push_back(std::get<0>(top).reshape({-1}));
-    cls.push_back(std::get<1>(top).reshape({-1}));
-    idx.push_back(
-        (torch::arange(b, torch::kLong) + done).repeat_interleave(cfg.p));
-    done += b;
-    ++i;
+
+  // Streams `rows` more rows (the distinct chunks in turn).
+  Timing stream(
+      const Config& cfg,
+      const std::vector<torch::Tensor>& chunks,
+      int64_t rows) {
+    Clock clock;
+    int64_t streamed = 0;
+    int64_t i = 0;
+    while (streamed < rows) {
+      const auto& x0 = chunks[i % chunks.size()];
+      const int64_t b = std::min<int64_t>(x0.size(0), rows - streamed);
+      auto x = x0.slice(0, 0, b);
+      auto top = torch::topk(x, cfg.p, 1);
+      vals.push_back(std::get<0>(top).reshape({-1}));
+      cls.push_back(std::get<1>(top).reshape({-1}));
+      idx.push_back(
+          (torch::arange(b, torch::kLong) + done).repeat_interleave(cfg.p));
+      done += b;
+      streamed += b;
+      ++i;
+    }
+    return clock.elapsed();
   }
-  const Timing stream = clock.elapsed();
-  Clock final_clock;
-  auto v = torch::cat(vals);
-  auto c = torch::cat(cls);
-  auto n = torch::cat(idx);
-  auto sorted = torch::sort(c, /*stable=*/true, 0, false);
-  auto order = std::get<1>(sorted);
-  v = v.index_select(0, order);
-  n = n.index_select(0, order);
-  auto counts = torch::bincount(std::get<0>(sorted), {}, cfg.classes);
-  int64_t start = 0;
-  int64_t kept = 0;
-  const auto* cp = counts.data_ptr<int64_t>();
-  for (int64_t j = 0; j < cfg.classes; ++j) {
-    auto vj = v.narrow(0, start, cp[j]);
-    auto top = torch::topk(vj, std::min<int64_t>(cfg.k, cp[j]));
-    auto chosen = n.narrow(0, start, cp[j]).index_select(0, std::get<1>(top));
-    kept += chosen.size(0);
-    start += cp[j];
+
+  // The per-class topk over every candidate kept.
+  Timing finish(const Config& cfg) {
+    Clock clock;
+    auto v = torch::cat(vals);
+    auto c = torch::cat(cls);
+    auto n = torch::cat(idx);
+    auto sorted = torch::sort(c, /*stable=*/true, 0, false);
+    auto order = std::get<1>(sorted);
+    v = v.index_select(0, order);
+    n = n.index_select(0, order);
+    auto counts = torch::bincount(std::get<0>(sorted), {}, cfg.classes);
+    int64_t start = 0;
+    int64_t kept = 0;
+    const auto* cp = counts.data_ptr<int64_t>();
+    for (int64_t j = 0; j < cfg.classes; ++j) {
+      auto vj = v.narrow(0, start, cp[j]);
+      auto top = torch::topk(vj, std::min<int64_t>(cfg.k, cp[j]));
+      auto chosen = n.narrow(0, start, cp[j]).index_select(0, std::get<1>(top));
+      kept += chosen.size(0);
+      start += cp[j];
+    }
+    const Timing dt = clock.elapsed();
+    if (kept < 0) {
+      std::cout << "";
+    }
+    return dt;
   }
-  const Timing final = final_clock.elapsed();
-  if (kept < 0) {
-    std::cout << "";
-  }
-  return {stream, final};
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0
+                : (n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
 }
 
 } // namespace
@@ -181,6 +207,8 @@ int main(int argc, char** argv) try {
   app.add_option("--p", cfg.p, "classes per image P");
   app.add_option("--distinct", cfg.distinct, "distinct random chunks");
   app.add_option("--naive-rows", cfg.naive_rows, "rows for the naive baseline");
+  app.add_option(
+      "--rounds", cfg.rounds, "interleaved rounds of the ratio measurement");
   app.add_option("--threads", cfg.threads, "comma-separated thread counts");
   app.add_option("--seed", cfg.seed, "seed of the random scores");
   CLI11_PARSE(app, argc, argv);
@@ -237,19 +265,9 @@ int main(int argc, char** argv) try {
       static_cast<long long>(cfg.distinct));
   std::printf("peak RSS after generating the chunks: %.0f MB\n", rss_data);
 
-  const int64_t read_rows = std::min<int64_t>(cfg.rows, 2'000'000);
-  const Timing t_read = run_read_pass(chunks, read_rows);
-  const double r_read = static_cast<double>(read_rows) / t_read.cpu;
-  std::printf(
-      "baseline read pass (torch::sum per chunk, 1 thread): %.0f rows/s per "
-      "CPU second (%.0f rows/s wall)\n",
-      r_read,
-      static_cast<double>(read_rows) / t_read.wall);
-
-  double r_one = 0;
+  // Per thread count: rate, result() and peak RSS, before anything else
+  // grows the process (the naive baseline keeps every candidate).
   double w_one = 0;
-  double cpu_one = 0;     // ingestion CPU seconds, 1 thread
-  double cpu_res_one = 0; // result() CPU seconds, 1 thread
   std::vector<int64_t> thread_counts;
   for (size_t s = 0; s < cfg.threads.size();) {
     size_t e = cfg.threads.find(',', s);
@@ -269,25 +287,18 @@ int main(int argc, char** argv) try {
     const double rate = static_cast<double>(cfg.rows) / dt.cpu;
     const double wall = static_cast<double>(cfg.rows) / dt.wall;
     if (t == 1) {
-      r_one = rate;
       w_one = wall;
     }
     Clock rc;
     auto res = sel.result();
     const Timing t_res = rc.elapsed();
-    if (t == 1) {
-      cpu_one = dt.cpu;
-      cpu_res_one = t_res.cpu;
-    }
     std::printf(
-        "TopKTopPSelector, %lld thread(s): %.0f rows/s per CPU second "
-        "(%.2fx the read pass), %.0f rows/s wall (%.2fx the 1-thread wall "
-        "rate); CPU %.2f s, wall %.2f s; result() CPU %.2f s; state %.0f MB; "
-        "peak RSS after %lld rows %.0f MB, after %lld rows %.0f MB; shortfall "
-        "%lld\n",
+        "TopKTopPSelector, %lld thread(s): %.0f rows/s per CPU second, %.0f "
+        "rows/s wall (%.2fx the 1-thread wall rate); CPU %.2f s, wall %.2f s; "
+        "result() CPU %.2f s; state %.0f MB; peak RSS after %lld rows %.0f "
+        "MB, after %lld rows %.0f MB; shortfall %lld\n",
         static_cast<long long>(t),
         rate,
-        rate / r_read,
         wall,
         w_one > 0 ? wall / w_one : 1.0,
         dt.cpu,
@@ -301,52 +312,118 @@ int main(int argc, char** argv) try {
         static_cast<long long>(res.shortfalls.sum().item<int64_t>()));
   }
 
-  if (cfg.naive_rows > 0) {
-    const NaiveTiming t_naive = run_naive(cfg, chunks);
-    const double n_rows = static_cast<double>(cfg.naive_rows);
-    const double r_stream = n_rows / t_naive.stream.cpu;
-    const double r_total = n_rows / (t_naive.stream.cpu + t_naive.final.cpu);
-    std::printf(
-        "baseline naive LibTorch (topk per chunk, keep all, per-class topk; "
-        "%lld rows, 1 thread): streaming %.0f rows/s per CPU second, final "
-        "per-class topk %.2f s, end to end %.0f rows/s; peak RSS now %.0f "
-        "MB\n",
-        static_cast<long long>(cfg.naive_rows),
-        r_stream,
-        t_naive.final.cpu,
-        r_total,
-        peak_rss_mb());
-    if (r_one > 0) {
-      std::printf(
-          "TopKTopPSelector (1 thread) against naive: streaming %.1fx; naive "
-          "end to end (streaming + final) %.1fx\n",
-          r_one / r_stream,
-          r_one / r_total);
-      if (cfg.naive_rows == cfg.rows) {
-        const double r_ours =
-            static_cast<double>(cfg.rows) / (cpu_one + cpu_res_one);
-        std::printf(
-            "end to end at the same N (ingest + result() against streaming + "
-            "final): selector %.0f rows/s, %.1fx naive\n",
-            r_ours,
-            r_ours / r_total);
+  // The ratios, 1 thread, interleaved rounds.
+  const int64_t rounds =
+      std::min<int64_t>(std::max<int64_t>(cfg.rounds, 1), cfg.rows);
+  const int64_t read_rows = std::min<int64_t>(cfg.rows, 2'000'000);
+  dlcore::TopKTopPSelector sel({cfg.classes, cfg.k, cfg.p});
+  Naive naive;
+  double cpu_sel = 0;
+  double cpu_read = 0;
+  double cpu_naive = 0;
+  int64_t read_total = 0;
+  std::vector<double> vs_read;
+  std::vector<double> vs_naive;
+  for (int64_t i = 0; i < rounds; ++i) {
+    auto slice = [i, rounds](int64_t n) {
+      return n * (i + 1) / rounds - n * i / rounds;
+    };
+    const int64_t s_rows = slice(cfg.rows);
+    int64_t r_rows = 0;
+    const int64_t n_rows = slice(cfg.naive_rows);
+    double t_sel = 0;
+    double t_read = 0;
+    double t_naive = 0;
+    for (int64_t j = 0; j < 3; ++j) {
+      switch ((i + j) % 3) {
+        case 0:
+          t_sel =
+              run_selector(chunks, cfg.rows * i / rounds, s_rows, sel, nullptr)
+                  .cpu;
+          break;
+        case 1:
+          t_read = run_read_pass(
+                       chunks, std::max<int64_t>(slice(read_rows), 1), &r_rows)
+                       .cpu;
+          break;
+        default:
+          if (n_rows > 0) {
+            t_naive = naive.stream(cfg, chunks, n_rows).cpu;
+          }
+          break;
       }
     }
+    cpu_sel += t_sel;
+    cpu_read += t_read;
+    read_total += r_rows;
+    cpu_naive += t_naive;
+    const double r_sel = static_cast<double>(s_rows) / t_sel;
+    vs_read.push_back(r_sel / (static_cast<double>(r_rows) / t_read));
+    if (n_rows > 0) {
+      vs_naive.push_back(r_sel / (static_cast<double>(n_rows) / t_naive));
+    }
   }
-  if (r_one > 0) {
-    const double state_gb =
-        static_cast<double>(cfg.classes) *
-        static_cast<double>(cfg.k + std::max<int64_t>(cfg.k / 2, 16)) * 16.0 /
-        1e9;
+  const double r_one = static_cast<double>(cfg.rows) / cpu_sel;
+  const double r_read = static_cast<double>(read_total) / cpu_read;
+  Clock rc;
+  auto res = sel.result();
+  const double cpu_res = rc.elapsed().cpu;
+  std::printf(
+      "interleaved, %lld rounds, 1 thread, rows/s per CPU second:\n"
+      "  baseline read pass (torch::sum per chunk): %.0f\n"
+      "  TopKTopPSelector: %.0f (%.2fx the read pass; per round %.2f-%.2fx, "
+      "median %.2fx); result() CPU %.2f s\n",
+      static_cast<long long>(rounds),
+      r_read,
+      r_one,
+      r_one / r_read,
+      *std::min_element(vs_read.begin(), vs_read.end()),
+      *std::max_element(vs_read.begin(), vs_read.end()),
+      median(vs_read),
+      cpu_res);
+  if (cfg.naive_rows > 0) {
+    const Timing t_final = naive.finish(cfg);
+    const double n_rows = static_cast<double>(cfg.naive_rows);
+    const double r_stream = n_rows / cpu_naive;
+    const double r_total = n_rows / (cpu_naive + t_final.cpu);
     std::printf(
-        "extrapolation to 1e9 rows x %lld classes, K = %lld, P = %lld: %.1f "
-        "h of CPU on 1 thread, per-thread state %.2f GB (+ one chunk)\n",
-        static_cast<long long>(cfg.classes),
-        static_cast<long long>(cfg.k),
-        static_cast<long long>(cfg.p),
-        1e9 / r_one / 3600.0,
-        state_gb);
+        "  baseline naive LibTorch (topk per chunk, keep all, per-class "
+        "topk; %lld rows): streaming %.0f, final per-class topk %.2f s, end "
+        "to end %.0f; peak RSS now %.0f MB\n"
+        "  TopKTopPSelector against naive: streaming %.1fx (per round "
+        "%.1f-%.1fx, median %.1fx); naive end to end (streaming + final) "
+        "%.1fx\n",
+        static_cast<long long>(cfg.naive_rows),
+        r_stream,
+        t_final.cpu,
+        r_total,
+        peak_rss_mb(),
+        r_one / r_stream,
+        *std::min_element(vs_naive.begin(), vs_naive.end()),
+        *std::max_element(vs_naive.begin(), vs_naive.end()),
+        median(vs_naive),
+        r_one / r_total);
+    if (cfg.naive_rows == cfg.rows) {
+      const double r_ours = static_cast<double>(cfg.rows) / (cpu_sel + cpu_res);
+      std::printf(
+          "  end to end at the same N (ingest + result() against streaming + "
+          "final): selector %.0f rows/s, %.1fx naive\n",
+          r_ours,
+          r_ours / r_total);
+    }
   }
+  const double state_gb =
+      static_cast<double>(cfg.classes) *
+      static_cast<double>(cfg.k + std::max<int64_t>(cfg.k / 2, 16)) * 16.0 /
+      1e9;
+  std::printf(
+      "extrapolation to 1e9 rows x %lld classes, K = %lld, P = %lld: %.1f h "
+      "of CPU on 1 thread, per-thread state %.2f GB (+ one chunk)\n",
+      static_cast<long long>(cfg.classes),
+      static_cast<long long>(cfg.k),
+      static_cast<long long>(cfg.p),
+      1e9 / r_one / 3600.0,
+      state_gb);
   return 0;
 } catch (const std::exception& e) {
   std::cerr << "bench_pseudo_label: " << e.what() << "\n";

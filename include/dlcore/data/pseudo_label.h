@@ -453,13 +453,12 @@ class TopKTopPSelector {
     return out;
   }
 
-  /// Bytes held by the per-class buffers (all threads).
+  /// Bytes reserved for the per-class buffers: C * 1.5 K * 16 per
+  /// ingesting thread (pages are touched as entries arrive).
   int64_t state_bytes() const {
     int64_t b = 0;
     for (const auto& st : states_) {
-      for (const auto& buf : st) {
-        b += buf.bytes();
-      }
+      b += st.bytes();
     }
     return b;
   }
@@ -553,7 +552,7 @@ class TopKTopPSelector {
     auto ll = labels.to(at::kLong).contiguous();
     auto ss = scores.to(at::kDouble).contiguous();
     const int64_t C = options_.num_classes();
-    std::vector<std::vector<detail::TopKBuffer>> fresh;
+    std::vector<detail::TopKState> fresh;
     fresh.emplace_back(make_state());
     auto& st = fresh[0];
     const auto* ip = ii.data_ptr<int64_t>();
@@ -573,8 +572,8 @@ class TopKTopPSelector {
           ")");
       st[lp[i]].push(detail::TopKEntry{sp[i], ip[i]});
     }
-    for (auto& buf : st) {
-      buf.compact();
+    for (int64_t c = 0; c < C; ++c) {
+      st[c].compact();
     }
     // Ranges: sorted by begin, checked pairwise for overlap, coalesced.
     std::vector<std::pair<int64_t, int64_t>> rv;
@@ -635,10 +634,8 @@ class TopKTopPSelector {
  private:
   static constexpr int64_t kVersion = 1;
 
-  std::vector<detail::TopKBuffer> make_state() const {
-    return std::vector<detail::TopKBuffer>(
-        static_cast<size_t>(options_.num_classes()),
-        detail::TopKBuffer(options_.k()));
+  detail::TopKState make_state() const {
+    return detail::TopKState(options_.num_classes(), options_.k());
   }
 
   /// Class c's best K over every thread's buffer into `out` (replacing
@@ -777,8 +774,8 @@ class TopKTopPSelector {
     }
     std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
     if (threads == 1) {
-      bad[0] = detail::topk_ingest_rows(
-          data, 0, rows, C, P, index_of, states_[0].data());
+      bad[0] =
+          detail::topk_ingest_rows(data, 0, rows, C, P, index_of, states_[0]);
     } else {
       std::vector<std::thread> pool;
       std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
@@ -788,7 +785,7 @@ class TopKTopPSelector {
             const int64_t r0 = rows * t / threads;
             const int64_t r1 = rows * (t + 1) / threads;
             bad[t] = detail::topk_ingest_rows(
-                data, r0, r1, C, P, index_of, states_[t].data());
+                data, r0, r1, C, P, index_of, states_[t]);
           } catch (...) {
             errors[t] = std::current_exception();
           }
@@ -836,7 +833,7 @@ class TopKTopPSelector {
   }
 
   TopKTopPSelectorOptions options_;
-  std::vector<std::vector<detail::TopKBuffer>> states_;
+  std::vector<detail::TopKState> states_;
   std::map<int64_t, int64_t> ranges_;
   int64_t rows_seen_ = 0;
 };

@@ -8,11 +8,17 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace dlcore {
 namespace detail {
@@ -121,47 +127,42 @@ inline TopKEntry topk_keep_best(
 
 /// The best K entries of everything pushed, in amortized O(1) per push.
 ///
-/// Entries are appended to a buffer of capacity about 1.5 K; when it is full,
-/// a selection (`topk_keep_best`) keeps the best K and their worst becomes
-/// the admission threshold: later entries not better than it are rejected
-/// at once. Invariant: once `has_threshold_`, the buffer holds at least K
-/// entries at least as good as `threshold_`, so a rejected entry can never be
-/// among the best K of everything pushed. The kept set is therefore exact,
-/// and merging two buffers (push every entry of one into the other) gives
-/// exactly the buffer of the union: merge is associative and commutative.
+/// Entries are appended to `capacity(k)` slots (about 1.5 K); when they are
+/// full, a selection (`topk_keep_best`) keeps the best K and their worst
+/// becomes the admission threshold: later entries not better than it are
+/// rejected at once. Invariant: once `has_threshold_`, the buffer holds at
+/// least K entries at least as good as `threshold_`, so a rejected entry can
+/// never be among the best K of everything pushed. The kept set is therefore
+/// exact, and merging two buffers (push every entry of one into the other)
+/// gives exactly the buffer of the union: merge is associative and
+/// commutative.
 ///
-/// The slots are allocated (uninitialised: pages are touched as entries
-/// arrive) at the first offer. The row scan's `put` decides whether to keep
-/// an entry without a branch (about half the offers are kept on i.i.d.
-/// rows, so a branch mispredicts often).
+/// The slots belong to the caller (a `TopKState` holds the slots of all its
+/// classes in one allocation); the row scan appends to them in place
+/// (`TopKOffers` in topk_row.h).
 class TopKBuffer {
  public:
-  explicit TopKBuffer(int64_t k = 1) : k_(k), cap_(capacity()) {}
+  /// A buffer over `slots`, `capacity(k)` entries that outlive it.
+  TopKBuffer(int64_t k, TopKEntry* slots)
+      : k_(k), cap_(capacity(k)), slots_(slots) {}
 
-  TopKBuffer(const TopKBuffer& o)
-      : k_(o.k_),
-        cap_(o.cap_),
-        n_(o.n_),
-        threshold_(o.threshold_),
-        has_threshold_(o.has_threshold_) {
-    if (o.slots_) {
-      allocate();
-      std::copy(o.slots_.get(), o.slots_.get() + n_, slots_.get());
-    }
+  /// Slots a buffer of `k` uses: K plus room for K / 2 (at least 16)
+  /// entries between compactions.
+  static int64_t capacity(int64_t k) {
+    return k + std::max<int64_t>(k / 2, 16);
   }
-  TopKBuffer& operator=(const TopKBuffer& o) {
-    if (this != &o) {
-      TopKBuffer copy(o);
-      *this = std::move(copy);
-    }
-    return *this;
-  }
-  TopKBuffer(TopKBuffer&&) noexcept = default;
-  TopKBuffer& operator=(TopKBuffer&&) noexcept = default;
-  ~TopKBuffer() = default;
 
   int64_t k() const {
     return k_;
+  }
+
+  /// Makes this buffer (same k) hold what `other` holds: its entries, copied
+  /// into this buffer's slots, and its threshold.
+  void assign(const TopKBuffer& other) {
+    std::copy(other.slots_, other.slots_ + other.n_, slots_);
+    n_ = other.n_;
+    threshold_ = other.threshold_;
+    has_threshold_ = other.has_threshold_;
   }
 
   /// A score below which nothing is accepted any more: `scalar_t`'s lowest
@@ -192,35 +193,26 @@ class TopKBuffer {
     return !has_threshold_ || topk_better(e, threshold_);
   }
 
+  /// Appends `e` when it could still be among the best K.
   void push(const TopKEntry& e) {
     if (accepts(e)) {
-      put(e, true, nullptr);
+      slots_[n_++] = e;
+      if (n_ == cap_) {
+        compact();
+      }
     }
   }
 
-  /// The row scan's push: appends `e` when `keep` (which the caller
-  /// decides, conservatively: an entry kept although `accepts` is false
-  /// only costs room until the next compaction), else writes it to `sink`.
-  /// Returns true when the buffer compacted, i.e. when `reject_below` /
-  /// `reject_index` changed.
-  bool put(const TopKEntry& e, bool keep, TopKEntry* sink) {
-    if (!slots_) {
-      allocate();
-    }
-    // The next slot when kept, else the caller's sink (hot in L1): the
-    // class's tail line, usually evicted since its last offer, is only
-    // written for entries that stay. A select on the address, no branch.
-    const auto m = uintptr_t{0} - static_cast<uintptr_t>(keep);
-    auto* dst = reinterpret_cast<TopKEntry*>(
-        (reinterpret_cast<uintptr_t>(slots_.get() + n_) & m) |
-        (reinterpret_cast<uintptr_t>(sink) & ~m));
-    *dst = e;
-    n_ += static_cast<int64_t>(keep);
-    if (n_ >= cap_) {
-      compact();
-      return true;
-    }
-    return false;
+  /// The number of entries held (between 0 and `capacity(k)`).
+  int64_t held() const {
+    return n_;
+  }
+
+  /// For a writer that appends in place (the row scan's `TopKOffers`): the
+  /// first `n` slots hold the entries (n <= `capacity(k)`); call `compact`
+  /// when n reaches the capacity.
+  void set_held(int64_t n) {
+    n_ = n;
   }
 
   /// Keeps only the best K (unordered) and tightens the threshold.
@@ -229,12 +221,11 @@ class TopKBuffer {
     const auto n = static_cast<size_t>(n_);
     if (n > k) {
       thread_local std::vector<TopKEntry> scratch;
-      threshold_ = topk_keep_best(slots_.get(), n, k, scratch);
+      threshold_ = topk_keep_best(slots_, n, k, scratch);
       has_threshold_ = true;
       n_ = k_;
     } else if (n == k) {
-      threshold_ =
-          *std::max_element(slots_.get(), slots_.get() + n, TopKBetter{});
+      threshold_ = *std::max_element(slots_, slots_ + n, TopKBetter{});
       has_threshold_ = true;
     }
   }
@@ -243,7 +234,7 @@ class TopKBuffer {
   /// the union of both histories.
   void merge(const TopKBuffer& other) {
     for (int64_t i = 0; i < other.n_; ++i) {
-      push(other.slots_[static_cast<size_t>(i)]);
+      push(other.slots_[i]);
     }
     if (held() >= k_) {
       compact();
@@ -252,43 +243,128 @@ class TopKBuffer {
 
   /// Appends the raw (unordered, possibly more than K) entries to `out`.
   void append_to(std::vector<TopKEntry>& out) const {
-    if (n_ > 0) {
-      out.insert(out.end(), slots_.get(), slots_.get() + n_);
-    }
-  }
-
-  /// The number of entries held (between 0 and about 1.5 K).
-  int64_t held() const {
-    return n_;
-  }
-
-  /// Bytes reserved by the buffer.
-  int64_t bytes() const {
-    return slots_ ? cap_ * static_cast<int64_t>(sizeof(TopKEntry)) : 0;
-  }
-
-  void clear() {
-    slots_.reset();
-    n_ = 0;
-    has_threshold_ = false;
-  }
-
-  int64_t capacity() const {
-    return k_ + std::max<int64_t>(k_ / 2, 16);
+    out.insert(out.end(), slots_, slots_ + n_);
   }
 
  private:
-  void allocate() {
-    // Default-initialised: no value is written until an entry arrives.
-    slots_.reset(new TopKEntry[static_cast<size_t>(cap_)]);
-  }
-
   int64_t k_;
   int64_t cap_;
-  std::unique_ptr<TopKEntry[]> slots_;
+  TopKEntry* slots_;
   int64_t n_ = 0;
   TopKEntry threshold_{0.0, 0};
   bool has_threshold_ = false;
+};
+
+/// Memory for `n` entries: one allocation, left uninitialised (pages are
+/// touched only as entries arrive). From 2 MB up it is aligned to 2 MB and,
+/// on Linux, advised to use transparent huge pages: the row scan writes to
+/// the tails of C buffers spread over C * 1.5 K * 16 bytes (384 MB at
+/// C = 1000, K = 16000), and with 4 KB pages nearly every such write missed
+/// the TLB; huge pages made ingestion 10-15% faster
+/// (docs/performance/pseudo_label.md).
+class TopKSlots {
+ public:
+  explicit TopKSlots(int64_t n) : bytes_(n * int64_t{sizeof(TopKEntry)}) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    const auto bytes = static_cast<size_t>(bytes_);
+    const size_t align = bytes >= kHuge ? kHuge : alignof(std::max_align_t);
+    const size_t rounded =
+        (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, rounded);
+    if (p == nullptr) {
+      throw std::bad_alloc();
+    }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align == kHuge) {
+      // Only advice: without transparent huge pages this does nothing.
+      (void)madvise(p, rounded, MADV_HUGEPAGE);
+    }
+#endif
+    data_.reset(static_cast<TopKEntry*>(p));
+  }
+
+  TopKEntry* data() const {
+    return data_.get();
+  }
+
+  /// Bytes of the `n` entries (the allocation may round this up).
+  int64_t bytes() const {
+    return bytes_;
+  }
+
+ private:
+  struct Free {
+    void operator()(TopKEntry* p) const {
+      std::free(p);
+    }
+  };
+  int64_t bytes_;
+  std::unique_ptr<TopKEntry, Free> data_;
+};
+
+/// The buffers of all C classes of one ingesting thread, over one
+/// `TopKSlots` allocation (class c's slots at c * capacity(k)). Copies are
+/// deep.
+class TopKState {
+ public:
+  TopKState(int64_t classes, int64_t k)
+      : slots_(classes * TopKBuffer::capacity(k)) {
+    const int64_t cap = TopKBuffer::capacity(k);
+    buffers_.reserve(static_cast<size_t>(classes));
+    for (int64_t c = 0; c < classes; ++c) {
+      buffers_.emplace_back(k, slots_.data() + c * cap);
+    }
+  }
+
+  TopKState(const TopKState& o) : TopKState(o.size(), o.k()) {
+    for (int64_t c = 0; c < size(); ++c) {
+      (*this)[c].assign(o[c]);
+    }
+  }
+  TopKState& operator=(const TopKState& o) {
+    if (this != &o) {
+      TopKState copy(o);
+      *this = std::move(copy);
+    }
+    return *this;
+  }
+  // Moving the allocation keeps the buffers' slot pointers valid.
+  TopKState(TopKState&&) noexcept = default;
+  TopKState& operator=(TopKState&&) noexcept = default;
+  ~TopKState() = default;
+
+  int64_t size() const {
+    return static_cast<int64_t>(buffers_.size());
+  }
+
+  int64_t k() const {
+    return buffers_.empty() ? 1 : buffers_.front().k();
+  }
+
+  TopKBuffer& operator[](int64_t c) {
+    return buffers_[static_cast<size_t>(c)];
+  }
+  const TopKBuffer& operator[](int64_t c) const {
+    return buffers_[static_cast<size_t>(c)];
+  }
+
+  /// The slots of all classes: class c's at `slots() + c * stride()`.
+  TopKEntry* slots() const {
+    return slots_.data();
+  }
+
+  int64_t stride() const {
+    return buffers_.empty() ? 0 : TopKBuffer::capacity(k());
+  }
+
+  /// Bytes reserved for the entries of all classes.
+  int64_t bytes() const {
+    return slots_.bytes();
+  }
+
+ private:
+  TopKSlots slots_;
+  std::vector<TopKBuffer> buffers_;
 };
 
 /// Sorts non-negative int64 values ascending: least-significant-digit radix

@@ -529,51 +529,85 @@ inline int64_t topk_scan(
 }
 #endif
 
-/// Per class, what its buffer rejects, in two dense arrays that stay in L1:
-/// a score below `score[c]`, or equal to it with an index >= `index[c]`
-/// (`TopKBuffer::reject_below` / `reject_index`).
+/// The row scan's writer into one `TopKState`: per class, everything an
+/// offer reads or writes except the entry itself, packed in one dense array
+/// (24 bytes per class, 24 KB at C = 1000): the buffer's reject floor
+/// (`reject_below`, `reject_index`) and its entry count. An offer decides
+/// without a branch whether the class keeps the entry and writes it to the
+/// class's next slot
+/// (`TopKState` lays the slots out at a fixed stride) or to a sink slot hot
+/// in L1. The buffers' counts are written back when the writer is
+/// destroyed; the floors change only when a buffer compacts.
 template <typename scalar_t>
-struct TopKFloors {
-  std::vector<scalar_t> score;
-  std::vector<int64_t> index;
-  /// Where `TopKBuffer::put` writes the entries it does not keep.
-  TopKEntry sink{};
-
-  TopKFloors(const TopKBuffer* buffers, int64_t c)
-      : score(static_cast<size_t>(c)), index(static_cast<size_t>(c)) {
-    for (int64_t j = 0; j < c; ++j) {
-      refresh(buffers[j], j);
+class TopKOffers {
+ public:
+  explicit TopKOffers(TopKState& state)
+      : state_(state),
+        slots_(state.slots()),
+        stride_(state.stride()),
+        hot_(static_cast<size_t>(state.size())) {
+    for (int64_t c = 0; c < state.size(); ++c) {
+      hot_[static_cast<size_t>(c)].held = state[c].held();
+      refresh(c);
+    }
+  }
+  TopKOffers(const TopKOffers&) = delete;
+  TopKOffers& operator=(const TopKOffers&) = delete;
+  ~TopKOffers() {
+    for (int64_t c = 0; c < state_.size(); ++c) {
+      state_[c].set_held(hot_[static_cast<size_t>(c)].held);
     }
   }
 
-  void refresh(const TopKBuffer& b, int64_t j) {
-    score[static_cast<size_t>(j)] = b.template reject_below<scalar_t>();
-    index[static_cast<size_t>(j)] = b.reject_index();
+  /// Offers `(x, index)` to class `c`.
+  void offer(int64_t c, scalar_t x, int64_t index) {
+    Hot& h = hot_[static_cast<size_t>(c)];
+    const bool keep =
+        (x > h.floor) | ((x == h.floor) & (index < h.floor_index));
+    // The next slot when kept, else the sink: a select on the address.
+    const auto m = uintptr_t{0} - static_cast<uintptr_t>(keep);
+    auto* dst = reinterpret_cast<TopKEntry*>(
+        (reinterpret_cast<uintptr_t>(slots_ + c * stride_ + h.held) & m) |
+        (reinterpret_cast<uintptr_t>(&sink_) & ~m));
+    *dst = TopKEntry{static_cast<double>(x), index};
+    h.held += static_cast<int64_t>(keep);
+    if (h.held == stride_) {
+      TopKBuffer& b = state_[c];
+      b.set_held(h.held);
+      b.compact();
+      h.held = b.held();
+      refresh(c);
+    }
   }
+
+  /// Offers the row's top `n` (in `s`) with the row's global index.
+  void offer_row(const TopKRowScratch<scalar_t>& s, int64_t n, int64_t index) {
+    for (int64_t i = 0; i < n; ++i) {
+      offer(s.top_cls[i], s.top_val[i], index);
+    }
+  }
+
+ private:
+  // Rejected: a score below `floor`, or equal to it with an index
+  // >= `floor_index`.
+  struct Hot {
+    int64_t floor_index;
+    int64_t held;
+    scalar_t floor;
+  };
+
+  void refresh(int64_t c) {
+    Hot& h = hot_[static_cast<size_t>(c)];
+    h.floor = state_[c].template reject_below<scalar_t>();
+    h.floor_index = state_[c].reject_index();
+  }
+
+  TopKState& state_;
+  TopKEntry* slots_;
+  int64_t stride_;
+  std::vector<Hot> hot_;
+  TopKEntry sink_{};
 };
-
-/// Offers the row's top `n` (in `s`) to the class buffers; whether a class
-/// keeps its entry is decided from the floors, which change only when a
-/// buffer compacts.
-template <typename scalar_t>
-void topk_offer(
-    const TopKRowScratch<scalar_t>& s,
-    int64_t n,
-    int64_t index,
-    TopKFloors<scalar_t>& floors,
-    TopKBuffer* buffers) {
-  scalar_t* fs = floors.score.data();
-  int64_t* fi = floors.index.data();
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t cls = s.top_cls[i];
-    const scalar_t x = s.top_val[i];
-    const bool keep = (x > fs[cls]) | ((x == fs[cls]) & (index < fi[cls]));
-    if (buffers[cls].put(
-            TopKEntry{static_cast<double>(x), index}, keep, &floors.sink)) {
-      floors.refresh(buffers[cls], cls);
-    }
-  }
-}
 
 /// `topk_ingest_rows` for float rows with a SIMD `isa`, software-pipelined:
 /// row r + 1 is scanned before row r's candidates are ranked and offered,
@@ -594,8 +628,7 @@ int64_t topk_ingest_rows_pipelined(
     int64_t c,
     int64_t p,
     const IndexOf& index_of,
-    TopKBuffer* buffers,
-    TopKFloors<float>& floors,
+    TopKOffers<float>& offers,
     TopKIsa isa) {
 #if DLCORE_TOPK_X86
   TopKRowScratch<float> s(c, p);
@@ -636,7 +669,7 @@ int64_t topk_ingest_rows_pipelined(
     }
     s.recent[s.rows_done % kTopKGuessRows] = s.top_val[p - 1];
     ++s.rows_done;
-    topk_offer(s, p, index_of(r), floors, buffers);
+    offers.offer_row(s, p, index_of(r));
     std::swap(cur, next);
     nc = nc_next;
     g = g_next;
@@ -650,8 +683,7 @@ int64_t topk_ingest_rows_pipelined(
   (void)c;
   (void)p;
   (void)index_of;
-  (void)buffers;
-  (void)floors;
+  (void)offers;
   (void)isa;
   // Unreachable: without x86 SIMD, topk_isa() is always kScalar.
   std::abort();
@@ -678,7 +710,7 @@ int64_t topk_row_top_p_fast(
 }
 
 /// Ingests rows [r0, r1) of the contiguous `[rows, c]` matrix `data`: each
-/// row's top-`p` classes are offered to `buffers[class]` with the row's
+/// row's top-`p` classes are offered to `state[class]` with the row's
 /// global index `index_of(r)`. Returns the first row holding a non-finite
 /// value (rows before it are ingested), or -1.
 template <typename scalar_t, typename IndexOf>
@@ -689,13 +721,13 @@ int64_t topk_ingest_rows(
     int64_t c,
     int64_t p,
     const IndexOf& index_of,
-    TopKBuffer* buffers) {
+    TopKState& state) {
   const TopKIsa isa = topk_isa();
-  TopKFloors<scalar_t> floors(buffers, c);
+  TopKOffers<scalar_t> offers(state);
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (isa != TopKIsa::kScalar) {
       return topk_ingest_rows_pipelined(
-          data, r0, r1, c, p, index_of, buffers, floors, isa);
+          data, r0, r1, c, p, index_of, offers, isa);
     }
   }
   TopKRowScratch<scalar_t> s(c, p);
@@ -709,7 +741,7 @@ int64_t topk_ingest_rows(
     if (n < 0) {
       return r;
     }
-    topk_offer(s, n, index_of(r), floors, buffers);
+    offers.offer_row(s, n, index_of(r));
   }
   return -1;
 }
