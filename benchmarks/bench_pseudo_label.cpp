@@ -358,10 +358,21 @@ int main(int argc, char** argv) try {
     read_total += r_rows;
     cpu_naive += t_naive;
     const double r_sel = static_cast<double>(s_rows) / t_sel;
-    vs_read.push_back(r_sel / (static_cast<double>(r_rows) / t_read));
+    const double r_rd = static_cast<double>(r_rows) / t_read;
+    const double r_nv = n_rows > 0 ? static_cast<double>(n_rows) / t_naive : 0;
+    vs_read.push_back(r_sel / r_rd);
     if (n_rows > 0) {
-      vs_naive.push_back(r_sel / (static_cast<double>(n_rows) / t_naive));
+      vs_naive.push_back(r_sel / r_nv);
     }
+    std::printf(
+        "  round %lld: read pass %.0f, selector %.0f (rows %lld-%lld), naive "
+        "streaming %.0f rows/s\n",
+        static_cast<long long>(i + 1),
+        r_rd,
+        r_sel,
+        static_cast<long long>(cfg.rows * i / rounds),
+        static_cast<long long>(cfg.rows * i / rounds + s_rows),
+        r_nv);
   }
   const double r_one = static_cast<double>(cfg.rows) / cpu_sel;
   const double r_read = static_cast<double>(read_total) / cpu_read;
