@@ -200,15 +200,23 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) try {
   Config cfg;
   CLI::App app{"TopKTopPSelector throughput against named baselines"};
-  app.add_option("--rows", cfg.rows, "rows streamed through the selector");
-  app.add_option("--chunk", cfg.chunk, "rows per chunk");
-  app.add_option("--classes", cfg.classes, "classes C");
-  app.add_option("--k", cfg.k, "images per class K");
-  app.add_option("--p", cfg.p, "classes per image P");
-  app.add_option("--distinct", cfg.distinct, "distinct random chunks");
-  app.add_option("--naive-rows", cfg.naive_rows, "rows for the naive baseline");
+  app.add_option("--rows", cfg.rows, "rows streamed through the selector")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--chunk", cfg.chunk, "rows per chunk")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--classes", cfg.classes, "classes C")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--k", cfg.k, "images per class K")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--p", cfg.p, "classes per image P")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--distinct", cfg.distinct, "distinct random chunks")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--naive-rows", cfg.naive_rows, "rows for the naive baseline")
+      ->check(CLI::NonNegativeNumber);
   app.add_option(
-      "--rounds", cfg.rounds, "interleaved rounds of the ratio measurement");
+         "--rounds", cfg.rounds, "interleaved rounds of the ratio measurement")
+      ->check(CLI::PositiveNumber);
   app.add_option("--threads", cfg.threads, "comma-separated thread counts");
   app.add_option("--seed", cfg.seed, "seed of the random scores");
   CLI11_PARSE(app, argc, argv);

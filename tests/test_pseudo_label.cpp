@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <random>
@@ -147,6 +148,19 @@ TEST_CASE("TopKTopPSelector rejects invalid options", "[pseudo_label]") {
         TopKTopPSelector s(TopKTopPSelectorOptions(10, 5, 1).num_threads(0));
       }),
       Contains("expected num_threads >= 1, but got 0"));
+  // The buffers' size would overflow int64 (and wrap to a tiny allocation).
+  CHECK_THAT(
+      message_of([] {
+        TopKTopPSelector s({1, int64_t{768614336404564651}, 1});
+      }),
+      Contains("fit in 2^63 bytes, but got num_classes 1, k "
+               "768614336404564651"));
+  CHECK_THAT(
+      message_of([] {
+        TopKTopPSelector s(
+            {int64_t{1} << 40, int64_t{1} << 20, 1}); // 2^40 * 1.5 * 2^24
+      }),
+      Contains("fit in 2^63 bytes"));
 }
 
 TEST_CASE(
@@ -369,6 +383,14 @@ TEST_CASE(
   CHECK_THAT(
       message_of([&] { a.merge(e); }),
       Contains("rows [5, 15) overlap [0, 10)"));
+  // Chunks given by an index tensor record no range: merging a selector
+  // into itself is refused on its own.
+  TopKTopPSelector f({10, 5, 2});
+  f.ingest(torch::rand({10, 10}), torch::arange(10));
+  CHECK_THAT(
+      message_of([&] { f.merge(f); }),
+      Contains("merge expected another selector, but got this selector"));
+  CHECK(f.rows_seen() == 10);
 }
 
 TEST_CASE(
@@ -472,19 +494,26 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "TopKTopPSelector memory stays bounded by C and K whatever N",
+    "TopKTopPSelector reserves C * 1.5 K entries per thread, 2 MB-aligned "
+    "from 2 MB",
     "[pseudo_label]") {
   // C * 1.5 K * 16 bytes = 2.4 MB: the slots take the 2 MB-aligned
-  // allocation that is advised to use huge pages.
+  // allocation that is advised to use huge pages; below 2 MB they do not.
   const int64_t c = 200, k = 500, p = 5, n = 40000;
-  TopKTopPSelector s({c, k, p});
-  const int64_t reserved = s.state_bytes();
-  CHECK(reserved == c * (k + k / 2) * 16);
+  const dlcore::detail::TopKState big(c, k);
+  CHECK(big.bytes() == c * (k + k / 2) * 16);
+  CHECK(reinterpret_cast<std::uintptr_t>(big.slots()) % (2 << 20) == 0);
+  const dlcore::detail::TopKState small(10, 50);
+  CHECK(small.bytes() == 10 * (50 + 25) * 16);
+  CHECK(reinterpret_cast<std::uintptr_t>(small.slots()) % 16 == 0);
+
+  TopKTopPSelector s(TopKTopPSelectorOptions(c, k, p).num_threads(2));
   auto x = torch::rand({n, c}, at::detail::createCPUGenerator(5));
   for (int64_t i = 0; i < n; i += 1000) {
     s.ingest(x.slice(0, i, i + 1000), i);
-    CHECK(s.state_bytes() == reserved);
   }
+  // Two ingesting threads, two states; nothing else grows with N.
+  CHECK(s.state_bytes() == 2 * big.bytes());
   CHECK(triples(s.result()) == reference(x, iota(n), k, p));
 }
 

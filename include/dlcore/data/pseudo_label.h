@@ -20,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -74,6 +75,25 @@ struct TopKTopPSelectorOptions {
         owner,
         ": expected num_threads >= 1, but got ",
         num_threads_);
+    // The per-class buffers of one thread: num_classes * capacity(k)
+    // entries of 16 bytes in one allocation, whose size must fit in int64.
+    int64_t slots = 0;
+    int64_t bytes = 0;
+    const bool fits =
+        k_ <= std::numeric_limits<int64_t>::max() / 2 &&
+        !__builtin_mul_overflow(
+            num_classes_, detail::TopKBuffer::capacity(k_), &slots) &&
+        !__builtin_mul_overflow(
+            slots, static_cast<int64_t>(sizeof(detail::TopKEntry)), &bytes);
+    TORCH_CHECK(
+        fits,
+        owner,
+        ": expected num_classes * k small enough that the per-class buffers "
+        "(num_classes * 1.5 k entries of 16 bytes) fit in 2^63 bytes, but "
+        "got num_classes ",
+        num_classes_,
+        ", k ",
+        k_);
   }
 };
 
@@ -298,6 +318,10 @@ class TopKTopPSelector {
   /// result is exactly that of one selector that ingested both streams.
   /// Throws when C, K or P differ, or when recorded index ranges overlap.
   void merge(const TopKTopPSelector& other) {
+    TORCH_CHECK(
+        &other != this,
+        "TopKTopPSelector: merge expected another selector, but got this "
+        "selector itself (its rows would count twice)");
     check_compatible(other.options_, "merge");
     for (const auto& r : other.ranges_) {
       check_no_overlap(r.first, r.second);
@@ -454,7 +478,8 @@ class TopKTopPSelector {
   }
 
   /// Bytes reserved for the per-class buffers: C * 1.5 K * 16 per
-  /// ingesting thread (pages are touched as entries arrive).
+  /// ingesting thread. Pages are touched as entries arrive: 4 KB at a time,
+  /// or 2 MB at a time where the allocation gets transparent huge pages.
   int64_t state_bytes() const {
     int64_t b = 0;
     for (const auto& st : states_) {

@@ -146,6 +146,14 @@ class TopKBuffer {
   TopKBuffer(int64_t k, TopKEntry* slots)
       : k_(k), cap_(capacity(k)), slots_(slots) {}
 
+  // A view of slots it does not own: copies would share them (a state
+  // copies its buffers with `assign`).
+  TopKBuffer(const TopKBuffer&) = delete;
+  TopKBuffer& operator=(const TopKBuffer&) = delete;
+  TopKBuffer(TopKBuffer&&) noexcept = default;
+  TopKBuffer& operator=(TopKBuffer&&) noexcept = default;
+  ~TopKBuffer() = default;
+
   /// Slots a buffer of `k` uses: K plus room for K / 2 (at least 16)
   /// entries between compactions.
   static int64_t capacity(int64_t k) {
@@ -195,6 +203,9 @@ class TopKBuffer {
 
   /// Appends `e` when it could still be among the best K.
   void push(const TopKEntry& e) {
+    if (n_ >= cap_) {
+      compact(); // full only after a compaction that threw
+    }
     if (accepts(e)) {
       slots_[n_++] = e;
       if (n_ == cap_) {
@@ -256,14 +267,15 @@ class TopKBuffer {
 };
 
 /// Memory for `n` entries: one allocation, left uninitialised (pages are
-/// touched only as entries arrive). From 2 MB up it is aligned to 2 MB and,
-/// on Linux, advised to use transparent huge pages: the row scan writes to
-/// the tails of C buffers spread over C * 1.5 K * 16 bytes (384 MB at
-/// C = 1000, K = 16000), and with 4 KB pages nearly every such write missed
-/// the TLB; huge pages made ingestion 10-15% faster
-/// (docs/performance/pseudo_label.md).
+/// touched only as entries arrive: 4 KB at a time, or 2 MB with huge
+/// pages). From 2 MB up it is aligned to 2 MB and, on Linux, advised to use
+/// transparent huge pages: the row scan writes to the tails of C buffers
+/// spread over C * 1.5 K * 16 bytes (384 MB at C = 1000, K = 16000), 1000
+/// pages at a time. With the dense writer of topk_row.h this made ingestion
+/// 0-8% faster on 1 thread and 6-15% on 2 (docs/performance/pseudo_label.md).
 class TopKSlots {
  public:
+  /// `n` * 16 must fit in int64 (`TopKTopPSelectorOptions::check`).
   explicit TopKSlots(int64_t n) : bytes_(n * int64_t{sizeof(TopKEntry)}) {
     constexpr size_t kHuge = size_t{2} << 20;
     const auto bytes = static_cast<size_t>(bytes_);

@@ -547,6 +547,9 @@ class TopKOffers {
         stride_(state.stride()),
         hot_(static_cast<size_t>(state.size())) {
     for (int64_t c = 0; c < state.size(); ++c) {
+      if (state[c].held() >= stride_) {
+        state[c].compact(); // full only after a compaction that threw
+      }
       hot_[static_cast<size_t>(c)].held = state[c].held();
       refresh(c);
     }
@@ -565,10 +568,10 @@ class TopKOffers {
     const bool keep =
         (x > h.floor) | ((x == h.floor) & (index < h.floor_index));
     // The next slot when kept, else the sink: a select on the address.
-    const auto m = uintptr_t{0} - static_cast<uintptr_t>(keep);
+    const auto m = std::uintptr_t{0} - static_cast<std::uintptr_t>(keep);
     auto* dst = reinterpret_cast<TopKEntry*>(
-        (reinterpret_cast<uintptr_t>(slots_ + c * stride_ + h.held) & m) |
-        (reinterpret_cast<uintptr_t>(&sink_) & ~m));
+        (reinterpret_cast<std::uintptr_t>(slots_ + c * stride_ + h.held) & m) |
+        (reinterpret_cast<std::uintptr_t>(&sink_) & ~m));
     *dst = TopKEntry{static_cast<double>(x), index};
     h.held += static_cast<int64_t>(keep);
     if (h.held == stride_) {
