@@ -494,16 +494,100 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "TopKTopPSelector widens its entries exactly when float64 scores or "
+    "indices from 2^32 arrive",
+    "[pseudo_label]") {
+  const int64_t n = 3000, c = 7, k = 60, p = 2;
+  const int64_t cap = k + k / 2;
+  const int64_t narrow_bytes = c * cap * 8, wide_bytes = c * cap * 16;
+  // Rows [1000, 2000) hold float64 values that no float32 holds; the others
+  // are float32 values (tied).
+  auto xd = tied_scores(n, c, 6, 41).to(torch::kDouble);
+  xd.slice(0, 1000, 2000) +=
+      1e-12 * torch::rand({1000, c}, at::detail::createCPUGenerator(42))
+                  .to(torch::kDouble);
+  const auto want = reference(xd, iota(n), k, p);
+
+  TopKTopPSelector s({c, k, p});
+  CHECK(s.state_bytes() == narrow_bytes);
+  s.ingest(xd.slice(0, 0, 1000).to(torch::kFloat), 0);
+  CHECK(s.state_bytes() == narrow_bytes);
+  s.ingest(xd.slice(0, 1000, 2000), 1000); // float64: widens
+  CHECK(s.state_bytes() == wide_bytes);
+  s.ingest(xd.slice(0, 2000, n).to(torch::kFloat), 2000);
+  CHECK(triples(s.result()) == want);
+
+  // Merging a narrow selector with a wide one, both ways.
+  auto part = [&](int64_t b, int64_t e, bool dbl) {
+    TopKTopPSelector t({c, k, p});
+    t.ingest(dbl ? xd.slice(0, b, e) : xd.slice(0, b, e).to(torch::kFloat), b);
+    return t;
+  };
+  auto narrow_part = part(0, 1000, false);
+  auto wide_part = part(1000, 2000, true);
+  auto tail = part(2000, n, false);
+  CHECK(narrow_part.state_bytes() == narrow_bytes);
+  CHECK(wide_part.state_bytes() == wide_bytes);
+  TopKTopPSelector nw = narrow_part;
+  nw.merge(wide_part);
+  nw.merge(tail);
+  TopKTopPSelector wn = wide_part;
+  wn.merge(tail);
+  wn.merge(narrow_part);
+  CHECK(triples(nw.result()) == want);
+  CHECK(triples(wn.result()) == want);
+
+  // A checkpoint restores 8-byte entries when every candidate fits them.
+  const std::string path = "test_pseudo_label_widen.pt";
+  narrow_part.save(path);
+  TopKTopPSelector back({c, k, p});
+  back.load(path);
+  CHECK(back.state_bytes() == narrow_bytes);
+  wn.save(path);
+  back.load(path);
+  CHECK(back.state_bytes() == wide_bytes);
+  CHECK(triples(back.result()) == want);
+  std::remove(path.c_str());
+
+  // Indices from 2^32 on, by first index and by index tensor.
+  const int64_t big = int64_t{1} << 32;
+  auto x = tied_scores(2000, c, 6, 43);
+  std::vector<int64_t> index = iota(1000);
+  for (int64_t i = 0; i < 1000; ++i) {
+    index.push_back(big - 500 + i);
+  }
+  TopKTopPSelector by_first({c, k, p});
+  by_first.ingest(x.slice(0, 0, 1000), 0);
+  CHECK(by_first.state_bytes() == narrow_bytes);
+  by_first.ingest(x.slice(0, 1000, 2000), big - 500);
+  CHECK(by_first.state_bytes() == wide_bytes);
+  CHECK(triples(by_first.result()) == reference(x, index, k, p));
+  TopKTopPSelector by_tensor({c, k, p});
+  by_tensor.ingest(x.slice(0, 1000, 2000), torch::tensor(index).slice(0, 1000));
+  by_tensor.ingest(x.slice(0, 0, 1000), torch::arange(1000));
+  CHECK(by_tensor.state_bytes() == wide_bytes);
+  CHECK(triples(by_tensor.result()) == reference(x, index, k, p));
+  // Up to 2^32 - 1 the entries stay narrow.
+  TopKTopPSelector edge({c, k, p});
+  edge.ingest(x.slice(0, 0, 1000), big - 1000);
+  CHECK(edge.state_bytes() == narrow_bytes);
+  CHECK(
+      triples(edge.result()) ==
+      reference(x.slice(0, 0, 1000), iota(1000, big - 1000), k, p));
+}
+
+TEST_CASE(
     "TopKTopPSelector reserves C * 1.5 K entries per thread, 2 MB-aligned "
     "from 2 MB",
     "[pseudo_label]") {
-  // C * 1.5 K * 16 bytes = 2.4 MB: the slots take the 2 MB-aligned
+  // C * 1.5 K * 8 bytes = 2.4 MB: the slots take the 2 MB-aligned
   // allocation that is advised to use huge pages; below 2 MB they do not.
-  const int64_t c = 200, k = 500, p = 5, n = 40000;
-  const dlcore::detail::TopKState big(c, k);
-  CHECK(big.bytes() == c * (k + k / 2) * 16);
+  const int64_t c = 400, k = 500, p = 5, n = 20000;
+  // 8-byte entries for float32 scores and indices below 2^32.
+  const dlcore::detail::TopKState<dlcore::detail::TopKEntry32> big(c, k);
+  CHECK(big.bytes() == c * (k + k / 2) * 8);
   CHECK(reinterpret_cast<std::uintptr_t>(big.slots()) % (2 << 20) == 0);
-  const dlcore::detail::TopKState small(10, 50);
+  const dlcore::detail::TopKState<dlcore::detail::TopKEntry> small(10, 50);
   CHECK(small.bytes() == 10 * (50 + 25) * 16);
   CHECK(reinterpret_cast<std::uintptr_t>(small.slots()) % 16 == 0);
 

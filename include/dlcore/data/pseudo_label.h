@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -82,7 +83,7 @@ struct TopKTopPSelectorOptions {
     const bool fits =
         k_ <= std::numeric_limits<int64_t>::max() / 2 &&
         !__builtin_mul_overflow(
-            num_classes_, detail::TopKBuffer::capacity(k_), &slots) &&
+            num_classes_, detail::topk_capacity(k_), &slots) &&
         !__builtin_mul_overflow(
             slots, static_cast<int64_t>(sizeof(detail::TopKEntry)), &bytes);
     TORCH_CHECK(
@@ -222,8 +223,11 @@ class PseudoLabelDataset
 ///
 /// Chunks `[B, C]` of probabilities (or logits, with `softmax(true)`) stream
 /// through `ingest`; memory stays O(C * K * num_threads) however many rows
-/// pass: per class a buffer of about 1.5 K (score, index) pairs of 16 bytes,
-/// compacted by selection when full (amortized O(1) per candidate). A class
+/// pass: per class a buffer of about 1.5 K (score, index) pairs, compacted
+/// by selection when full (amortized O(1) per candidate). A pair takes 8
+/// bytes (float32 score, 32-bit index) while every score is a float32 value
+/// and every index is below 2^32, and 16 bytes from the first chunk of
+/// float64 scores (or softmax) or with a larger index on. A class
 /// with fewer than K candidates keeps all of them and the result reports the
 /// shortfall. `merge` combines selectors over disjoint rows into exactly the
 /// selector of their union (associative and commutative), which is how
@@ -253,7 +257,7 @@ class TopKTopPSelector {
   explicit TopKTopPSelector(const TopKTopPSelectorOptions& options)
       : options_(options) {
     options_.check("TopKTopPSelector");
-    states_.emplace_back(make_state());
+    narrow_.emplace_back(options_.num_classes(), options_.k());
   }
 
   const TopKTopPSelectorOptions& options() const {
@@ -285,7 +289,10 @@ class TopKTopPSelector {
       return;
     }
     check_no_overlap(first_index, first_index + rows);
-    ingest_impl(scores, [first_index](int64_t r) { return first_index + r; });
+    ingest_impl(
+        scores,
+        [first_index](int64_t r) { return first_index + r; },
+        first_index + rows - 1);
     add_range(first_index, first_index + rows);
   }
 
@@ -306,12 +313,14 @@ class TopKTopPSelector {
       return;
     }
     auto idx = indices.to(at::kCPU).contiguous();
+    const auto [lo, hi] = at::aminmax(idx);
     TORCH_CHECK(
-        idx.min().item<int64_t>() >= 0,
+        lo.item<int64_t>() >= 0,
         "TopKTopPSelector: expected indices >= 0, but got ",
-        idx.min().item<int64_t>());
+        lo.item<int64_t>());
     const int64_t* ip = idx.data_ptr<int64_t>();
-    ingest_impl(scores, [ip](int64_t r) { return ip[r]; });
+    ingest_impl(
+        scores, [ip](int64_t r) { return ip[r]; }, hi.item<int64_t>());
   }
 
   /// Adds the rows of `other` (disjoint from this selector's rows): the
@@ -326,11 +335,29 @@ class TopKTopPSelector {
     for (const auto& r : other.ranges_) {
       check_no_overlap(r.first, r.second);
     }
-    auto& mine = states_[0];
-    for (const auto& st : other.states_) {
-      for (int64_t c = 0; c < options_.num_classes(); ++c) {
-        mine[c].merge(st[c]);
-      }
+    if (!other.wide_.empty()) {
+      widen();
+    }
+    auto into = [&](auto& mine) {
+      other.for_each_state([&](const auto& st) {
+        using Mine = typename std::decay_t<decltype(mine)>::Entry;
+        using Theirs = typename std::decay_t<decltype(st)>::Entry;
+        // 8-byte entries never take 16-byte ones: widened above.
+        if constexpr (
+            std::is_same_v<Mine, Theirs> ||
+            std::is_same_v<Mine, detail::TopKEntry>) {
+          for (int64_t c = 0; c < options_.num_classes(); ++c) {
+            mine[c].merge(st[c]);
+          }
+        } else {
+          TORCH_INTERNAL_ASSERT(false, "merge of wide entries into narrow");
+        }
+      });
+    };
+    if (wide_.empty()) {
+      into(narrow_[0]);
+    } else {
+      into(wide_[0]);
     }
     for (const auto& r : other.ranges_) {
       add_range(r.first, r.second);
@@ -350,9 +377,7 @@ class TopKTopPSelector {
     std::vector<int64_t> offset(static_cast<size_t>(C + 1), 0);
     for (int64_t c = 0; c < C; ++c) {
       int64_t held = 0;
-      for (const auto& st : states_) {
-        held += st[c].held();
-      }
+      for_each_state([&](const auto& st) { held += st[c].held(); });
       offset[c + 1] = offset[c] + std::min(K, held);
     }
     const int64_t total = offset[C];
@@ -477,14 +502,12 @@ class TopKTopPSelector {
     return out;
   }
 
-  /// Bytes reserved for the per-class buffers: C * 1.5 K * 16 per
-  /// ingesting thread. Pages are touched as entries arrive: 4 KB at a time,
+  /// Bytes reserved for the per-class buffers: C * 1.5 K * 8 per
+  /// ingesting thread (16 once entries are 16 bytes wide). Pages are touched as entries arrive: 4 KB at a time,
   /// or 2 MB at a time where the allocation gets transparent huge pages.
   int64_t state_bytes() const {
     int64_t b = 0;
-    for (const auto& st : states_) {
-      b += st.bytes();
-    }
+    for_each_state([&](const auto& st) { b += st.bytes(); });
     return b;
   }
 
@@ -577,12 +600,11 @@ class TopKTopPSelector {
     auto ll = labels.to(at::kLong).contiguous();
     auto ss = scores.to(at::kDouble).contiguous();
     const int64_t C = options_.num_classes();
-    std::vector<detail::TopKState> fresh;
-    fresh.emplace_back(make_state());
-    auto& st = fresh[0];
     const auto* ip = ii.data_ptr<int64_t>();
     const auto* lp = ll.data_ptr<int64_t>();
     const auto* sp = ss.data_ptr<double>();
+    // 8-byte entries when every candidate fits them exactly.
+    bool narrow = true;
     for (int64_t i = 0; i < ii.size(0); ++i) {
       TORCH_CHECK(
           lp[i] >= 0 && lp[i] < C && std::isfinite(sp[i]) && ip[i] >= 0,
@@ -595,10 +617,28 @@ class TopKTopPSelector {
           ", score ",
           sp[i],
           ")");
-      st[lp[i]].push(detail::TopKEntry{sp[i], ip[i]});
+      narrow = narrow && ip[i] <= detail::kTopKIndex32Max &&
+               static_cast<double>(static_cast<float>(sp[i])) == sp[i];
     }
-    for (int64_t c = 0; c < C; ++c) {
-      st[c].compact();
+    std::vector<detail::TopKState<detail::TopKEntry32>> fresh_narrow;
+    std::vector<detail::TopKState<detail::TopKEntry>> fresh_wide;
+    auto fill = [&](auto& states) {
+      states.emplace_back(C, options_.k());
+      auto& st = states[0];
+      using E = typename std::decay_t<decltype(st)>::Entry;
+      for (int64_t i = 0; i < ii.size(0); ++i) {
+        st[lp[i]].push(
+            E{static_cast<detail::TopKScore<E>>(sp[i]),
+              static_cast<decltype(E::index)>(ip[i])});
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        st[c].compact();
+      }
+    };
+    if (narrow) {
+      fill(fresh_narrow);
+    } else {
+      fill(fresh_wide);
     }
     // Ranges: sorted by begin, checked pairwise for overlap, coalesced.
     std::vector<std::pair<int64_t, int64_t>> rv;
@@ -640,7 +680,8 @@ class TopKTopPSelector {
         rs[rv[i].first] = rv[i].second;
       }
     }
-    states_ = std::move(fresh);
+    narrow_ = std::move(fresh_narrow);
+    wide_ = std::move(fresh_wide);
     ranges_ = std::move(rs);
     rows_seen_ = rows_seen;
   }
@@ -659,8 +700,23 @@ class TopKTopPSelector {
  private:
   static constexpr int64_t kVersion = 1;
 
-  detail::TopKState make_state() const {
-    return detail::TopKState(options_.num_classes(), options_.k());
+  /// Calls `f` on every per-thread state, whatever its entry type.
+  template <typename F>
+  void for_each_state(F&& f) const {
+    for (const auto& st : narrow_) {
+      f(st);
+    }
+    for (const auto& st : wide_) {
+      f(st);
+    }
+  }
+
+  /// Converts the states to 16-byte entries (exactly; once).
+  void widen() {
+    for (const auto& st : narrow_) {
+      wide_.emplace_back(st);
+    }
+    narrow_.clear();
   }
 
   /// Class c's best K over every thread's buffer into `out` (replacing
@@ -671,9 +727,7 @@ class TopKTopPSelector {
       std::vector<detail::TopKEntry>& out,
       std::vector<detail::TopKEntry>& scratch) const {
     out.clear();
-    for (const auto& st : states_) {
-      st[c].append_to(out);
-    }
+    for_each_state([&](const auto& st) { st[c].append_to(out); });
     detail::topk_keep(out, options_.k(), scratch);
     if (sorted) {
       detail::topk_sort_entries(out, scratch);
@@ -769,7 +823,8 @@ class TopKTopPSelector {
   }
 
   template <typename IndexOf>
-  void ingest_impl(const torch::Tensor& scores, const IndexOf& index_of) {
+  void ingest_impl(
+      const torch::Tensor& scores, const IndexOf& index_of, int64_t max_index) {
     at::Tensor x = scores.to(at::kCPU);
     if (options_.softmax()) {
       x = at::softmax(x.to(at::kDouble), 1);
@@ -778,29 +833,39 @@ class TopKTopPSelector {
       x = x.to(at::kFloat);
     }
     x = x.contiguous();
+    // float64 scores or an index from 2^32 on need 16-byte entries, from
+    // this chunk on.
+    if (x.scalar_type() == at::kDouble || max_index > detail::kTopKIndex32Max) {
+      widen();
+    }
     if (x.scalar_type() == at::kDouble) {
-      run_rows(x, x.data_ptr<double>(), index_of);
+      run_rows(x, x.data_ptr<double>(), index_of, wide_);
+    } else if (wide_.empty()) {
+      run_rows(x, x.data_ptr<float>(), index_of, narrow_);
     } else {
-      run_rows(x, x.data_ptr<float>(), index_of);
+      run_rows(x, x.data_ptr<float>(), index_of, wide_);
     }
   }
 
-  template <typename scalar_t, typename IndexOf>
+  template <typename scalar_t, typename IndexOf, typename States>
   void run_rows(
-      const at::Tensor& x, const scalar_t* data, const IndexOf& index_of) {
+      const at::Tensor& x,
+      const scalar_t* data,
+      const IndexOf& index_of,
+      States& states) {
     const int64_t rows = x.size(0);
     const int64_t C = options_.num_classes();
     const int64_t P = options_.p();
     // At least 256 rows per thread; one thread for small chunks.
     const int64_t threads = std::max<int64_t>(
         1, std::min<int64_t>(options_.num_threads(), rows / 256));
-    while (static_cast<int64_t>(states_.size()) < threads) {
-      states_.emplace_back(make_state());
+    while (static_cast<int64_t>(states.size()) < threads) {
+      states.emplace_back(C, options_.k());
     }
     std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
     if (threads == 1) {
       bad[0] =
-          detail::topk_ingest_rows(data, 0, rows, C, P, index_of, states_[0]);
+          detail::topk_ingest_rows(data, 0, rows, C, P, index_of, states[0]);
     } else {
       std::vector<std::thread> pool;
       std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
@@ -810,7 +875,7 @@ class TopKTopPSelector {
             const int64_t r0 = rows * t / threads;
             const int64_t r1 = rows * (t + 1) / threads;
             bad[t] = detail::topk_ingest_rows(
-                data, r0, r1, C, P, index_of, states_[t]);
+                data, r0, r1, C, P, index_of, states[t]);
           } catch (...) {
             errors[t] = std::current_exception();
           }
@@ -858,7 +923,12 @@ class TopKTopPSelector {
   }
 
   TopKTopPSelectorOptions options_;
-  std::vector<detail::TopKState> states_;
+  /// Per ingesting thread, the class buffers: 8-byte entries while every
+  /// score is a float32 value and every index below 2^32, 16-byte entries
+  /// from the first chunk that breaks that on (exactly one of the two
+  /// vectors is non-empty).
+  std::vector<detail::TopKState<detail::TopKEntry32>> narrow_;
+  std::vector<detail::TopKState<detail::TopKEntry>> wide_;
   std::map<int64_t, int64_t> ranges_;
   int64_t rows_seen_ = 0;
 };

@@ -14,6 +14,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -29,19 +30,42 @@ struct TopKEntry {
   int64_t index;
 };
 
+/// The same in 8 bytes, exact while the score is a float32 value and the
+/// index is below 2^32 (the buffers' entries while that holds for every
+/// row: half the memory traffic of `TopKEntry`).
+struct TopKEntry32 {
+  float score;
+  uint32_t index;
+};
+
+/// The largest index a `TopKEntry32` holds.
+constexpr int64_t kTopKIndex32Max = std::numeric_limits<uint32_t>::max();
+
+/// The score type of an entry type.
+template <typename E>
+using TopKScore = decltype(E::score);
+
 /// The selection order: `a` ranks before `b` when its score is higher, or
 /// the scores are equal and its index is lower. A strict total order on
 /// entries with distinct indices.
-inline bool topk_better(const TopKEntry& a, const TopKEntry& b) {
+template <typename E>
+inline bool topk_better(const E& a, const E& b) {
   return a.score > b.score || (a.score == b.score && a.index < b.index);
 }
 
 /// `topk_better` as a function object, so that std algorithms inline it.
 struct TopKBetter {
-  bool operator()(const TopKEntry& a, const TopKEntry& b) const {
+  template <typename E>
+  bool operator()(const E& a, const E& b) const {
     return topk_better(a, b);
   }
 };
+
+/// Entries of a class buffer: K plus room for K / 2 (at least 16) entries
+/// between compactions.
+inline int64_t topk_capacity(int64_t k) {
+  return k + std::max<int64_t>(k / 2, 16);
+}
 
 /// Moves the best `k` of the `n` entries at `v` (under `topk_better`;
 /// 0 < k < n, distinct indices) to its front, unordered, and returns the
@@ -53,11 +77,12 @@ struct TopKBetter {
 /// in place and gathers those inside it, and the selection runs on that
 /// small middle part only. When the bracket misses (possible with many
 /// equal scores), the plain std::nth_element runs on everything.
-inline TopKEntry topk_keep_best(
-    TopKEntry* v, size_t n, size_t k, std::vector<TopKEntry>& scratch) {
+template <typename E>
+E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
+  using S = TopKScore<E>;
   constexpr size_t kSample = 512;
   if (n >= 8 * kSample) {
-    double sample[kSample];
+    S sample[kSample];
     for (size_t i = 0; i < kSample; ++i) {
       sample[i] = v[i * n / kSample].score;
     }
@@ -66,9 +91,9 @@ inline TopKEntry topk_keep_best(
     const auto t = static_cast<std::ptrdiff_t>(k * kSample / n);
     constexpr std::ptrdiff_t kMargin = 32;
     constexpr auto kLast = static_cast<std::ptrdiff_t>(kSample) - 1;
-    const double inf = std::numeric_limits<double>::infinity();
-    double hi = inf;
-    double lo = -inf;
+    const S inf = std::numeric_limits<S>::infinity();
+    S hi = inf;
+    S lo = -inf;
     if (t - kMargin >= 0) {
       std::nth_element(
           sample, sample + t - kMargin, sample + kSample, std::greater<>());
@@ -83,7 +108,8 @@ inline TopKEntry topk_keep_best(
     // place, behind the read position), inside it at the front of
     // `scratch`, below it at the back of `scratch`.
     scratch.resize(n);
-    constexpr size_t kAhead = 4096 / sizeof(TopKEntry);
+    constexpr size_t kAhead = 4096 / sizeof(E);
+    constexpr size_t kPerLine = 64 / sizeof(E);
     size_t above = 0;
     size_t mid = 0;
     size_t below = 0;
@@ -91,10 +117,10 @@ inline TopKEntry topk_keep_best(
       // The buffer was last written at the previous compaction and is cold:
       // one prefetch per 64-byte line, 4 KB ahead (the hardware prefetcher
       // stops at page boundaries); this loop was half stalled without it.
-      if ((i & 3) == 0 && i + kAhead < n) {
+      if (i % kPerLine == 0 && i + kAhead < n) {
         __builtin_prefetch(v + i + kAhead);
       }
-      const TopKEntry e = v[i];
+      const E e = v[i];
       const bool up = e.score > hi;
       const bool in = (e.score >= lo) & !up;
       v[above] = e;
@@ -139,12 +165,12 @@ inline TopKEntry topk_keep_best(
 ///
 /// The slots belong to the caller (a `TopKState` holds the slots of all its
 /// classes in one allocation); the row scan appends to them in place
-/// (`TopKOffers` in topk_row.h).
+/// (`TopKOffers` in topk_row.h). `E` is `TopKEntry` or `TopKEntry32`.
+template <typename E>
 class TopKBuffer {
  public:
   /// A buffer over `slots`, `capacity(k)` entries that outlive it.
-  TopKBuffer(int64_t k, TopKEntry* slots)
-      : k_(k), cap_(capacity(k)), slots_(slots) {}
+  TopKBuffer(int64_t k, E* slots) : k_(k), cap_(capacity(k)), slots_(slots) {}
 
   // A view of slots it does not own: copies would share them (a state
   // copies its buffers with `assign`).
@@ -154,10 +180,9 @@ class TopKBuffer {
   TopKBuffer& operator=(TopKBuffer&&) noexcept = default;
   ~TopKBuffer() = default;
 
-  /// Slots a buffer of `k` uses: K plus room for K / 2 (at least 16)
-  /// entries between compactions.
+  /// Slots a buffer of `k` uses (`topk_capacity`).
   static int64_t capacity(int64_t k) {
-    return k + std::max<int64_t>(k / 2, 16);
+    return topk_capacity(k);
   }
 
   int64_t k() const {
@@ -165,11 +190,15 @@ class TopKBuffer {
   }
 
   /// Makes this buffer (same k) hold what `other` holds: its entries, copied
-  /// into this buffer's slots, and its threshold.
-  void assign(const TopKBuffer& other) {
-    std::copy(other.slots_, other.slots_ + other.n_, slots_);
+  /// into this buffer's slots, and its threshold (widened exactly when
+  /// `other` holds `TopKEntry32`s and this `TopKEntry`s).
+  template <typename F>
+  void assign(const TopKBuffer<F>& other) {
+    for (int64_t i = 0; i < other.n_; ++i) {
+      slots_[i] = convert(other.slots_[i]);
+    }
     n_ = other.n_;
-    threshold_ = other.threshold_;
+    threshold_ = convert(other.threshold_);
     has_threshold_ = other.has_threshold_;
   }
 
@@ -182,7 +211,7 @@ class TopKBuffer {
       return std::numeric_limits<scalar_t>::lowest();
     }
     auto t = static_cast<scalar_t>(threshold_.score);
-    if (static_cast<double>(t) > threshold_.score) {
+    if (static_cast<double>(t) > static_cast<double>(threshold_.score)) {
       t = std::nextafter(t, std::numeric_limits<scalar_t>::lowest());
     }
     return t;
@@ -192,17 +221,17 @@ class TopKBuffer {
   /// rejected when its index is at least this (the threshold's index, or
   /// INT64_MAX before there is a threshold).
   int64_t reject_index() const {
-    return has_threshold_ ? threshold_.index
+    return has_threshold_ ? static_cast<int64_t>(threshold_.index)
                           : std::numeric_limits<int64_t>::max();
   }
 
   /// Whether `e` could still be among the best K.
-  bool accepts(const TopKEntry& e) const {
+  bool accepts(const E& e) const {
     return !has_threshold_ || topk_better(e, threshold_);
   }
 
   /// Appends `e` when it could still be among the best K.
-  void push(const TopKEntry& e) {
+  void push(const E& e) {
     if (n_ >= cap_) {
       compact(); // full only after a compaction that threw
     }
@@ -231,7 +260,7 @@ class TopKBuffer {
     const auto k = static_cast<size_t>(k_);
     const auto n = static_cast<size_t>(n_);
     if (n > k) {
-      thread_local std::vector<TopKEntry> scratch;
+      thread_local std::vector<E> scratch;
       threshold_ = topk_keep_best(slots_, n, k, scratch);
       has_threshold_ = true;
       n_ = k_;
@@ -242,27 +271,48 @@ class TopKBuffer {
   }
 
   /// Pushes every entry of `other`, then keeps the best K: the buffer of
-  /// the union of both histories.
-  void merge(const TopKBuffer& other) {
+  /// the union of both histories. `F` is `E`, or `TopKEntry32` when `E` is
+  /// `TopKEntry`.
+  template <typename F>
+  void merge(const TopKBuffer<F>& other) {
     for (int64_t i = 0; i < other.n_; ++i) {
-      push(other.slots_[i]);
+      push(convert(other.slots_[i]));
     }
     if (held() >= k_) {
       compact();
     }
   }
 
-  /// Appends the raw (unordered, possibly more than K) entries to `out`.
+  /// Appends the raw (unordered, possibly more than K) entries to `out`,
+  /// as `TopKEntry`s.
   void append_to(std::vector<TopKEntry>& out) const {
-    out.insert(out.end(), slots_, slots_ + n_);
+    if constexpr (std::is_same_v<E, TopKEntry>) {
+      out.insert(out.end(), slots_, slots_ + n_);
+    } else {
+      for (int64_t i = 0; i < n_; ++i) {
+        out.push_back(TopKEntry{slots_[i].score, slots_[i].index});
+      }
+    }
   }
 
  private:
+  template <typename>
+  friend class TopKBuffer;
+
+  // Only ever widens (float to double, uint32 to int64): exact.
+  template <typename F>
+  static E convert(const F& f) {
+    static_assert(
+        std::is_same_v<E, F> || std::is_same_v<E, TopKEntry>,
+        "TopKBuffer: entries only widen");
+    return E{f.score, f.index};
+  }
+
   int64_t k_;
   int64_t cap_;
-  TopKEntry* slots_;
+  E* slots_;
   int64_t n_ = 0;
-  TopKEntry threshold_{0.0, 0};
+  E threshold_{0, 0};
   bool has_threshold_ = false;
 };
 
@@ -270,13 +320,14 @@ class TopKBuffer {
 /// touched only as entries arrive: 4 KB at a time, or 2 MB with huge
 /// pages). From 2 MB up it is aligned to 2 MB and, on Linux, advised to use
 /// transparent huge pages: the row scan writes to the tails of C buffers
-/// spread over C * 1.5 K * 16 bytes (384 MB at C = 1000, K = 16000), 1000
-/// pages at a time. With the dense writer of topk_row.h this made ingestion
+/// spread over C * 1.5 K entries (192 MB of 8-byte entries at C = 1000,
+/// K = 16000), 1000 pages at a time. With the dense writer of topk_row.h this made ingestion
 /// 0-8% faster on 1 thread and 6-15% on 2 (docs/performance/pseudo_label.md).
+template <typename E>
 class TopKSlots {
  public:
-  /// `n` * 16 must fit in int64 (`TopKTopPSelectorOptions::check`).
-  explicit TopKSlots(int64_t n) : bytes_(n * int64_t{sizeof(TopKEntry)}) {
+  /// `n` * sizeof(E) must fit in int64 (`TopKTopPSelectorOptions::check`).
+  explicit TopKSlots(int64_t n) : bytes_(n * static_cast<int64_t>(sizeof(E))) {
     constexpr size_t kHuge = size_t{2} << 20;
     const auto bytes = static_cast<size_t>(bytes_);
     const size_t align = bytes >= kHuge ? kHuge : alignof(std::max_align_t);
@@ -292,10 +343,10 @@ class TopKSlots {
       (void)madvise(p, rounded, MADV_HUGEPAGE);
     }
 #endif
-    data_.reset(static_cast<TopKEntry*>(p));
+    data_.reset(static_cast<E*>(p));
   }
 
-  TopKEntry* data() const {
+  E* data() const {
     return data_.get();
   }
 
@@ -306,22 +357,25 @@ class TopKSlots {
 
  private:
   struct Free {
-    void operator()(TopKEntry* p) const {
+    void operator()(E* p) const {
       std::free(p);
     }
   };
   int64_t bytes_;
-  std::unique_ptr<TopKEntry, Free> data_;
+  std::unique_ptr<E, Free> data_;
 };
 
 /// The buffers of all C classes of one ingesting thread, over one
 /// `TopKSlots` allocation (class c's slots at c * capacity(k)). Copies are
-/// deep.
+/// deep; a state of `TopKEntry32`s converts (exactly) to one of
+/// `TopKEntry`s.
+template <typename E>
 class TopKState {
  public:
-  TopKState(int64_t classes, int64_t k)
-      : slots_(classes * TopKBuffer::capacity(k)) {
-    const int64_t cap = TopKBuffer::capacity(k);
+  using Entry = E;
+
+  TopKState(int64_t classes, int64_t k) : slots_(classes * topk_capacity(k)) {
+    const int64_t cap = topk_capacity(k);
     buffers_.reserve(static_cast<size_t>(classes));
     for (int64_t c = 0; c < classes; ++c) {
       buffers_.emplace_back(k, slots_.data() + c * cap);
@@ -329,6 +383,12 @@ class TopKState {
   }
 
   TopKState(const TopKState& o) : TopKState(o.size(), o.k()) {
+    for (int64_t c = 0; c < size(); ++c) {
+      (*this)[c].assign(o[c]);
+    }
+  }
+  template <typename F>
+  explicit TopKState(const TopKState<F>& o) : TopKState(o.size(), o.k()) {
     for (int64_t c = 0; c < size(); ++c) {
       (*this)[c].assign(o[c]);
     }
@@ -353,20 +413,20 @@ class TopKState {
     return buffers_.empty() ? 1 : buffers_.front().k();
   }
 
-  TopKBuffer& operator[](int64_t c) {
+  TopKBuffer<E>& operator[](int64_t c) {
     return buffers_[static_cast<size_t>(c)];
   }
-  const TopKBuffer& operator[](int64_t c) const {
+  const TopKBuffer<E>& operator[](int64_t c) const {
     return buffers_[static_cast<size_t>(c)];
   }
 
   /// The slots of all classes: class c's at `slots() + c * stride()`.
-  TopKEntry* slots() const {
+  E* slots() const {
     return slots_.data();
   }
 
   int64_t stride() const {
-    return buffers_.empty() ? 0 : TopKBuffer::capacity(k());
+    return buffers_.empty() ? 0 : topk_capacity(k());
   }
 
   /// Bytes reserved for the entries of all classes.
@@ -375,8 +435,8 @@ class TopKState {
   }
 
  private:
-  TopKSlots slots_;
-  std::vector<TopKBuffer> buffers_;
+  TopKSlots<E> slots_;
+  std::vector<TopKBuffer<E>> buffers_;
 };
 
 /// Sorts non-negative int64 values ascending: least-significant-digit radix

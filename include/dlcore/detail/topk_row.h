@@ -537,11 +537,12 @@ inline int64_t topk_scan(
 /// class's next slot
 /// (`TopKState` lays the slots out at a fixed stride) or to a sink slot hot
 /// in L1. The buffers' counts are written back when the writer is
-/// destroyed; the floors change only when a buffer compacts.
-template <typename scalar_t>
+/// destroyed; the floors change only when a buffer compacts. `E` is the
+/// state's entry type (`TopKEntry32` only for float rows).
+template <typename scalar_t, typename E>
 class TopKOffers {
  public:
-  explicit TopKOffers(TopKState& state)
+  explicit TopKOffers(TopKState<E>& state)
       : state_(state),
         slots_(state.slots()),
         stride_(state.stride()),
@@ -569,13 +570,14 @@ class TopKOffers {
         (x > h.floor) | ((x == h.floor) & (index < h.floor_index));
     // The next slot when kept, else the sink: a select on the address.
     const auto m = std::uintptr_t{0} - static_cast<std::uintptr_t>(keep);
-    auto* dst = reinterpret_cast<TopKEntry*>(
+    auto* dst = reinterpret_cast<E*>(
         (reinterpret_cast<std::uintptr_t>(slots_ + c * stride_ + h.held) & m) |
         (reinterpret_cast<std::uintptr_t>(&sink_) & ~m));
-    *dst = TopKEntry{static_cast<double>(x), index};
+    *dst =
+        E{static_cast<TopKScore<E>>(x), static_cast<decltype(E::index)>(index)};
     h.held += static_cast<int64_t>(keep);
     if (h.held == stride_) {
-      TopKBuffer& b = state_[c];
+      TopKBuffer<E>& b = state_[c];
       b.set_held(h.held);
       b.compact();
       h.held = b.held();
@@ -605,11 +607,11 @@ class TopKOffers {
     h.floor_index = state_[c].reject_index();
   }
 
-  TopKState& state_;
-  TopKEntry* slots_;
+  TopKState<E>& state_;
+  E* slots_;
   int64_t stride_;
   std::vector<Hot> hot_;
-  TopKEntry sink_{};
+  E sink_{};
 };
 
 /// `topk_ingest_rows` for float rows with a SIMD `isa`, software-pipelined:
@@ -623,7 +625,7 @@ class TopKOffers {
 /// bad guess, about 1 row in kTopKGuessRows + 1 of i.i.d. rows) a second
 /// pass from L1 with the guess lowered by twice the recent spread, then the
 /// exact block method. Same result as `topk_row_top_p` on every row.
-template <typename IndexOf>
+template <typename IndexOf, typename E>
 int64_t topk_ingest_rows_pipelined(
     const float* data,
     int64_t r0,
@@ -631,7 +633,7 @@ int64_t topk_ingest_rows_pipelined(
     int64_t c,
     int64_t p,
     const IndexOf& index_of,
-    TopKOffers<float>& offers,
+    TopKOffers<float, E>& offers,
     TopKIsa isa) {
 #if DLCORE_TOPK_X86
   TopKRowScratch<float> s(c, p);
@@ -716,7 +718,7 @@ int64_t topk_row_top_p_fast(
 /// row's top-`p` classes are offered to `state[class]` with the row's
 /// global index `index_of(r)`. Returns the first row holding a non-finite
 /// value (rows before it are ingested), or -1.
-template <typename scalar_t, typename IndexOf>
+template <typename scalar_t, typename IndexOf, typename E>
 int64_t topk_ingest_rows(
     const scalar_t* data,
     int64_t r0,
@@ -724,9 +726,12 @@ int64_t topk_ingest_rows(
     int64_t c,
     int64_t p,
     const IndexOf& index_of,
-    TopKState& state) {
+    TopKState<E>& state) {
+  static_assert(
+      std::is_same_v<E, TopKEntry> || std::is_same_v<scalar_t, float>,
+      "TopKEntry32 holds float scores only");
   const TopKIsa isa = topk_isa();
-  TopKOffers<scalar_t> offers(state);
+  TopKOffers<scalar_t, E> offers(state);
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (isa != TopKIsa::kScalar) {
       return topk_ingest_rows_pipelined(
