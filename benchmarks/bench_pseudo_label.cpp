@@ -431,10 +431,7 @@ int main(int argc, char** argv) try {
           r_ours / r_total);
     }
   }
-  const double state_gb =
-      static_cast<double>(cfg.classes) *
-      static_cast<double>(cfg.k + std::max<int64_t>(cfg.k / 2, 16)) * 16.0 /
-      1e9;
+  const double state_gb = static_cast<double>(sel.state_bytes()) / 1e9;
   std::printf(
       "extrapolation to 1e9 rows x %lld classes, K = %lld, P = %lld: %.1f h "
       "of CPU on 1 thread, per-thread state %.2f GB (+ one chunk)\n",
