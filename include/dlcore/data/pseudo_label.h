@@ -503,8 +503,9 @@ class TopKTopPSelector {
   }
 
   /// Bytes reserved for the per-class buffers: C * 1.5 K * 8 per
-  /// ingesting thread (16 once entries are 16 bytes wide). Pages are touched as entries arrive: 4 KB at a time,
-  /// or 2 MB at a time where the allocation gets transparent huge pages.
+  /// ingesting thread (16 once entries are 16 bytes wide). Pages are touched as
+  /// entries arrive: 4 KB at a time, or 2 MB at a time where the allocation
+  /// gets transparent huge pages.
   int64_t state_bytes() const {
     int64_t b = 0;
     for_each_state([&](const auto& st) { b += st.bytes(); });

@@ -321,8 +321,9 @@ class TopKBuffer {
 /// pages). From 2 MB up it is aligned to 2 MB and, on Linux, advised to use
 /// transparent huge pages: the row scan writes to the tails of C buffers
 /// spread over C * 1.5 K entries (192 MB of 8-byte entries at C = 1000,
-/// K = 16000), 1000 pages at a time. With the dense writer of topk_row.h this made ingestion
-/// 0-8% faster on 1 thread and 6-15% on 2 (docs/performance/pseudo_label.md).
+/// K = 16000), 1000 pages at a time. With the dense writer of topk_row.h this
+/// made ingestion 0-8% faster on 1 thread and 6-15% on 2
+/// (docs/performance/pseudo_label.md).
 template <typename E>
 class TopKSlots {
  public:
