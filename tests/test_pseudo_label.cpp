@@ -549,31 +549,54 @@ TEST_CASE(
   CHECK(triples(back.result()) == want);
   std::remove(path.c_str());
 
-  // Indices from 2^32 on, by first index and by index tensor.
+  // Indices from 2^32 on, by first index and by index tensor. Those rows
+  // score higher, so that the large indices are the ones selected.
   const int64_t big = int64_t{1} << 32;
   auto x = tied_scores(2000, c, 6, 43);
+  x.slice(0, 1000, 2000) += 1;
+  x.slice(0, 1500, 2000) += 1; // indices 2^32 and up
   std::vector<int64_t> index = iota(1000);
   for (int64_t i = 0; i < 1000; ++i) {
     index.push_back(big - 500 + i);
   }
+  const auto want_big = reference(x, index, k, p);
+  CHECK(std::any_of(want_big.begin(), want_big.end(), [&](const Triple& t) {
+    return t.index >= big;
+  }));
   TopKTopPSelector by_first({c, k, p});
   by_first.ingest(x.slice(0, 0, 1000), 0);
   CHECK(by_first.state_bytes() == narrow_bytes);
   by_first.ingest(x.slice(0, 1000, 2000), big - 500);
   CHECK(by_first.state_bytes() == wide_bytes);
-  CHECK(triples(by_first.result()) == reference(x, index, k, p));
+  CHECK(triples(by_first.result()) == want_big);
   TopKTopPSelector by_tensor({c, k, p});
-  by_tensor.ingest(x.slice(0, 1000, 2000), torch::tensor(index).slice(0, 1000));
   by_tensor.ingest(x.slice(0, 0, 1000), torch::arange(1000));
+  CHECK(by_tensor.state_bytes() == narrow_bytes);
+  by_tensor.ingest(x.slice(0, 1000, 2000), torch::tensor(index).slice(0, 1000));
   CHECK(by_tensor.state_bytes() == wide_bytes);
-  CHECK(triples(by_tensor.result()) == reference(x, index, k, p));
-  // Up to 2^32 - 1 the entries stay narrow.
+  CHECK(triples(by_tensor.result()) == want_big);
+  // Up to 2^32 - 1 the entries stay narrow, and 2^32 - 1 itself is kept:
+  // the last row scores highest.
+  auto xe = x.slice(0, 0, 1000).clone();
+  xe[999] += 2;
   TopKTopPSelector edge({c, k, p});
-  edge.ingest(x.slice(0, 0, 1000), big - 1000);
+  edge.ingest(xe, big - 1000);
   CHECK(edge.state_bytes() == narrow_bytes);
+  const auto edge_result = triples(edge.result());
+  CHECK(edge_result == reference(xe, iota(1000, big - 1000), k, p));
   CHECK(
-      triples(edge.result()) ==
-      reference(x.slice(0, 0, 1000), iota(1000, big - 1000), k, p));
+      std::any_of(edge_result.begin(), edge_result.end(), [&](const Triple& t) {
+        return t.index == big - 1;
+      }));
+
+  // Every thread's state widens: 3 threads, float32 then float64 chunks.
+  TopKTopPSelector threaded(TopKTopPSelectorOptions(c, k, p).num_threads(3));
+  threaded.ingest(xd.slice(0, 0, 1000).to(torch::kFloat), 0);
+  CHECK(threaded.state_bytes() == 3 * narrow_bytes);
+  threaded.ingest(xd.slice(0, 1000, 2000), 1000);
+  CHECK(threaded.state_bytes() == 3 * wide_bytes);
+  threaded.ingest(xd.slice(0, 2000, n).to(torch::kFloat), 2000);
+  CHECK(triples(threaded.result()) == want);
 }
 
 TEST_CASE(

@@ -260,6 +260,20 @@ class TopKTopPSelector {
     narrow_.emplace_back(options_.num_classes(), options_.k());
   }
 
+  TopKTopPSelector(const TopKTopPSelector&) = default;
+  TopKTopPSelector(TopKTopPSelector&&) noexcept = default;
+  TopKTopPSelector& operator=(TopKTopPSelector&&) noexcept = default;
+  ~TopKTopPSelector() = default;
+  /// Copies into a temporary first: if the copy throws, this selector is
+  /// left as it was.
+  TopKTopPSelector& operator=(const TopKTopPSelector& other) {
+    if (this != &other) {
+      TopKTopPSelector copy(other);
+      *this = std::move(copy);
+    }
+    return *this;
+  }
+
   const TopKTopPSelectorOptions& options() const {
     return options_;
   }
@@ -619,6 +633,7 @@ class TopKTopPSelector {
           sp[i],
           ")");
       narrow = narrow && ip[i] <= detail::kTopKIndex32Max &&
+               std::fabs(sp[i]) <= std::numeric_limits<float>::max() &&
                static_cast<double>(static_cast<float>(sp[i])) == sp[i];
     }
     std::vector<detail::TopKState<detail::TopKEntry32>> fresh_narrow;
@@ -714,9 +729,17 @@ class TopKTopPSelector {
 
   /// Converts the states to 16-byte entries (exactly; once).
   void widen() {
-    for (const auto& st : narrow_) {
-      wide_.emplace_back(st);
+    if (narrow_.empty()) {
+      return;
     }
+    TORCH_INTERNAL_ASSERT(wide_.empty(), "a selector with both entry widths");
+    // Built aside, so that an allocation failure leaves the state as it was.
+    std::vector<detail::TopKState<detail::TopKEntry>> wide;
+    wide.reserve(narrow_.size());
+    for (const auto& st : narrow_) {
+      wide.emplace_back(st);
+    }
+    wide_ = std::move(wide);
     narrow_.clear();
   }
 

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace dlcore {
@@ -100,7 +101,7 @@ inline void merge_across_ranks(
       at::cat(all_indices),
       at::cat(all_labels),
       at::cat(all_scores));
-  selector = combined;
+  selector = std::move(combined);
 }
 
 } // namespace dlcore
