@@ -321,8 +321,7 @@ int main(int argc, char** argv) try {
   }
 
   // The ratios, 1 thread, interleaved rounds.
-  const int64_t rounds =
-      std::min<int64_t>(std::max<int64_t>(cfg.rounds, 1), cfg.rows);
+  const int64_t rounds = std::min<int64_t>(cfg.rounds, cfg.rows);
   const int64_t read_rows = std::min<int64_t>(cfg.rows, 2'000'000);
   dlcore::TopKTopPSelector sel({cfg.classes, cfg.k, cfg.p});
   Naive naive;

@@ -153,8 +153,8 @@ E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
 
 /// The best K entries of everything pushed, in amortized O(1) per push.
 ///
-/// Entries are appended to `capacity(k)` slots (about 1.5 K); when they are
-/// full, a selection (`topk_keep_best`) keeps the best K and their worst
+/// Entries are appended to `topk_capacity(k)` slots (about 1.5 K); when they
+/// are full, a selection (`topk_keep_best`) keeps the best K and their worst
 /// becomes the admission threshold: later entries not better than it are
 /// rejected at once. Invariant: once `has_threshold_`, the buffer holds at
 /// least K entries at least as good as `threshold_`, so a rejected entry can
@@ -169,8 +169,9 @@ E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
 template <typename E>
 class TopKBuffer {
  public:
-  /// A buffer over `slots`, `capacity(k)` entries that outlive it.
-  TopKBuffer(int64_t k, E* slots) : k_(k), cap_(capacity(k)), slots_(slots) {}
+  /// A buffer over `slots`, `topk_capacity(k)` entries that outlive it.
+  TopKBuffer(int64_t k, E* slots)
+      : k_(k), cap_(topk_capacity(k)), slots_(slots) {}
 
   // A view of slots it does not own: copies would share them (a state
   // copies its buffers with `assign`).
@@ -179,11 +180,6 @@ class TopKBuffer {
   TopKBuffer(TopKBuffer&&) noexcept = default;
   TopKBuffer& operator=(TopKBuffer&&) noexcept = default;
   ~TopKBuffer() = default;
-
-  /// Slots a buffer of `k` uses (`topk_capacity`).
-  static int64_t capacity(int64_t k) {
-    return topk_capacity(k);
-  }
 
   int64_t k() const {
     return k_;
@@ -243,13 +239,13 @@ class TopKBuffer {
     }
   }
 
-  /// The number of entries held (between 0 and `capacity(k)`).
+  /// The number of entries held (between 0 and `topk_capacity(k)`).
   int64_t held() const {
     return n_;
   }
 
   /// For a writer that appends in place (the row scan's `TopKOffers`): the
-  /// first `n` slots hold the entries (n <= `capacity(k)`); call `compact`
+  /// first `n` slots hold the entries (n <= `topk_capacity(k)`); call `compact`
   /// when n reaches the capacity.
   void set_held(int64_t n) {
     n_ = n;
@@ -367,7 +363,7 @@ class TopKSlots {
 };
 
 /// The buffers of all C classes of one ingesting thread, over one
-/// `TopKSlots` allocation (class c's slots at c * capacity(k)). Copies are
+/// `TopKSlots` allocation (class c's slots at c * topk_capacity(k)). Copies are
 /// deep; a state of `TopKEntry32`s converts (exactly) to one of
 /// `TopKEntry`s.
 template <typename E>
