@@ -875,24 +875,26 @@ TEST_CASE(
   }
 }
 
-TEST_CASE(
-    "topk_keep_best keeps what std::nth_element keeps", "[pseudo_label]") {
-  using dlcore::detail::TopKEntry;
-  std::mt19937_64 rng(42);
-  std::vector<TopKEntry> scratch;
-  for (size_t n : {10u, 4095u, 4096u, 6000u, 24000u}) {
+namespace {
+
+// topk_keep_best against std::nth_element on entries of type E, on the
+// current instruction-set path.
+template <typename E>
+void check_keep_best(std::mt19937_64& rng) {
+  using S = dlcore::detail::TopKScore<E>;
+  std::vector<E> scratch;
+  for (size_t n : {10u, 4095u, 4096u, 4100u, 6000u, 24000u, 24003u}) {
     for (int levels : {0, 2, 40}) {
       for (double frac : {0.01, 0.5, 0.66, 0.99}) {
         const auto k = std::max<size_t>(1, static_cast<size_t>(frac * n));
         if (k >= n) {
           continue;
         }
-        std::vector<TopKEntry> v(n);
+        std::vector<E> v(n);
         for (size_t i = 0; i < n; ++i) {
           const double u = std::uniform_real_distribution<double>(0, 1)(rng);
-          v[i] = {
-              levels > 0 ? std::floor(u * levels) : u,
-              static_cast<int64_t>(i * 7919 % 100003)};
+          v[i].score = static_cast<S>(levels > 0 ? std::floor(u * levels) : u);
+          v[i].index = static_cast<decltype(E::index)>(i * 7919 % 100003);
         }
         auto want = v;
         std::nth_element(
@@ -900,23 +902,112 @@ TEST_CASE(
             want.begin() + static_cast<std::ptrdiff_t>(k - 1),
             want.end(),
             dlcore::detail::TopKBetter{});
-        const TopKEntry want_kth = want[k - 1];
+        const E want_kth = want[k - 1];
         want.resize(k);
-        const TopKEntry kth =
-            dlcore::detail::topk_keep_best(v.data(), n, k, scratch);
+        const E kth = dlcore::detail::topk_keep_best(v.data(), n, k, scratch);
         v.resize(k);
-        auto by_index = [](const TopKEntry& a, const TopKEntry& b) {
+        auto by_index = [](const E& a, const E& b) {
           return a.index < b.index;
         };
         std::sort(want.begin(), want.end(), by_index);
         std::sort(v.begin(), v.end(), by_index);
-        INFO("n=" << n << " k=" << k << " levels=" << levels);
+        INFO(
+            "entry bytes=" << sizeof(E) << " n=" << n << " k=" << k
+                           << " levels=" << levels);
         CHECK(kth.score == want_kth.score);
         CHECK(kth.index == want_kth.index);
         REQUIRE(v.size() == k);
         bool same = true;
         for (size_t i = 0; i < k; ++i) {
           same &= v[i].index == want[i].index && v[i].score == want[i].score;
+        }
+        CHECK(same);
+      }
+    }
+  }
+}
+
+} // namespace
+
+TEST_CASE(
+    "topk_keep_best keeps what std::nth_element keeps", "[pseudo_label]") {
+  // 8-byte entries take the AVX-512 partition where the CPU has it, so
+  // every instruction-set path is run.
+  std::mt19937_64 rng(42);
+  for (auto isa : isa_paths()) {
+    IsaCap cap(isa);
+    INFO("isa=" << static_cast<int>(isa));
+    check_keep_best<dlcore::detail::TopKEntry>(rng);
+    check_keep_best<dlcore::detail::TopKEntry32>(rng);
+  }
+}
+
+TEST_CASE(
+    "topk_select_bracket selects like std::nth_element, whatever the bracket",
+    "[pseudo_label]") {
+  using dlcore::detail::TopKEntry32;
+  const float inf = std::numeric_limits<float>::infinity();
+  const float big = std::numeric_limits<float>::max();
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  struct Case {
+    float lo, hi;
+    int levels; // 0: continuous scores in [lo, hi]
+  };
+  // Ordinary, tied, open on either side, zero width, a width that
+  // overflows, and a width whose bucket scale overflows.
+  const std::vector<Case> cases = {
+      {0.25f, 0.75f, 0},
+      {0.25f, 0.75f, 3},
+      {-inf, 0.5f, 0},
+      {0.5f, inf, 0},
+      {0.5f, 0.5f, 1},
+      {-big, big, 0},
+      {tiny, 2 * tiny, 2},
+      {-1e-30f, 1e-30f, 0},
+  };
+  std::mt19937_64 rng(5);
+  for (const auto& cs : cases) {
+    for (size_t m : {1u, 2u, 7u, 300u, 3000u}) {
+      for (size_t r : {size_t{0}, m / 2, m - 1}) {
+        std::vector<TopKEntry32> w(m);
+        const float a = std::isfinite(cs.lo) ? cs.lo : -1.0f;
+        const float b = std::isfinite(cs.hi) ? cs.hi : 1.0f;
+        for (size_t i = 0; i < m; ++i) {
+          const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+          float x =
+              cs.levels > 0
+                  ? (cs.levels == 1
+                         ? a
+                         : (static_cast<int>(u * cs.levels) == 0 ? a : b))
+                  : static_cast<float>(a + u * (static_cast<double>(b) - a));
+          x = std::min(std::max(x, a), b);
+          w[i] = {x, static_cast<uint32_t>(i * 7919 % 10007)};
+        }
+        auto want = w;
+        std::nth_element(
+            want.begin(),
+            want.begin() + static_cast<std::ptrdiff_t>(r),
+            want.end(),
+            dlcore::detail::TopKBetter{});
+        const TopKEntry32 want_kth = want[r];
+        want.resize(r + 1);
+        std::vector<TopKEntry32> out(r + 1);
+        const TopKEntry32 kth = dlcore::detail::topk_select_bracket(
+            w.data(), m, r, cs.hi, cs.lo, out.data());
+        auto by_index = [](const TopKEntry32& x, const TopKEntry32& y) {
+          return x.index < y.index;
+        };
+        std::sort(want.begin(), want.end(), by_index);
+        std::sort(out.begin(), out.end(), by_index);
+        INFO(
+            "lo=" << cs.lo << " hi=" << cs.hi << " levels=" << cs.levels
+                  << " m=" << m << " r=" << r);
+        CHECK(kth.score == want_kth.score);
+        CHECK(kth.index == want_kth.index);
+        bool same = true;
+        for (size_t i = 0; i <= r; ++i) {
+          same &=
+              out[i].index == want[i].index && out[i].score == want[i].score;
         }
         CHECK(same);
       }

@@ -4,6 +4,8 @@
 // keeps the best K (score, index) pairs under the total order
 // (score descending, index ascending).
 
+#include <dlcore/detail/topk_isa.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -67,6 +69,144 @@ inline int64_t topk_capacity(int64_t k) {
   return k + std::max<int64_t>(k / 2, 16);
 }
 
+/// Writes the best `r + 1` of the `m` entries at `w` (r < m; every score
+/// within [lo, hi]) to `out`, unordered, and returns the (r + 1)-th best:
+/// what std::nth_element(w, w + r, w + m, TopKBetter{}) leaves in w[0..r],
+/// without a comparison sort of all m (`w` is overwritten). The scores are
+/// counted into 256 equal-width buckets of [lo, hi], best first; the
+/// buckets before the one holding the (r + 1)-th best are copied whole and
+/// only that bucket is selected. The bucket of a score, (hi - score) * 256 /
+/// (hi - lo) rounded down, never decreases as the score decreases (every
+/// floating-point step is monotone), so buckets never reorder entries.
+/// Falls back to std::nth_element when [lo, hi] is open or too narrow.
+template <typename E>
+E topk_select_bracket(
+    E* w, size_t m, size_t r, TopKScore<E> hi, TopKScore<E> lo, E* out) {
+  using S = TopKScore<E>;
+  constexpr size_t kBuckets = 256;
+  const S width = hi - lo;
+  const S scale = static_cast<S>(kBuckets) / width;
+  if (!(width > 0) || !std::isfinite(width) || !std::isfinite(scale)) {
+    std::nth_element(w, w + r, w + m, TopKBetter{});
+    std::copy(w, w + r + 1, out);
+    return w[r];
+  }
+  auto bucket = [&](S score) {
+    const S d = (hi - score) * scale;
+    return d < static_cast<S>(kBuckets - 1) ? static_cast<size_t>(d)
+                                            : kBuckets - 1;
+  };
+  uint32_t count[kBuckets] = {};
+  for (size_t i = 0; i < m; ++i) {
+    ++count[bucket(w[i].score)];
+  }
+  size_t before = 0;
+  size_t pivot = 0;
+  while (before + count[pivot] <= r) {
+    before += count[pivot];
+    ++pivot;
+  }
+  // Branch-free: every entry is written to both places and each position
+  // advances only for its own kind. out[o] stays within the first r + 1
+  // slots (o <= before <= r); w[t] stays behind the read position.
+  size_t o = 0;
+  size_t t = 0;
+  for (size_t i = 0; i < m; ++i) {
+    const E e = w[i];
+    const size_t b = bucket(e.score);
+    out[o] = e;
+    w[t] = e;
+    o += static_cast<size_t>(b < pivot);
+    t += static_cast<size_t>(b == pivot);
+  }
+  const size_t need = r + 1 - before;
+  std::nth_element(w, w + (need - 1), w + t, TopKBetter{});
+  std::copy(w, w + need, out + before);
+  return w[need - 1];
+}
+
+#if DLCORE_TOPK_X86
+/// The partition step of `topk_keep_best` for 8-byte entries with AVX-512,
+/// eight entries per step without a branch. The first pass only counts the
+/// entries above the bracket (score > hi) and inside it (lo <= score <= hi),
+/// reading the cold buffer once with a prefetch 4 KB ahead. When the k-th
+/// best lies inside the bracket, the second pass (the buffer now in L2)
+/// compresses the entries above it to the front of `v`, in place, and those
+/// inside it to the front of `scratch`; the entries below it are dropped,
+/// unlike the scalar pass, which keeps them for a missed bracket. Returns
+/// false, with `v` untouched, when the bracket misses.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt"))) inline bool
+topk_partition_avx512(
+    TopKEntry32* v,
+    size_t n,
+    size_t k,
+    float hi,
+    float lo,
+    std::vector<TopKEntry32>& scratch,
+    size_t* above_out,
+    size_t* mid_out) {
+  static_assert(
+      sizeof(TopKEntry32) == 8 && offsetof(TopKEntry32, score) == 0,
+      "the score is the low half of each 64-bit lane");
+  constexpr size_t kAhead = 4096 / sizeof(TopKEntry32);
+  const __m256 hv = _mm256_set1_ps(hi);
+  const __m256 lv = _mm256_set1_ps(lo);
+  const size_t full = n / 8 * 8;
+  size_t above = 0;
+  size_t mid = 0;
+  for (size_t i = 0; i < full; i += 8) {
+    if (i + kAhead < n) {
+      __builtin_prefetch(v + i + kAhead);
+    }
+    const __m512i x = _mm512_loadu_si512(v + i);
+    const __m256 sc = _mm256_castsi256_ps(_mm512_maskz_cvtepi64_epi32(0xff, x));
+    const __mmask8 up = _mm256_cmp_ps_mask(sc, hv, _CMP_GT_OQ);
+    const __mmask8 ge = _mm256_cmp_ps_mask(sc, lv, _CMP_GE_OQ);
+    above += static_cast<size_t>(__builtin_popcount(up));
+    mid += static_cast<size_t>(__builtin_popcount(ge & ~up & 0xffu));
+  }
+  for (size_t i = full; i < n; ++i) {
+    const bool up = v[i].score > hi;
+    above += static_cast<size_t>(up);
+    mid += static_cast<size_t>(!up && v[i].score >= lo);
+  }
+  if (!(above < k && above + mid >= k)) {
+    return false;
+  }
+  // Whole-vector stores: up to 8 slots past the last entry of `scratch`;
+  // in `v` they stay behind the read position (a <= i).
+  if (scratch.size() < mid + 8) {
+    scratch.resize(n + 8);
+  }
+  TopKEntry32* out = scratch.data();
+  size_t a = 0;
+  size_t m = 0;
+  for (size_t i = 0; i < full; i += 8) {
+    const __m512i x = _mm512_loadu_si512(v + i);
+    const __m256 sc = _mm256_castsi256_ps(_mm512_maskz_cvtepi64_epi32(0xff, x));
+    const __mmask8 up = _mm256_cmp_ps_mask(sc, hv, _CMP_GT_OQ);
+    const __mmask8 in = _mm256_cmp_ps_mask(sc, lv, _CMP_GE_OQ) & ~up & 0xffu;
+    const auto nu = static_cast<size_t>(__builtin_popcount(up));
+    const auto ni = static_cast<size_t>(__builtin_popcount(in));
+    _mm512_storeu_si512(v + a, _mm512_maskz_compress_epi64(up, x));
+    _mm512_storeu_si512(out + m, _mm512_maskz_compress_epi64(in, x));
+    a += nu;
+    m += ni;
+  }
+  for (size_t i = full; i < n; ++i) {
+    const TopKEntry32 e = v[i];
+    if (e.score > hi) {
+      v[a++] = e;
+    } else if (e.score >= lo) {
+      out[m++] = e;
+    }
+  }
+  *above_out = above;
+  *mid_out = mid;
+  return true;
+}
+#endif
+
 /// Moves the best `k` of the `n` entries at `v` (under `topk_better`;
 /// 0 < k < n, distinct indices) to its front, unordered, and returns the
 /// k-th best; the entries after the first k are left unspecified.
@@ -104,6 +244,26 @@ E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
           sample, sample + t + kMargin, sample + kSample, std::greater<>());
       lo = sample[t + kMargin];
     }
+    // The k-th best is inside the bracket: `above` entries better than it
+    // are at the front of `v`, the `mid` inside it at the front of
+    // `scratch`; select there.
+    auto select_middle = [&](size_t above, size_t mid) {
+      return topk_select_bracket(
+          scratch.data(), mid, k - above - 1, hi, lo, v + above);
+    };
+#if DLCORE_TOPK_X86
+    if constexpr (std::is_same_v<E, TopKEntry32>) {
+      if (topk_isa() == TopKIsa::kAvx512) {
+        size_t above = 0;
+        size_t mid = 0;
+        if (topk_partition_avx512(v, n, k, hi, lo, scratch, &above, &mid)) {
+          return select_middle(above, mid);
+        }
+        std::nth_element(v, v + (k - 1), v + n, TopKBetter{});
+        return v[k - 1];
+      }
+    }
+#endif
     // Every entry lands once: above the bracket at the front of `v` (in
     // place, behind the read position), inside it at the front of
     // `scratch`, below it at the back of `scratch`.
@@ -129,18 +289,11 @@ E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
       mid += static_cast<size_t>(in);
       below += static_cast<size_t>(!in & !up);
     }
-    const auto first = scratch.begin();
     if (above < k && above + mid >= k) {
-      const size_t r = k - above - 1;
-      std::nth_element(
-          first,
-          first + static_cast<std::ptrdiff_t>(r),
-          first + static_cast<std::ptrdiff_t>(mid),
-          TopKBetter{});
-      std::copy(first, first + static_cast<std::ptrdiff_t>(r + 1), v + above);
-      return scratch[r];
+      return select_middle(above, mid);
     }
     // The bracket missed: put every entry back into `v`.
+    const auto first = scratch.begin();
     std::copy(first, first + static_cast<std::ptrdiff_t>(mid), v + above);
     std::copy(
         first + static_cast<std::ptrdiff_t>(n - below),
