@@ -27,8 +27,39 @@ constexpr int64_t kTopKBlock = 16;
 /// line per block of the current row; 1 to 2 measured best here).
 constexpr int64_t kTopKPrefetchRows = 2;
 
-/// Rows whose p-th best score sets the guessed threshold of the next row.
+/// Rows per block of the guess window (`TopKGuessWindow`).
 constexpr int64_t kTopKGuessRows = 16;
+
+/// The p-th best scores of recent rows, from which the next row's
+/// threshold is guessed: their minimum and maximum over the last complete
+/// block of kTopKGuessRows rows and the rows since (kTopKGuessRows to
+/// 2 * kTopKGuessRows - 1 rows). Four scalars, no array: an array of the
+/// last rows' scores, written one float at a time and reduced with vector
+/// loads, made each load wait for the latest store to reach the cache
+/// (store forwarding fails on a wider load), and that store waits behind
+/// the buffers' stores that miss it: 14% of ingestion time in a profile.
+struct TopKGuessWindow {
+  float block_lo = 0;
+  float block_hi = 0;
+  float cur_lo = std::numeric_limits<float>::infinity();
+  float cur_hi = -std::numeric_limits<float>::infinity();
+  int64_t in_block = 0;
+  bool have_block = false;
+
+  /// Adds the p-th best score of the row just ranked.
+  void record(float x) {
+    cur_lo = x < cur_lo ? x : cur_lo;
+    cur_hi = x > cur_hi ? x : cur_hi;
+    if (++in_block == kTopKGuessRows) {
+      block_lo = cur_lo;
+      block_hi = cur_hi;
+      cur_lo = std::numeric_limits<float>::infinity();
+      cur_hi = -std::numeric_limits<float>::infinity();
+      in_block = 0;
+      have_block = true;
+    }
+  }
+};
 
 /// Writes the maximum of each block of `kTopKBlock` scores of the row `v`
 /// (length `c`) into `bmax`; returns false when the row holds a non-finite
@@ -113,16 +144,14 @@ struct TopKRowScratch {
   /// Classes whose score reached the guessed threshold (float fast paths;
   /// 32 spare slots for whole-vector stores).
   std::vector<int32_t> cand;
-  /// The p-th best score of the last kTopKGuessRows rows.
-  std::vector<scalar_t> recent;
-  int64_t rows_done = 0;
+  /// The rows ranked so far, for the next guess (float fast paths).
+  TopKGuessWindow window;
 
   TopKRowScratch(int64_t c, int64_t p)
       : bmax(static_cast<size_t>((c + kTopKBlock - 1) / kTopKBlock)),
         top_val(static_cast<size_t>(p + 1)),
         top_cls(static_cast<size_t>(p + 1)),
-        cand(static_cast<size_t>(c + 32)),
-        recent(static_cast<size_t>(kTopKGuessRows)) {}
+        cand(static_cast<size_t>(c + 32)) {}
 };
 /// Finds the top-`p` classes of the row `v` (length `c`) under the order
 /// (score descending, class ascending) and writes them to `top_val` /
@@ -476,35 +505,22 @@ DLCORE_TOPK_AVX512 inline void topk_select_rank_avx512(
 /// The guessed threshold of the next row's candidate scan, and how far
 /// apart the recent rows' p-th best scores are.
 struct TopKGuess {
-  /// The smallest p-th best score of the last kTopKGuessRows rows (`lowest`
-  /// before that many rows).
+  /// The smallest p-th best score in the guess window (`lowest` before
+  /// kTopKGuessRows rows).
   float threshold;
   /// max - min of those scores (0 before).
   float spread;
 };
 
-/// `TopKGuess` of the rows scanned so far. A min/max tree four levels deep:
-/// a loop over the 16 scores was a chain of 15 dependent min/max steps on
-/// every row's critical path.
+/// `TopKGuess` of the rows ranked so far.
 inline TopKGuess topk_guess(const TopKRowScratch<float>& s) {
-  static_assert(kTopKGuessRows == 16, "topk_guess reduces 16 scores");
-  if (s.rows_done < kTopKGuessRows) {
+  const TopKGuessWindow& w = s.window;
+  if (!w.have_block) {
     return {std::numeric_limits<float>::lowest(), 0.0f};
   }
-  const float* r = s.recent.data();
-  float lo[8];
-  float hi[8];
-  for (int i = 0; i < 8; ++i) {
-    lo[i] = r[i] < r[i + 8] ? r[i] : r[i + 8];
-    hi[i] = r[i] > r[i + 8] ? r[i] : r[i + 8];
-  }
-  for (int w = 4; w >= 1; w /= 2) {
-    for (int i = 0; i < w; ++i) {
-      lo[i] = lo[i] < lo[i + w] ? lo[i] : lo[i + w];
-      hi[i] = hi[i] > hi[i + w] ? hi[i] : hi[i + w];
-    }
-  }
-  return {lo[0], hi[0] - lo[0]};
+  const float lo = w.cur_lo < w.block_lo ? w.cur_lo : w.block_lo;
+  const float hi = w.cur_hi > w.block_hi ? w.cur_hi : w.block_hi;
+  return {lo, hi - lo};
 }
 
 #if DLCORE_TOPK_X86
@@ -636,8 +652,7 @@ inline void topk_finish_row(
   } else {
     topk_select_insert(v, cand, nc, p, s.top_val.data(), s.top_cls.data());
   }
-  s.recent[s.rows_done % kTopKGuessRows] = s.top_val[p - 1];
-  ++s.rows_done;
+  s.window.record(s.top_val[p - 1]);
 }
 #endif
 
@@ -649,7 +664,8 @@ inline void topk_finish_row(
 /// one SIMD pass collects the classes whose score is >= the guess g (and
 /// checks finiteness); when at least p are collected, the row's p-th best
 /// score is >= g, so the top p are among them (ties included). Otherwise (a
-/// bad guess, about 1 row in kTopKGuessRows + 1 of i.i.d. rows) a second
+/// bad guess: with i.i.d. rows, about 1 row in n + 1 for a window of n
+/// rows, n = 16 to 31) a second
 /// pass from L1 with the guess lowered by twice the recent spread, then the
 /// exact block method. Same result as `topk_row_top_p` on every row.
 template <typename IndexOf, typename E>
