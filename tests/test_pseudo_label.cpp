@@ -817,25 +817,51 @@ TEST_CASE(
               "row 30 of the chunk (image 30) has inf for class " +
               std::to_string(col)) != std::string::npos);
     }
+    // Rows wide enough for the AVX-512 loop to scan them in two pieces,
+    // the bad value in the first, a middle or the last row: the error names
+    // it, and every row before it is ingested.
+    for (int64_t row : {0, 17, 39}) {
+      for (int64_t col : {0, 31, 49, 50, 63, 64, 99}) {
+        auto x = torch::rand({40, 100}, at::detail::createCPUGenerator(seed++));
+        x[row][col] = -std::numeric_limits<float>::infinity();
+        TopKTopPSelector s({100, 5, 3});
+        const auto msg = message_of([&] { s.ingest(x, 0); });
+        INFO(
+            "isa=" << static_cast<int>(isa) << " row=" << row << " col=" << col
+                   << ": " << msg);
+        CHECK(
+            msg.find(
+                "row " + std::to_string(row) + " of the chunk (image " +
+                std::to_string(row) + ") has -inf for class " +
+                std::to_string(col)) != std::string::npos);
+        CHECK(
+            triples(s.result()) ==
+            reference(x.slice(0, 0, row), iota(row), 5, 3));
+      }
+    }
   }
 }
 
 TEST_CASE(
     "TopKTopPSelector compacts large class buffers exactly", "[pseudo_label]") {
   // K = 3000 per class with 4 classes and 40k rows: every class buffer is
-  // compacted many times at 4500 entries, on the sampled selection (distinct
-  // scores) and on its fallback (few distinct scores, brackets miss).
+  // compacted many times at 4500 entries, on the sampled selection with
+  // score buckets (distinct scores) and with its fallbacks (few distinct
+  // scores: an empty bracket), on every instruction-set path.
   const int64_t n = 40000, c = 4, k = 3000, p = 2;
-  for (int64_t levels : {0, 3, 50}) {
-    auto gen = at::detail::createCPUGenerator(1000 + levels);
-    auto x = levels > 0 ? tied_scores(n, c, levels, 2000 + levels)
-                        : torch::rand({n, c}, gen);
-    TopKTopPSelector s({c, k, p});
-    for (int64_t i = 0; i < n; i += 4000) {
-      s.ingest(x.slice(0, i, i + 4000), i);
+  for (auto isa : isa_paths()) {
+    IsaCap cap(isa);
+    for (int64_t levels : {0, 3, 50}) {
+      auto gen = at::detail::createCPUGenerator(1000 + levels);
+      auto x = levels > 0 ? tied_scores(n, c, levels, 2000 + levels)
+                          : torch::rand({n, c}, gen);
+      TopKTopPSelector s({c, k, p});
+      for (int64_t i = 0; i < n; i += 4000) {
+        s.ingest(x.slice(0, i, i + 4000), i);
+      }
+      INFO("isa=" << static_cast<int>(isa) << " levels=" << levels);
+      CHECK(triples(s.result()) == reference(x, iota(n), k, p));
     }
-    INFO("levels=" << levels);
-    CHECK(triples(s.result()) == reference(x, iota(n), k, p));
   }
 }
 
@@ -883,45 +909,60 @@ template <typename E>
 void check_keep_best(std::mt19937_64& rng) {
   using S = dlcore::detail::TopKScore<E>;
   std::vector<E> scratch;
+  // levels 0: continuous in [0, 1); > 0: that many tied values; -1:
+  // continuous in [-1, 1] with every 7th score -0.0 or +0.0. `miss` puts a
+  // score above all others at every sampled position, so the sample's
+  // bracket misses the k-th best (k > 512) and the fallback runs.
   for (size_t n : {10u, 4095u, 4096u, 4100u, 6000u, 24000u, 24003u}) {
-    for (int levels : {0, 2, 40}) {
+    for (int levels : {0, 2, 40, -1}) {
       for (double frac : {0.01, 0.5, 0.66, 0.99}) {
-        const auto k = std::max<size_t>(1, static_cast<size_t>(frac * n));
-        if (k >= n) {
-          continue;
+        for (bool miss : {false, true}) {
+          const auto k = std::max<size_t>(1, static_cast<size_t>(frac * n));
+          if (k >= n || (miss && (n < 4096 || k <= 512))) {
+            continue;
+          }
+          std::vector<E> v(n);
+          for (size_t i = 0; i < n; ++i) {
+            const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+            double x = levels > 0 ? std::floor(u * levels) : u;
+            if (levels < 0) {
+              x = i % 7 == 0 ? (i % 2 == 0 ? -0.0 : 0.0) : 2 * u - 1;
+            }
+            v[i].score = static_cast<S>(x);
+            v[i].index = static_cast<decltype(E::index)>(i * 7919 % 100003);
+          }
+          if (miss) {
+            for (size_t i = 0; i < 512; ++i) {
+              v[i * n / 512].score = static_cast<S>(1000);
+            }
+          }
+          auto want = v;
+          std::nth_element(
+              want.begin(),
+              want.begin() + static_cast<std::ptrdiff_t>(k - 1),
+              want.end(),
+              dlcore::detail::TopKBetter{});
+          const E want_kth = want[k - 1];
+          want.resize(k);
+          const E kth = dlcore::detail::topk_keep_best(v.data(), n, k, scratch);
+          v.resize(k);
+          auto by_index = [](const E& a, const E& b) {
+            return a.index < b.index;
+          };
+          std::sort(want.begin(), want.end(), by_index);
+          std::sort(v.begin(), v.end(), by_index);
+          INFO(
+              "entry bytes=" << sizeof(E) << " n=" << n << " k=" << k
+                             << " levels=" << levels << " miss=" << miss);
+          CHECK(kth.score == want_kth.score);
+          CHECK(kth.index == want_kth.index);
+          REQUIRE(v.size() == k);
+          bool same = true;
+          for (size_t i = 0; i < k; ++i) {
+            same &= v[i].index == want[i].index && v[i].score == want[i].score;
+          }
+          CHECK(same);
         }
-        std::vector<E> v(n);
-        for (size_t i = 0; i < n; ++i) {
-          const double u = std::uniform_real_distribution<double>(0, 1)(rng);
-          v[i].score = static_cast<S>(levels > 0 ? std::floor(u * levels) : u);
-          v[i].index = static_cast<decltype(E::index)>(i * 7919 % 100003);
-        }
-        auto want = v;
-        std::nth_element(
-            want.begin(),
-            want.begin() + static_cast<std::ptrdiff_t>(k - 1),
-            want.end(),
-            dlcore::detail::TopKBetter{});
-        const E want_kth = want[k - 1];
-        want.resize(k);
-        const E kth = dlcore::detail::topk_keep_best(v.data(), n, k, scratch);
-        v.resize(k);
-        auto by_index = [](const E& a, const E& b) {
-          return a.index < b.index;
-        };
-        std::sort(want.begin(), want.end(), by_index);
-        std::sort(v.begin(), v.end(), by_index);
-        INFO(
-            "entry bytes=" << sizeof(E) << " n=" << n << " k=" << k
-                           << " levels=" << levels);
-        CHECK(kth.score == want_kth.score);
-        CHECK(kth.index == want_kth.index);
-        REQUIRE(v.size() == k);
-        bool same = true;
-        for (size_t i = 0; i < k; ++i) {
-          same &= v[i].index == want[i].index && v[i].score == want[i].score;
-        }
-        CHECK(same);
       }
     }
   }
@@ -964,6 +1005,7 @@ TEST_CASE(
       {-big, big, 0},
       {tiny, 2 * tiny, 2},
       {-1e-30f, 1e-30f, 0},
+      {-1e-36f, 1e-36f, 0},
   };
   std::mt19937_64 rng(5);
   for (const auto& cs : cases) {
@@ -974,11 +1016,14 @@ TEST_CASE(
         const float b = std::isfinite(cs.hi) ? cs.hi : 1.0f;
         for (size_t i = 0; i < m; ++i) {
           const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+          // levels > 1: that many values from a to b, equally spaced.
+          const int q = static_cast<int>(u * cs.levels);
           float x =
               cs.levels > 0
-                  ? (cs.levels == 1
-                         ? a
-                         : (static_cast<int>(u * cs.levels) == 0 ? a : b))
+                  ? (cs.levels == 1 ? a
+                                    : static_cast<float>(
+                                          a + (static_cast<double>(b) - a) * q /
+                                                  (cs.levels - 1)))
                   : static_cast<float>(a + u * (static_cast<double>(b) - a));
           x = std::min(std::max(x, a), b);
           w[i] = {x, static_cast<uint32_t>(i * 7919 % 10007)};

@@ -7,6 +7,7 @@
 #include <dlcore/detail/topk_isa.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -70,15 +71,19 @@ inline int64_t topk_capacity(int64_t k) {
 }
 
 /// Writes the best `r + 1` of the `m` entries at `w` (r < m; every score
-/// within [lo, hi]) to `out`, unordered, and returns the (r + 1)-th best:
-/// what std::nth_element(w, w + r, w + m, TopKBetter{}) leaves in w[0..r],
-/// without a comparison sort of all m (`w` is overwritten). The scores are
-/// counted into 256 equal-width buckets of [lo, hi], best first; the
-/// buckets before the one holding the (r + 1)-th best are copied whole and
-/// only that bucket is selected. The bucket of a score, (hi - score) * 256 /
-/// (hi - lo) rounded down, never decreases as the score decreases (every
-/// floating-point step is monotone), so buckets never reorder entries.
-/// Falls back to std::nth_element when [lo, hi] is open or too narrow.
+/// within [lo, hi]) to `out` (not overlapping `w`), unordered, and returns
+/// the (r + 1)-th best: what std::nth_element(w, w + r, w + m, TopKBetter{})
+/// leaves in w[0..r], without a comparison sort of all m (`w` is
+/// overwritten). The scores are counted into 256 equal-width buckets of
+/// [lo, hi], best first; the buckets before the one holding the (r + 1)-th
+/// best are copied whole and only that bucket is selected. The bucket of a
+/// score, (hi - score) * (256 / (hi - lo)) rounded down and capped at 255,
+/// never decreases as the score decreases (every floating-point step is
+/// monotone), so buckets never reorder entries. Falls back to
+/// std::nth_element when [lo, hi] is open, empty or too wide or narrow for
+/// a finite scale, and where floating-point expressions may be evaluated
+/// in extra precision (FLT_EVAL_METHOD != 0, e.g. x87): the bucket of an
+/// entry must come out the same in both passes.
 template <typename E>
 E topk_select_bracket(
     E* w, size_t m, size_t r, TopKScore<E> hi, TopKScore<E> lo, E* out) {
@@ -86,7 +91,8 @@ E topk_select_bracket(
   constexpr size_t kBuckets = 256;
   const S width = hi - lo;
   const S scale = static_cast<S>(kBuckets) / width;
-  if (!(width > 0) || !std::isfinite(width) || !std::isfinite(scale)) {
+  if (FLT_EVAL_METHOD != 0 || !(width > 0) || !std::isfinite(width) ||
+      !std::isfinite(scale)) {
     std::nth_element(w, w + r, w + m, TopKBetter{});
     std::copy(w, w + r + 1, out);
     return w[r];
@@ -96,7 +102,7 @@ E topk_select_bracket(
     return d < static_cast<S>(kBuckets - 1) ? static_cast<size_t>(d)
                                             : kBuckets - 1;
   };
-  uint32_t count[kBuckets] = {};
+  size_t count[kBuckets] = {};
   for (size_t i = 0; i < m; ++i) {
     ++count[bucket(w[i].score)];
   }
@@ -108,7 +114,7 @@ E topk_select_bracket(
   }
   // Branch-free: every entry is written to both places and each position
   // advances only for its own kind. out[o] stays within the first r + 1
-  // slots (o <= before <= r); w[t] stays behind the read position.
+  // slots (o <= before <= r); w[t] stays at or behind the read position.
   size_t o = 0;
   size_t t = 0;
   for (size_t i = 0; i < m; ++i) {
@@ -159,6 +165,8 @@ topk_partition_avx512(
       __builtin_prefetch(v + i + kAhead);
     }
     const __m512i x = _mm512_loadu_si512(v + i);
+    // The low halves of the lanes (the scores). The zero-masking form: GCC
+    // 12 warns that the plain form's undefined pass-through may be used.
     const __m256 sc = _mm256_castsi256_ps(_mm512_maskz_cvtepi64_epi32(0xff, x));
     const __mmask8 up = _mm256_cmp_ps_mask(sc, hv, _CMP_GT_OQ);
     const __mmask8 ge = _mm256_cmp_ps_mask(sc, lv, _CMP_GE_OQ);
@@ -213,10 +221,12 @@ topk_partition_avx512(
 ///
 /// Same result as std::nth_element, faster on large buffers (the compaction
 /// of a 16k-per-class selector): a strided sample of the scores brackets the
-/// k-th best score, one branch-free pass keeps the entries above the bracket
-/// in place and gathers those inside it, and the selection runs on that
-/// small middle part only. When the bracket misses (possible with many
-/// equal scores), the plain std::nth_element runs on everything.
+/// k-th best score, a branch-free partition (one scalar pass, or two AVX-512
+/// passes for 8-byte entries: `topk_partition_avx512`) keeps the entries
+/// above the bracket in place and gathers those inside it, and the selection
+/// runs on that small middle part only (`topk_select_bracket`). When the
+/// bracket misses (the sample's ranks are off by more than the margin), the
+/// plain std::nth_element runs on everything.
 template <typename E>
 E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
   using S = TopKScore<E>;
