@@ -628,6 +628,46 @@ class TopKOffers {
 };
 
 #if DLCORE_TOPK_X86
+/// What the pipelined row loops keep between rows: the scratch, the
+/// candidate lists of the row being finished (`cur`) and of the row being
+/// scanned (`next`), which swap after each row, and where the prefetches
+/// go. Not copyable: `cur` and `next` point into it.
+struct TopKPipeline {
+  TopKPipeline(const float* data, int64_t r1, int64_t c, int64_t p)
+      : s(c, p),
+        spare(s.cand.size()),
+        cur(s.cand.data()),
+        next(spare.data()),
+        data_(data),
+        r1_(r1),
+        c_(c) {}
+  TopKPipeline(const TopKPipeline&) = delete;
+  TopKPipeline& operator=(const TopKPipeline&) = delete;
+
+  /// After a row: the scanned row's candidates become the ones to finish.
+  void swap() {
+    std::swap(cur, next);
+  }
+
+  /// The row kTopKPrefetchRows after row r, or nullptr past the range.
+  const float* ahead_of(int64_t r) const {
+    return r + kTopKPrefetchRows < r1_ ? data_ + (r + kTopKPrefetchRows) * c_
+                                       : nullptr;
+  }
+
+  TopKRowScratch<float> s;
+  std::vector<int32_t> spare;
+  int32_t* cur;
+  int32_t* next;
+
+ private:
+  const float* data_;
+  int64_t r1_;
+  int64_t c_;
+};
+#endif
+
+#if DLCORE_TOPK_X86
 /// The row `v`'s top p into `s.top_val` / `s.top_cls`, best first, from the
 /// `nc` candidates (>= 0) that the scan with guess `g` collected in `cand`:
 /// when fewer than p, a second scan from L1 with the guess lowered by twice
@@ -679,33 +719,29 @@ int64_t topk_ingest_rows_pipelined(
     TopKOffers<float, E>& offers,
     TopKIsa isa) {
 #if DLCORE_TOPK_X86
-  TopKRowScratch<float> s(c, p);
-  std::vector<int32_t> spare(s.cand.size());
-  int32_t* cur = s.cand.data();
-  int32_t* next = spare.data();
-  auto ahead_of = [&](int64_t r) {
-    return r + kTopKPrefetchRows < r1 ? data + (r + kTopKPrefetchRows) * c
-                                      : nullptr;
-  };
+  TopKPipeline pipe(data, r1, c, p);
+  TopKRowScratch<float>& s = pipe.s;
   TopKGuess g = topk_guess(s);
   int64_t nc =
-      r0 < r1 ? topk_scan(isa, data + r0 * c, c, g.threshold, cur, ahead_of(r0))
-              : 0;
+      r0 < r1
+          ? topk_scan(
+                isa, data + r0 * c, c, g.threshold, pipe.cur, pipe.ahead_of(r0))
+          : 0;
   for (int64_t r = r0; r < r1; ++r) {
     const float* v = data + r * c;
     TopKGuess g_next{0.0f, 0.0f};
     int64_t nc_next = 0;
     if (r + 1 < r1) {
       g_next = topk_guess(s);
-      nc_next =
-          topk_scan(isa, v + c, c, g_next.threshold, next, ahead_of(r + 1));
+      nc_next = topk_scan(
+          isa, v + c, c, g_next.threshold, pipe.next, pipe.ahead_of(r + 1));
     }
     if (nc < 0) {
       return r;
     }
-    topk_finish_row(isa, v, c, p, g, cur, nc, s);
+    topk_finish_row(isa, v, c, p, g, pipe.cur, nc, s);
     offers.offer_row(s, p, index_of(r));
-    std::swap(cur, next);
+    pipe.swap();
     nc = nc_next;
     g = g_next;
   }
@@ -742,18 +778,13 @@ DLCORE_TOPK_AVX512 int64_t topk_ingest_rows_avx512(
     int64_t p,
     const IndexOf& index_of,
     TopKOffers<float, E>& offers) {
-  TopKRowScratch<float> s(c, p);
-  std::vector<int32_t> spare(s.cand.size());
-  int32_t* cur = s.cand.data();
-  int32_t* next = spare.data();
-  auto ahead_of = [&](int64_t r) {
-    return r + kTopKPrefetchRows < r1 ? data + (r + kTopKPrefetchRows) * c
-                                      : nullptr;
-  };
+  TopKPipeline pipe(data, r1, c, p);
+  TopKRowScratch<float>& s = pipe.s;
   TopKGuess g = topk_guess(s);
-  int64_t nc = r0 < r1 ? topk_scan_avx512(
-                             data + r0 * c, c, g.threshold, cur, ahead_of(r0))
-                       : 0;
+  int64_t nc =
+      r0 < r1 ? topk_scan_avx512(
+                    data + r0 * c, c, g.threshold, pipe.cur, pipe.ahead_of(r0))
+              : 0;
   for (int64_t r = r0; r < r1; ++r) {
     const float* v = data + r * c;
     if (nc < 0) {
@@ -762,17 +793,18 @@ DLCORE_TOPK_AVX512 int64_t topk_ingest_rows_avx512(
     const bool more = r + 1 < r1;
     // From the rows before r: row r is not ranked yet.
     const TopKGuess g_next = topk_guess(s);
-    TopKScanAvx512 scan(v + c, c, g_next.threshold, next, ahead_of(r + 1));
+    TopKScanAvx512 scan(
+        v + c, c, g_next.threshold, pipe.next, pipe.ahead_of(r + 1));
     if (more) {
       scan.run(c / 2);
     }
-    topk_finish_row(TopKIsa::kAvx512, v, c, p, g, cur, nc, s);
+    topk_finish_row(TopKIsa::kAvx512, v, c, p, g, pipe.cur, nc, s);
     offers.offer_row(s, p, index_of(r));
     if (more) {
       nc = scan.finish();
     }
     g = g_next;
-    std::swap(cur, next);
+    pipe.swap();
   }
   return -1;
 }
