@@ -352,26 +352,14 @@ class TopKTopPSelector {
     if (!other.wide_.empty()) {
       widen();
     }
-    auto into = [&](auto& mine) {
-      other.for_each_state([&](const auto& st) {
-        using Mine = typename std::decay_t<decltype(mine)>::Entry;
-        using Theirs = typename std::decay_t<decltype(st)>::Entry;
-        // 8-byte entries never take 16-byte ones: widened above.
-        if constexpr (
-            std::is_same_v<Mine, Theirs> ||
-            std::is_same_v<Mine, detail::TopKEntry>) {
-          for (int64_t c = 0; c < options_.num_classes(); ++c) {
-            mine[c].merge(st[c]);
-          }
-        } else {
-          TORCH_INTERNAL_ASSERT(false, "merge of wide entries into narrow");
-        }
-      });
-    };
+    // Widened above when `other` is wide: 8-byte entries only ever merge
+    // into 8-byte ones.
     if (wide_.empty()) {
-      into(narrow_[0]);
+      for (const auto& st : other.narrow_) {
+        narrow_[0].merge(st);
+      }
     } else {
-      into(wide_[0]);
+      other.for_each_state([&](const auto& st) { wide_[0].merge(st); });
     }
     for (const auto& r : other.ranges_) {
       add_range(r.first, r.second);

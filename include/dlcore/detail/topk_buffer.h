@@ -4,6 +4,7 @@
 // keeps the best K (score, index) pairs under the total order
 // (score descending, index ascending).
 
+#include <dlcore/detail/alias_huge_pages.h>
 #include <dlcore/detail/topk_isa.h>
 
 #include <algorithm>
@@ -19,10 +20,6 @@
 #include <new>
 #include <type_traits>
 #include <vector>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace dlcore {
 namespace detail {
@@ -129,6 +126,58 @@ E topk_select_bracket(
   std::nth_element(w, w + (need - 1), w + t, TopKBetter{});
   std::copy(w, w + need, out + before);
   return w[need - 1];
+}
+
+/// The partition step of `topk_keep_best`, one branch-free pass: entries
+/// above the bracket (score > hi) go to the front of `v`, in place behind
+/// the read position, those inside it (lo <= score <= hi) to the front of
+/// `scratch`, those below it to its back. Returns whether the k-th best is
+/// inside the bracket, with `*above_out` and `*mid_out` set; when not, every
+/// entry is put back into `v` (reordered).
+template <typename E>
+bool topk_partition_scalar(
+    E* v,
+    size_t n,
+    size_t k,
+    TopKScore<E> hi,
+    TopKScore<E> lo,
+    std::vector<E>& scratch,
+    size_t* above_out,
+    size_t* mid_out) {
+  scratch.resize(n);
+  constexpr size_t kAhead = 4096 / sizeof(E);
+  constexpr size_t kPerLine = 64 / sizeof(E);
+  size_t above = 0;
+  size_t mid = 0;
+  size_t below = 0;
+  for (size_t i = 0; i < n; ++i) {
+    // The buffer was last written at the previous compaction and is cold:
+    // one prefetch per 64-byte line, 4 KB ahead (the hardware prefetcher
+    // stops at page boundaries); this loop was half stalled without it.
+    if (i % kPerLine == 0 && i + kAhead < n) {
+      __builtin_prefetch(v + i + kAhead);
+    }
+    const E e = v[i];
+    const bool up = e.score > hi;
+    const bool in = (e.score >= lo) & !up;
+    v[above] = e;
+    above += static_cast<size_t>(up);
+    scratch[in ? mid : n - 1 - below] = e;
+    mid += static_cast<size_t>(in);
+    below += static_cast<size_t>(!in & !up);
+  }
+  if (above < k && above + mid >= k) {
+    *above_out = above;
+    *mid_out = mid;
+    return true;
+  }
+  const auto first = scratch.begin();
+  std::copy(first, first + static_cast<std::ptrdiff_t>(mid), v + above);
+  std::copy(
+      first + static_cast<std::ptrdiff_t>(n - below),
+      scratch.end(),
+      v + above + mid);
+  return false;
 }
 
 #if DLCORE_TOPK_X86
@@ -254,61 +303,28 @@ E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
           sample, sample + t + kMargin, sample + kSample, std::greater<>());
       lo = sample[t + kMargin];
     }
-    // The k-th best is inside the bracket: `above` entries better than it
-    // are at the front of `v`, the `mid` inside it at the front of
-    // `scratch`; select there.
-    auto select_middle = [&](size_t above, size_t mid) {
-      return topk_select_bracket(
-          scratch.data(), mid, k - above - 1, hi, lo, v + above);
-    };
+    // When the k-th best is inside the bracket, `above` entries better than
+    // it are at the front of `v` and the `mid` inside it at the front of
+    // `scratch`: select there. Otherwise `v` still holds all n entries.
+    size_t above = 0;
+    size_t mid = 0;
+    bool inside = false;
 #if DLCORE_TOPK_X86
     if constexpr (std::is_same_v<E, TopKEntry32>) {
       if (topk_isa() == TopKIsa::kAvx512) {
-        size_t above = 0;
-        size_t mid = 0;
-        if (topk_partition_avx512(v, n, k, hi, lo, scratch, &above, &mid)) {
-          return select_middle(above, mid);
-        }
-        std::nth_element(v, v + (k - 1), v + n, TopKBetter{});
-        return v[k - 1];
+        inside = topk_partition_avx512(v, n, k, hi, lo, scratch, &above, &mid);
+      } else {
+        inside = topk_partition_scalar(v, n, k, hi, lo, scratch, &above, &mid);
       }
-    }
+    } else
 #endif
-    // Every entry lands once: above the bracket at the front of `v` (in
-    // place, behind the read position), inside it at the front of
-    // `scratch`, below it at the back of `scratch`.
-    scratch.resize(n);
-    constexpr size_t kAhead = 4096 / sizeof(E);
-    constexpr size_t kPerLine = 64 / sizeof(E);
-    size_t above = 0;
-    size_t mid = 0;
-    size_t below = 0;
-    for (size_t i = 0; i < n; ++i) {
-      // The buffer was last written at the previous compaction and is cold:
-      // one prefetch per 64-byte line, 4 KB ahead (the hardware prefetcher
-      // stops at page boundaries); this loop was half stalled without it.
-      if (i % kPerLine == 0 && i + kAhead < n) {
-        __builtin_prefetch(v + i + kAhead);
-      }
-      const E e = v[i];
-      const bool up = e.score > hi;
-      const bool in = (e.score >= lo) & !up;
-      v[above] = e;
-      above += static_cast<size_t>(up);
-      scratch[in ? mid : n - 1 - below] = e;
-      mid += static_cast<size_t>(in);
-      below += static_cast<size_t>(!in & !up);
+    {
+      inside = topk_partition_scalar(v, n, k, hi, lo, scratch, &above, &mid);
     }
-    if (above < k && above + mid >= k) {
-      return select_middle(above, mid);
+    if (inside) {
+      return topk_select_bracket(
+          scratch.data(), mid, k - above - 1, hi, lo, v + above);
     }
-    // The bracket missed: put every entry back into `v`.
-    const auto first = scratch.begin();
-    std::copy(first, first + static_cast<std::ptrdiff_t>(mid), v + above);
-    std::copy(
-        first + static_cast<std::ptrdiff_t>(n - below),
-        scratch.end(),
-        v + above + mid);
   }
   std::nth_element(v, v + (k - 1), v + n, TopKBetter{});
   return v[k - 1];
@@ -478,33 +494,19 @@ class TopKBuffer {
 /// Memory for `n` entries: one allocation, left uninitialised (pages are
 /// touched only as entries arrive: 4 KB at a time, or 2 MB with huge
 /// pages). From 2 MB up it is aligned to 2 MB and, on Linux, advised to use
-/// transparent huge pages: the row scan writes to the tails of C buffers
-/// spread over C * 1.5 K entries (192 MB of 8-byte entries at C = 1000,
-/// K = 16000), 1000 pages at a time. With the dense writer of topk_row.h this
-/// made ingestion 0-8% faster on 1 thread and 6-15% on 2
+/// transparent huge pages (`huge_page_alloc`): the row scan writes to the tails
+/// of C buffers spread over C * 1.5 K entries (192 MB of 8-byte entries at C =
+/// 1000, K = 16000), 1000 pages at a time. With the dense writer of topk_row.h
+/// this made ingestion 0-8% faster on 1 thread and 6-15% on 2
 /// (docs/performance/pseudo_label.md).
 template <typename E>
 class TopKSlots {
  public:
   /// `n` * sizeof(E) must fit in int64 (`TopKTopPSelectorOptions::check`).
-  explicit TopKSlots(int64_t n) : bytes_(n * static_cast<int64_t>(sizeof(E))) {
-    constexpr size_t kHuge = size_t{2} << 20;
-    const auto bytes = static_cast<size_t>(bytes_);
-    const size_t align = bytes >= kHuge ? kHuge : alignof(std::max_align_t);
-    const size_t rounded =
-        (std::max<size_t>(bytes, 1) + align - 1) / align * align;
-    void* p = std::aligned_alloc(align, rounded);
-    if (p == nullptr) {
-      throw std::bad_alloc();
-    }
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (align == kHuge) {
-      // Only advice: without transparent huge pages this does nothing.
-      (void)madvise(p, rounded, MADV_HUGEPAGE);
-    }
-#endif
-    data_.reset(static_cast<E*>(p));
-  }
+  explicit TopKSlots(int64_t n)
+      : bytes_(n * static_cast<int64_t>(sizeof(E))),
+        data_(static_cast<E*>(
+            huge_page_alloc(static_cast<size_t>(bytes_), kHugePageBytes))) {}
 
   E* data() const {
     return data_.get();
@@ -543,15 +545,11 @@ class TopKState {
   }
 
   TopKState(const TopKState& o) : TopKState(o.size(), o.k()) {
-    for (int64_t c = 0; c < size(); ++c) {
-      (*this)[c].assign(o[c]);
-    }
+    assign_all(o);
   }
   template <typename F>
   explicit TopKState(const TopKState<F>& o) : TopKState(o.size(), o.k()) {
-    for (int64_t c = 0; c < size(); ++c) {
-      (*this)[c].assign(o[c]);
-    }
+    assign_all(o);
   }
   TopKState& operator=(const TopKState& o) {
     if (this != &o) {
@@ -594,7 +592,23 @@ class TopKState {
     return slots_.bytes();
   }
 
+  /// Merges `o`'s buffers (same C and K; `F` is `E`, or `TopKEntry32` when
+  /// `E` is `TopKEntry`) into this state's, class by class.
+  template <typename F>
+  void merge(const TopKState<F>& o) {
+    for (int64_t c = 0; c < size(); ++c) {
+      (*this)[c].merge(o[c]);
+    }
+  }
+
  private:
+  template <typename F>
+  void assign_all(const TopKState<F>& o) {
+    for (int64_t c = 0; c < size(); ++c) {
+      (*this)[c].assign(o[c]);
+    }
+  }
+
   TopKSlots<E> slots_;
   std::vector<TopKBuffer<E>> buffers_;
 };
