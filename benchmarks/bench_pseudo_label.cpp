@@ -22,6 +22,7 @@
 //        [--k 16000] [--p 10] [--distinct 4] [--naive-rows 1000000]
 //        [--rounds 10] [--threads 1,2]
 #include <dlcore/data/pseudo_label.h>
+#include <dlcore/distributed/process_group.h>
 #include <dlcore/distributed/selection.h>
 
 #include <CLI/CLI.hpp>
@@ -231,6 +232,7 @@ int main(int argc, char** argv) try {
   const double rss_data = peak_rss_mb();
 
   if (distributed) {
+#if DLCORE_HAS_GLOO
     auto pg = dlcore::init_process_group_from_env();
     const int64_t rank = pg->getRank();
     const int64_t world = pg->getSize();
@@ -260,6 +262,10 @@ int main(int argc, char** argv) try {
           peak_rss_mb());
     }
     return 0;
+#else
+    std::fprintf(stderr, "%s\n", DLCORE_NO_GLOO_MESSAGE);
+    return 1;
+#endif
   }
 
   std::printf(

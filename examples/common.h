@@ -8,10 +8,13 @@
 #pragma once
 
 #include <dlcore/data/fashion_mnist.h>
+#include <dlcore/data/tensor_dataset.h>
 #include <dlcore/train/allocator.h>
 #include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
 
+#include <torch/cuda.h>
+#include <torch/types.h>
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -70,6 +73,7 @@ struct CommonFlags {
   std::string data_dir = dlcore::default_fashion_mnist_dir();
   std::string out;
   int threads = 0;
+  std::string device = "auto";
 
   /// Adds --scale, --seed, --data-dir, --out (default results/<program>) and
   /// --threads to `app`.
@@ -93,6 +97,30 @@ struct CommonFlags {
     app.add_option("--out", out, "output folder")->capture_default_str();
     app.add_option("--threads", threads, "LibTorch threads (0: all cores)")
         ->capture_default_str();
+    app.add_option(
+           "--device",
+           device,
+           "cpu | cuda | auto (auto: CUDA when LibTorch sees a GPU)")
+        ->transform(CLI::IsMember({"cpu", "cuda", "auto"}, CLI::ignore_case))
+        ->capture_default_str();
+  }
+
+  /// The device the run uses: --device, with auto resolved (CUDA when
+  /// available, else the CPU). --device cuda without a GPU is an error.
+  torch::Device resolve_device() const {
+    const bool cuda = torch::cuda::is_available();
+    if (device == "cuda") {
+      if (!cuda) {
+        throw std::runtime_error(
+            "--device cuda: LibTorch sees no CUDA device (a CPU-only "
+            "LibTorch, or no GPU); use --device cpu or auto");
+      }
+      return torch::Device(torch::kCUDA);
+    }
+    if (device == "auto" && cuda) {
+      return torch::Device(torch::kCUDA);
+    }
+    return torch::Device(torch::kCPU);
   }
 
   /// Creates the --out folder (and parents) and returns it.
@@ -108,25 +136,37 @@ struct CommonFlags {
   }
 
   /// Configures threads (`dlcore::configure_threads(threads)`) and the
-  /// allocator (`dlcore::configure_allocator()`) and logs what was done to
-  /// stdout.
+  /// allocator (`dlcore::configure_allocator()`), checks --device, and logs
+  /// what was done to stdout.
   dlcore::ThreadConfig apply_threads() const {
+    const torch::Device dev = resolve_device();
     dlcore::ThreadConfig t = dlcore::configure_threads(threads);
+    std::cout << "device: " << dev << "\n";
     std::cout << "threads: " << t.describe() << "\n";
     std::cout << dlcore::configure_allocator().describe() << "\n";
     return t;
   }
 
-  /// A JSON object with the common settings (scale, seed, data_dir, threads).
+  /// A JSON object with the common settings (scale, seed, data_dir,
+  /// threads, the --device flag and the device it resolved to).
   dlcore::Json to_json() const {
     dlcore::Json j = dlcore::Json::object();
     j["scale"] = scale_name(scale);
     j["seed"] = static_cast<int64_t>(seed);
     j["data_dir"] = data_dir;
     j["threads"] = threads;
+    j["device_flag"] = device;
+    j["device"] = resolve_device().str();
     return j;
   }
 };
+
+/// `dataset` with both tensors moved to `device` (the same tensors when they
+/// are there already).
+inline dlcore::TensorDataset on_device(
+    const dlcore::TensorDataset& dataset, const torch::Device& device) {
+  return {dataset.data.to(device), dataset.targets.to(device)};
+}
 
 /// Writes `markdown` to `<out_dir>/summary.md` atomically. It must begin with
 /// `## Problem N — title`; image links are relative to `out_dir`.

@@ -159,6 +159,13 @@ int main(int argc, char** argv) try {
     val = dlcore::subset(val, torch::arange(500));
     test = dlcore::subset(test, torch::arange(1000));
   }
+  // Everything trains where --device says: the data sets live there, so
+  // every loop (range test, grid, CLR run, batch-size study) finds its
+  // batches on the model's device.
+  const torch::Device device = flags.resolve_device();
+  train = ex::on_device(train, device);
+  val = ex::on_device(val, device);
+  test = ex::on_device(test, device);
   dlcore::Batches train_batches(
       train, dlcore::BatchesOptions(batch_size).shuffle(true).seed(flags.seed));
   dlcore::Batches val_batches(val, dlcore::BatchesOptions(1024));
@@ -182,6 +189,7 @@ int main(int argc, char** argv) try {
   dlcore::LeNet5 initial;
   auto make_model = [&] {
     dlcore::LeNet5 net;
+    net->to(device);
     torch::NoGradGuard no_grad;
     auto src = initial->parameters();
     auto dst = net->parameters();

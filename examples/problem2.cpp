@@ -107,6 +107,9 @@ int main(int argc, char** argv) try {
   CLI11_PARSE(app, argc, argv);
   const auto out = flags.prepare_out();
   flags.apply_threads();
+  // The real modules are traced (dlcore::summary) on --device; the
+  // analytical tables are arithmetic and need no device.
+  const torch::Device device = flags.resolve_device();
   torch::manual_seed(flags.seed);
   ex::Stopwatch total;
   const auto opts = dlcore::LayerMathOptions().batch_size(batch);
@@ -265,6 +268,8 @@ int main(int argc, char** argv) try {
       dlcore::InceptionOptions(192, 64, 96, 128, 16, 32, 32).branch3_kernel(5));
   dlcore::Inception inception_tv(
       dlcore::InceptionOptions(192, 64, 96, 128, 16, 32, 32));
+  inception_paper->to(device);
+  inception_tv->to(device);
   const auto real_paper =
       dlcore::summary(inception_paper, {batch, 192, 28, 28});
   const auto real_tv = dlcore::summary(inception_tv, {batch, 192, 28, 28});
@@ -453,6 +458,7 @@ int main(int argc, char** argv) try {
                    const std::vector<L>& layers,
                    int64_t tv_params) {
     const auto a = dlcore::analyze_layers(layers, in);
+    m->to(device);
     const auto s = dlcore::summary(m, {1, 3, image, image});
     checks.push_back(
         {name, a.params, a.macs, s.total_params, s.total_macs, tv_params});

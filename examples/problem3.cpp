@@ -130,6 +130,8 @@ struct Settings {
   double disc_high = 1e-1;
   std::string backbone;
   std::string model = "lenet5";
+  /// Where models train (--device); data sets move there per run.
+  torch::Device device = torch::kCPU;
 };
 
 struct RunSpec {
@@ -164,6 +166,7 @@ RunResult run_one(
     const Settings& s) {
   dlcore::examples::Stopwatch clock;
   auto net = Arch::make(seed * 1000 + 17);
+  net->to(s.device);
   if (spec.pretrained) {
     dlcore::load_weights(
         *net,
@@ -207,8 +210,11 @@ RunResult run_one(
   }
 
   dlcore::Batches train_batches(
-      train, dlcore::BatchesOptions(s.batch_size).shuffle(true).seed(seed));
-  dlcore::Batches test_batches(test, dlcore::BatchesOptions(1000));
+      dlcore::examples::on_device(train, s.device),
+      dlcore::BatchesOptions(s.batch_size).shuffle(true).seed(seed));
+  dlcore::Batches test_batches(
+      dlcore::examples::on_device(test, s.device),
+      dlcore::BatchesOptions(1000));
   const auto milestones = homework_milestones(s.epochs);
 
   RunResult r;
@@ -255,11 +261,13 @@ double pretrain(
     uint64_t seed,
     const std::string& path) {
   auto net = Arch::make(seed);
+  net->to(s.device);
   torch::optim::SGD sgd(
       net->parameters(),
       torch::optim::SGDOptions(0.01).momentum(0.9).weight_decay(5e-4));
   dlcore::Batches batches(
-      source_train, dlcore::BatchesOptions(64).shuffle(true).seed(seed));
+      dlcore::examples::on_device(source_train, s.device),
+      dlcore::BatchesOptions(64).shuffle(true).seed(seed));
   for (int64_t e = 0; e < s.pretrain_epochs; ++e) {
     batches.set_epoch(e);
     const auto m =
@@ -268,7 +276,9 @@ double pretrain(
               << ": loss " << m.loss << ", train accuracy " << 100 * m.accuracy
               << "%\n";
   }
-  dlcore::Batches test_batches(source_test, dlcore::BatchesOptions(1000));
+  dlcore::Batches test_batches(
+      dlcore::examples::on_device(source_test, s.device),
+      dlcore::BatchesOptions(1000));
   const double acc = dlcore::evaluate(net, test_batches).accuracy;
   dlcore::save_weights(*net, path);
   return acc;
@@ -618,6 +628,7 @@ int main(int argc, char** argv) try {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   flags.apply_threads();
+  s.device = flags.resolve_device();
   s.scale = flags.scale;
   s.epochs = epochs > 0
                  ? epochs

@@ -187,8 +187,15 @@ int main(int argc, char** argv) try {
   if (s.unlabelled > 0 && s.unlabelled < u_idx.size(0)) {
     u_idx = u_idx.slice(0, 0, s.unlabelled);
   }
-  const auto d = dlcore::subset(train_set, d_idx);
-  const auto u = dlcore::subset(train_set, u_idx); // targets: hidden labels
+  // Models train and score where --device says; D, U and the test set live
+  // there. The selector takes the scores from any device.
+  const torch::Device device = flags.resolve_device();
+  const auto d =
+      dlcore::examples::on_device(dlcore::subset(train_set, d_idx), device);
+  // targets: hidden labels
+  const auto u =
+      dlcore::examples::on_device(dlcore::subset(train_set, u_idx), device);
+  test = dlcore::examples::on_device(test, device);
   std::cout << "D " << d.size() << " labelled, U " << u.size()
             << " unlabelled, test " << test.size() << "\n";
 
@@ -196,6 +203,7 @@ int main(int argc, char** argv) try {
   dlcore::examples::Stopwatch watch;
   torch::manual_seed(flags.seed);
   TeacherNet teacher;
+  teacher->to(device);
   train(teacher, d, s.teacher_epochs, s.lr, s.batch_size, flags.seed);
   const double teacher_acc = test_accuracy(teacher, test);
   std::cout << "teacher: test " << pct(teacher_acc) << "% ("
@@ -221,6 +229,7 @@ int main(int argc, char** argv) try {
   watch = {};
   torch::manual_seed(flags.seed + 1);
   dlcore::LeNet5 baseline(kClasses);
+  baseline->to(device);
   train(baseline, d, s.student_epochs, s.lr, s.batch_size, flags.seed + 1);
   const double baseline_acc = test_accuracy(baseline, test);
   std::cout << "supervised student: test " << pct(baseline_acc) << "% ("
@@ -246,13 +255,16 @@ int main(int argc, char** argv) try {
     pt.shortfall = r.shortfalls.sum().item<int64_t>();
     pt.precision = r.size() == 0
                        ? 0.0
-                       : r.labels.eq(u.targets.index_select(0, r.indices))
+                       : r.labels
+                             .eq(u.targets.index_select(0, r.indices.to(device))
+                                     .to(torch::kCPU))
                              .to(torch::kDouble)
                              .mean()
                              .item<double>();
     const auto dhat = r.dataset(u.data);
     torch::manual_seed(flags.seed + 1);
     dlcore::LeNet5 student(kClasses);
+    student->to(device);
     train(student, dhat, s.pretrain_epochs, s.lr, s.batch_size, flags.seed + 2);
     pt.pretrain_acc = test_accuracy(student, test);
     train(

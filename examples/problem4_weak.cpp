@@ -153,9 +153,14 @@ struct Accuracy {
 Accuracy test_accuracy(dlcore::LeNet5& net, const dlcore::TensorDataset& test) {
   torch::NoGradGuard no_grad;
   net->eval();
+  // The net may be on a GPU; the test set and the counting stay on the CPU.
+  const torch::Device device = net->parameters().front().device();
   std::vector<int64_t> correct(kClasses, 0), total(kClasses, 0);
   for (auto& b : dlcore::Batches(test, dlcore::BatchesOptions(1000))) {
-    auto pred = net->forward(b.data).slice(1, 0, kClasses).argmax(1);
+    auto pred = net->forward(b.data.to(device))
+                    .slice(1, 0, kClasses)
+                    .argmax(1)
+                    .to(torch::kCPU);
     auto hit = pred.eq(b.targets);
     auto t = b.targets.contiguous();
     auto h = hit.contiguous();
@@ -199,6 +204,9 @@ std::string alpha_text(double a) {
 int run(const dlcore::examples::CommonFlags& flags, const Settings& s) {
   dlcore::examples::Stopwatch total;
   const auto out = flags.prepare_out();
+  // Models train on --device; the data stays on the CPU (the sampler's
+  // batches are gathered there) and each batch moves to the device.
+  const torch::Device device = flags.resolve_device();
   auto train = dlcore::load_fashion_mnist(flags.data_dir, true);
   auto test = dlcore::load_fashion_mnist(flags.data_dir, false);
   if (s.test_size < test.size()) {
@@ -280,6 +288,7 @@ int run(const dlcore::examples::CommonFlags& flags, const Settings& s) {
               .seed(flags.seed + 1000 * seed));
       torch::manual_seed(flags.seed + seed);
       dlcore::LeNet5 net(num_tags);
+      net->to(device);
       torch::optim::SGD opt(
           net->parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9));
       SampledBatches::Targets targets;
@@ -296,7 +305,8 @@ int run(const dlcore::examples::CommonFlags& flags, const Settings& s) {
           sampler, lt.data, targets, static_cast<size_t>(s.batch_size));
       for (int64_t e = 0; e < s.epochs; ++e) {
         sampler.set_epoch(e);
-        dlcore::train_epoch(net, batches, opt, dlcore::TrainOptions().epoch(e));
+        dlcore::train_epoch(
+            net, batches, opt, dlcore::TrainOptions().epoch(e).device(device));
       }
       auto acc = test_accuracy(net, test);
       std::cout << std::left << std::setw(8) << sc.name << " seed " << seed
@@ -374,6 +384,7 @@ int run(const dlcore::examples::CommonFlags& flags, const Settings& s) {
       dlcore::TensorDataset noisy{bal.data, noise.labels};
       torch::manual_seed(flags.seed + seed);
       dlcore::LeNet5 net(kClasses);
+      net->to(device);
       torch::optim::SGD opt(
           net->parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9));
       dlcore::Batches batches(
@@ -383,7 +394,8 @@ int run(const dlcore::examples::CommonFlags& flags, const Settings& s) {
               .seed(flags.seed + seed));
       for (int64_t e = 0; e < s.noise_epochs; ++e) {
         batches.set_epoch(e);
-        dlcore::train_epoch(net, batches, opt, dlcore::TrainOptions().epoch(e));
+        dlcore::train_epoch(
+            net, batches, opt, dlcore::TrainOptions().epoch(e).device(device));
       }
       noise_acc[l] += test_accuracy(net, test).overall / s.seeds;
       realized[l] += noise.realized_rate / s.seeds;

@@ -32,8 +32,10 @@ export OPENBLAS_NUM_THREADS=1
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 build=${DLCORE_BUILD_DIR:-build}
+# Only the options this script needs are set; the build folder is shared
+# with scripts/test.sh, which sets its own explicitly, in either order.
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DDLCORE_BUILD_TESTS=OFF -DDLCORE_BUILD_BENCHMARKS=OFF >/dev/null
+  -DDLCORE_BUILD_EXAMPLES=ON >/dev/null
 
 # The homework problems, in order. Each writes <out>/<program>/summary.md.
 programs=(problem1 problem2 problem3 problem4_semi problem4_weak)

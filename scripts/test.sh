@@ -4,8 +4,13 @@
 #   scripts/test.sh                 Release build in build/, then ctest
 #   DLCORE_SANITIZE=1 scripts/test.sh   ASan+UBSan build in build-sanitize/
 #
-# Runs the unit tests, the ODR and consumer-project checks, the formatting
-# check and every example at --scale quick.
+# Runs the unit tests, the ODR, link-order and consumer-project checks, the
+# formatting check, every example at --scale quick, and the compile check of
+# every translation unit against LibTorch 2.x's headers
+# (scripts/check-torch2.sh; it says so when it has no headers to use).
+#
+# Every CMake option the suite depends on is set here explicitly, so a build
+# folder configured by scripts/run-all.sh (examples only) cannot hide tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,13 +24,19 @@ if [[ "${DLCORE_SANITIZE:-0}" == 1 ]]; then
          -DDLCORE_BUILD_BENCHMARKS=OFF)
 else
   build=${DLCORE_BUILD_DIR:-build}
-  extra=(-DCMAKE_BUILD_TYPE=Release)
+  extra=(-DCMAKE_BUILD_TYPE=Release -DDLCORE_BUILD_BENCHMARKS=ON)
 fi
 
 scripts/check-format.sh
 
-cmake -S "$root" -B "$build" -G Ninja -DDLCORE_WERROR=ON "${extra[@]}"
+cmake -S "$root" -B "$build" -G Ninja -DDLCORE_WERROR=ON \
+  -DDLCORE_BUILD_TESTS=ON -DDLCORE_BUILD_EXAMPLES=ON -DDLCORE_TEST_FILTER= \
+  "${extra[@]}"
 cmake --build "$build" -j "$jobs"
+
+if [[ "${DLCORE_SANITIZE:-0}" != 1 ]]; then
+  scripts/check-torch2.sh
+fi
 
 export OPENBLAS_NUM_THREADS=1
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
@@ -35,4 +46,26 @@ if [[ "${DLCORE_SANITIZE:-0}" == 1 ]]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 fi
-ctest --test-dir "$build" --output-on-failure -j "$jobs"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+ctest --test-dir "$build" --output-on-failure --no-tests=error -j "$jobs" \
+  2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+if ((rc != 0)); then
+  exit "$rc"
+fi
+
+# The suite that must have run: every (non-hidden) unit test case the test
+# binary holds, one smoke run per example, and the fixed checks.
+units=$("$build/tests/dlcore_tests" --list-test-names-only | grep -c . || true)
+examples=$(ls examples/*.cpp | wc -l)
+fixed=$(ctest --test-dir "$build" -N -R '^(odr|consumer|link)\.' |
+  sed -n 's/^Total Tests: //p')
+expected=$((units + examples + fixed))
+ran=$(sed -n 's/.* tests passed, [0-9]* tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+if [[ -z "$ran" || "$ran" -lt "$expected" || "$units" -lt 100 ]]; then
+  echo "test.sh: FAILED - ctest ran ${ran:-no} tests, but the suite defines $expected" \
+    "($units unit test cases, $examples examples, $fixed checks)" >&2
+  exit 1
+fi
+echo "test.sh: all $ran tests ran ($units unit test cases, $examples examples, $fixed checks)"

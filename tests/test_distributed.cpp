@@ -3,8 +3,11 @@
 // hidden test case "distributed worker", selected by name, configured by
 // environment variables) and compare what every rank wrote with the result
 // of one process.
+#include <dlcore/distributed/collectives.h>
 #include <dlcore/distributed/process_group.h>
 #include <dlcore/distributed/selection.h>
+
+#if DLCORE_HAS_GLOO
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -416,3 +419,32 @@ TEST_CASE(
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE(
+    "The gathers and the merge take the Gloo group that init_process_group "
+    "returns",
+    "[distributed]") {
+  // Up to LibTorch 1.13 a c10d::ProcessGroup, from 2.0 a c10d::Backend.
+  STATIC_REQUIRE(dlcore::detail::is_c10d_group<c10d::ProcessGroupGloo>::value);
+  STATIC_REQUIRE(dlcore::detail::is_c10d_group<c10d::ProcessGroup>::value);
+  STATIC_REQUIRE_FALSE(dlcore::detail::is_c10d_group<at::Tensor>::value);
+}
+
+#else // !DLCORE_HAS_GLOO
+
+// Without Gloo's headers (the official LibTorch ships none) no process group
+// can be created here, so the multi-rank tests are not built. What still
+// compiles, and is checked: the collectives and the merge take any c10d group
+// type, and the Gloo constructors are declared (calling one fails to compile
+// with DLCORE_NO_GLOO_MESSAGE).
+TEST_CASE(
+    "Without Gloo's headers the multi-rank tests are skipped",
+    "[distributed]") {
+  STATIC_REQUIRE(dlcore::detail::is_c10d_group<c10d::ProcessGroup>::value);
+  STATIC_REQUIRE_FALSE(dlcore::detail::is_c10d_group<at::Tensor>::value);
+  WARN(
+      "SKIPPED: the multi-rank tests need Gloo's headers to create a process "
+      "group: " DLCORE_NO_GLOO_MESSAGE);
+}
+
+#endif // DLCORE_HAS_GLOO

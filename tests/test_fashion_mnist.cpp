@@ -10,7 +10,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kRealDir = "/usr/share/datasets/fashion-mnist";
+// The real set: $DLCORE_FASHION_MNIST_DIR, else Debian's folder.
+const std::string kRealDir = dlcore::default_fashion_mnist_dir();
 
 struct TempDir {
   fs::path path;
@@ -137,10 +138,11 @@ TEST_CASE(
   const std::string saved = old != nullptr ? old : "";
   ::setenv("DLCORE_FASHION_MNIST_DIR", "/some/where", 1);
   CHECK(dlcore::default_fashion_mnist_dir() == "/some/where");
+  const std::string debian = "/usr/share/datasets/fashion-mnist";
   ::setenv("DLCORE_FASHION_MNIST_DIR", "", 1);
-  CHECK(dlcore::default_fashion_mnist_dir() == kRealDir);
+  CHECK(dlcore::default_fashion_mnist_dir() == debian);
   ::unsetenv("DLCORE_FASHION_MNIST_DIR");
-  CHECK(dlcore::default_fashion_mnist_dir() == kRealDir);
+  CHECK(dlcore::default_fashion_mnist_dir() == debian);
   if (old != nullptr) {
     ::setenv("DLCORE_FASHION_MNIST_DIR", saved.c_str(), 1);
   }

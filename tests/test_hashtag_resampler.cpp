@@ -579,7 +579,7 @@ TEST_CASE("invalid inputs give clear errors", "[hashtag_resampler]") {
       Catch::Contains("epoch_length must be -1 (N) or >= 0, but got -2"));
   CHECK_THAT(
       message_of([&] { dlcore::HashtagResampler(labels.to(torch::kFloat)); }),
-      Catch::Contains("expected CPU int64 or int32 labels"));
+      Catch::Contains("expected int64 or int32 labels of shape [N]"));
 }
 
 TEST_CASE(

@@ -1,3 +1,4 @@
+#include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/idx.h>
 
 #include <zlib.h>
@@ -15,7 +16,8 @@ namespace {
 namespace fs = std::filesystem;
 using Bytes = std::vector<unsigned char>;
 
-const std::string kRealDir = "/usr/share/datasets/fashion-mnist";
+// The real set: $DLCORE_FASHION_MNIST_DIR, else Debian's folder.
+const std::string kRealDir = dlcore::default_fashion_mnist_dir();
 
 /// A fresh folder under the system temp dir, removed with everything in it.
 struct TempDir {

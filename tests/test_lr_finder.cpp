@@ -1,3 +1,4 @@
+#include <dlcore/detail/torch_compat.h>
 #include <dlcore/optim/lr_finder.h>
 
 #include "golden/lr_finder.h"
@@ -286,7 +287,7 @@ TEST_CASE(
     params.push_back(p.clone());
     grads.push_back(p.grad().clone());
     auto& st = static_cast<torch::optim::SGDParamState&>(
-        *sgd.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+        *sgd.state().at(dlcore::detail::optimizer_state_key(p)));
     momenta.push_back(st.momentum_buffer().clone());
   }
   for (const auto& b : model->buffers()) {
@@ -306,7 +307,7 @@ TEST_CASE(
     CHECK(bitwise_equal(ps[i], params[i]));
     CHECK(bitwise_equal(ps[i].grad(), grads[i]));
     auto& st = static_cast<torch::optim::SGDParamState&>(
-        *sgd.state().at(c10::guts::to_string(ps[i].unsafeGetTensorImpl())));
+        *sgd.state().at(dlcore::detail::optimizer_state_key(ps[i])));
     CHECK(bitwise_equal(st.momentum_buffer(), momenta[i]));
   }
   auto bs = model->buffers();
@@ -344,7 +345,7 @@ TEST_CASE(
     std::vector<int64_t> steps;
     for (const auto& p : model->parameters()) {
       auto& st = static_cast<torch::optim::AdamParamState&>(
-          *adam.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+          *adam.state().at(dlcore::detail::optimizer_state_key(p)));
       m.push_back(st.exp_avg().clone());
       v.push_back(st.exp_avg_sq().clone());
       vmax.push_back(st.max_exp_avg_sq().clone());
@@ -356,7 +357,7 @@ TEST_CASE(
     auto ps = model->parameters();
     for (std::size_t i = 0; i < ps.size(); ++i) {
       auto& st = static_cast<torch::optim::AdamParamState&>(
-          *adam.state().at(c10::guts::to_string(ps[i].unsafeGetTensorImpl())));
+          *adam.state().at(dlcore::detail::optimizer_state_key(ps[i])));
       CHECK(bitwise_equal(st.exp_avg(), m[i]));
       CHECK(bitwise_equal(st.exp_avg_sq(), v[i]));
       CHECK(bitwise_equal(st.max_exp_avg_sq(), vmax[i]));
@@ -383,7 +384,7 @@ TEST_CASE(
     std::vector<torch::Tensor> sq, mb, ga;
     for (const auto& p : model->parameters()) {
       auto& st = static_cast<torch::optim::RMSpropParamState&>(
-          *rms.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+          *rms.state().at(dlcore::detail::optimizer_state_key(p)));
       sq.push_back(st.square_avg().clone());
       mb.push_back(st.momentum_buffer().clone());
       ga.push_back(st.grad_avg().clone());
@@ -394,7 +395,7 @@ TEST_CASE(
     auto ps = model->parameters();
     for (std::size_t i = 0; i < ps.size(); ++i) {
       auto& st = static_cast<torch::optim::RMSpropParamState&>(
-          *rms.state().at(c10::guts::to_string(ps[i].unsafeGetTensorImpl())));
+          *rms.state().at(dlcore::detail::optimizer_state_key(ps[i])));
       CHECK(bitwise_equal(st.square_avg(), sq[i]));
       CHECK(bitwise_equal(st.momentum_buffer(), mb[i]));
       CHECK(bitwise_equal(st.grad_avg(), ga[i]));

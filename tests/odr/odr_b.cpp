@@ -1,4 +1,5 @@
 // See odr_a.cpp.
+#include <dlcore/distributed/collectives.h>
 #include <dlcore/distributed/process_group.h>
 #include <dlcore/distributed/selection.h>
 #include <dlcore/dlcore.h>

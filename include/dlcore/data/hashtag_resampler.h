@@ -80,11 +80,8 @@ struct TagLists {
         ": expected int64 or int32 tags of shape [P], but got ",
         tags.toString(),
         tags.sizes());
-    TORCH_CHECK(
-        offsets.device().is_cpu() && tags.device().is_cpu(),
-        owner,
-        ": expected TagLists on the CPU");
-    auto off = offsets.contiguous();
+    // CUDA tag lists are copied to the CPU once, here and by the sampler.
+    auto off = offsets.to(torch::kCPU).contiguous();
     const int64_t* o = off.data_ptr<int64_t>();
     const int64_t n = off.numel() - 1;
     TORCH_CHECK(
@@ -260,8 +257,9 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
       : options_(std::move(options)) {
     tags.check("HashtagResampler");
     check_options();
-    auto off = tags.offsets.contiguous();
-    auto t = tags.tags.contiguous();
+    // Indexed on the CPU: CUDA tag lists are copied once.
+    auto off = tags.offsets.to(torch::kCPU).contiguous();
+    auto t = tags.tags.to(torch::kCPU).contiguous();
     if (t.scalar_type() == torch::kLong) {
       build_csr(off.data_ptr<int64_t>(), t.data_ptr<int64_t>(), tags.size());
     } else {
@@ -270,20 +268,21 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   }
 
   /// Single-label data: int64 or int32 labels [N], a negative label meaning
-  /// "no tag". Uses no offsets, so the memory is 4 bytes per image.
+  /// "no tag". Uses no offsets, so the memory is 4 bytes per image. Labels on
+  /// a GPU are copied to the CPU once.
   explicit HashtagResampler(
       const torch::Tensor& labels, HashtagResamplerOptions options = {})
       : options_(std::move(options)) {
     TORCH_CHECK(
-        labels.defined() && labels.dim() == 1 && labels.device().is_cpu() &&
+        labels.defined() && labels.dim() == 1 &&
             (labels.scalar_type() == torch::kLong ||
              labels.scalar_type() == torch::kInt),
-        "HashtagResampler: expected CPU int64 or int32 labels of shape [N], "
+        "HashtagResampler: expected int64 or int32 labels of shape [N], "
         "but got ",
         labels.defined() ? labels.toString() : std::string("undefined"),
         labels.defined() ? labels.sizes() : torch::IntArrayRef{});
     check_options();
-    auto l = labels.contiguous();
+    auto l = labels.to(torch::kCPU).contiguous();
     if (l.scalar_type() == torch::kLong) {
       build_labels(l.data_ptr<int64_t>(), l.numel());
     } else {

@@ -1,5 +1,10 @@
 #pragma once
 
+// Atomic file writes: a temporary file beside the target, synced, then
+// renamed over it. POSIX calls only (see detail/fs.h).
+
+#include <dlcore/detail/fs.h>
+
 #include <c10/util/Exception.h>
 
 #include <fcntl.h>
@@ -10,9 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
-#include <system_error>
 #include <vector>
 
 namespace dlcore {
@@ -32,10 +35,9 @@ struct TempFileGuard {
 /// A fresh, unique temporary file next to `target` (same folder, so that the
 /// final rename is atomic): returns its path and an open descriptor.
 inline std::pair<std::string, int> make_temp_next_to(
-    const std::filesystem::path& target, const std::string& owner) {
-  std::filesystem::path dir = target.parent_path();
-  std::string pattern =
-      (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+    const std::string& target, const std::string& owner) {
+  const std::string dir = path_parent(target);
+  std::string pattern = dir + "/." + path_filename(target) + ".tmp.XXXXXX";
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
   int fd = ::mkstemp(buffer.data());
@@ -43,9 +45,9 @@ inline std::pair<std::string, int> make_temp_next_to(
       fd >= 0,
       owner,
       ": cannot create a temporary file in '",
-      dir.string(),
+      dir,
       "' to write '",
-      target.string(),
+      target,
       "': ",
       std::strerror(errno));
   return {std::string(buffer.data()), fd};
@@ -61,30 +63,21 @@ inline void write_file_atomic(
     std::size_t size,
     const std::string& owner) {
   TORCH_CHECK(!path.empty(), owner, ": expected a file path, but got ''");
-  std::filesystem::path target(path);
-  if (target.filename().empty()) {
-    TORCH_CHECK(
-        false,
-        owner,
-        ": expected a file path, but got the folder '",
-        path,
-        "'");
-  }
-  if (target.parent_path().empty()) {
-    target = std::filesystem::path(".") / target;
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(target.parent_path(), ec);
+  const std::string name = path_filename(path);
   TORCH_CHECK(
-      !ec,
+      !name.empty() && name != "." && name != "..",
       owner,
-      ": cannot create the folder '",
-      target.parent_path().string(),
-      "' for '",
+      ": expected a file path, but got the folder '",
       path,
-      "': ",
-      ec.message());
-  auto [temp, fd] = make_temp_next_to(target, owner);
+      "'");
+  TORCH_CHECK(
+      !is_directory(path),
+      owner,
+      ": expected a file path, but '",
+      path,
+      "' is a folder");
+  make_directories(path_parent(path), owner);
+  auto [temp, fd] = make_temp_next_to(path, owner);
   TempFileGuard guard{temp};
   std::size_t left = size;
   while (left > 0) {
@@ -108,7 +101,7 @@ inline void write_file_atomic(
     TORCH_CHECK(
         false, owner, ": cannot write '", path, "': ", std::strerror(err));
   }
-  if (std::rename(temp.c_str(), target.c_str()) != 0) {
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
     int err = errno;
     TORCH_CHECK(
         false,

@@ -4,6 +4,8 @@
 // and restored after it. Internal to dlcore (optim/lr_finder.h,
 // train/batch_size_study.h).
 
+#include <dlcore/detail/torch_compat.h>
+
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
@@ -235,7 +237,7 @@ class FinderOptimizerSnapshot {
  private:
   std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> options_;
   std::vector<std::pair<
-      std::string,
+      OptimizerStateKey,
       std::unique_ptr<torch::optim::OptimizerParamState>>>
       state_;
   bool serialized_ = false;

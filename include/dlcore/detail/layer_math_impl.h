@@ -2,7 +2,7 @@
 
 // Definitions of dlcore/nn/layer_math.h. Include that header, not this one.
 
-#include <dlcore/detail/thousands.h>
+#include <dlcore/detail/format.h>
 
 #include <c10/util/Exception.h>
 #include <c10/util/StringUtil.h>

@@ -2,7 +2,7 @@
 
 // Definitions of dlcore/nn/summary.h. Include that header, not this one.
 
-#include <dlcore/detail/thousands.h>
+#include <dlcore/detail/format.h>
 
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>

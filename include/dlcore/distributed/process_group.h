@@ -1,22 +1,34 @@
 #pragma once
 
 // LibTorch's c10d Gloo process group, set up the way torchrun does it.
-// Debian's libtorch is built with Gloo (libtorch_cpu.so holds c10d); the
-// Gloo headers come from libgloo-dev. torch's CMake target defines
-// USE_C10D_GLOO; defined here too for consumers that do not use it.
-
-#ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO
-#endif
+// LibTorch's binaries hold c10d and Gloo, but this header also needs Gloo's
+// own headers: Debian's libtorch-dev pairs with libgloo-dev, while the
+// official LibTorch (zip or pip wheel) ships none. Without them
+// (DLCORE_HAS_GLOO is 0, see detail/torch_compat.h) the header still
+// compiles, and a call to one of its init_process_group functions fails to
+// compile with a message that says what to do instead. Selection and merging
+// (distributed/selection.h, distributed/collectives.h) need no Gloo headers
+// and take any c10d group the caller has.
 
 #include <dlcore/detail/dist_env.h>
+#include <dlcore/detail/torch_compat.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/arg.h>
+
+#if DLCORE_HAS_GLOO
+// torch's CMake target defines USE_C10D_GLOO; defined here too for
+// consumers that do not use it.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
 
 #include <chrono>
 #include <cstdint>
@@ -38,6 +50,7 @@ struct ProcessGroupOptions {
   /// Timeout of the rendezvous and of every collective. Default: 300 s
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::seconds(300);
 
+#if DLCORE_HAS_GLOO
  public:
   /// The Gloo device these options select, for a master at `master_addr`.
   std::shared_ptr<::gloo::transport::Device> device(
@@ -54,8 +67,10 @@ struct ProcessGroupOptions {
     }
     return c10d::ProcessGroupGloo::createDefaultDevice();
   }
+#endif
 };
 
+#if DLCORE_HAS_GLOO
 /// A Gloo process group of `world_size` ranks over an existing store.
 /// The store must outlive nothing: the group keeps a reference to it.
 inline c10::intrusive_ptr<c10d::ProcessGroupGloo> init_process_group(
@@ -154,113 +169,45 @@ inline c10::intrusive_ptr<c10d::ProcessGroupGloo> init_process_group_from_env(
   return init_process_group_tcp(addr, port, rank, world, options);
 }
 
-/// Every rank's `tensor` (any leading size, same trailing shape and dtype on
-/// all ranks), one per rank in rank order. Sizes are gathered first, then
-/// the tensors, padded to the largest.
-inline std::vector<at::Tensor> all_gather_variable(
-    c10d::ProcessGroup& pg, const at::Tensor& tensor) {
-  TORCH_CHECK(
-      tensor.defined() && tensor.dim() >= 1,
-      "all_gather_variable: expected a tensor with a leading dimension, but "
-      "got ",
-      tensor.defined() ? tensor.sizes() : at::IntArrayRef{});
-  const int64_t world = pg.getSize();
-  auto t = tensor.to(at::kCPU).contiguous();
-  std::vector<at::Tensor> size_in{at::tensor({t.size(0)}, at::kLong)};
-  std::vector<std::vector<at::Tensor>> size_out(1);
-  for (int64_t r = 0; r < world; ++r) {
-    size_out[0].push_back(at::empty({1}, at::kLong));
-  }
-  pg.allgather(size_out, size_in)->wait();
-  int64_t max_rows = 0;
-  std::vector<int64_t> rows(static_cast<size_t>(world));
-  for (int64_t r = 0; r < world; ++r) {
-    rows[r] = size_out[0][r].item<int64_t>();
-    max_rows = std::max(max_rows, rows[r]);
-  }
-  std::vector<int64_t> shape = t.sizes().vec();
-  std::vector<at::Tensor> out;
-  if (max_rows == 0) {
-    for (int64_t r = 0; r < world; ++r) {
-      out.push_back(t.clone());
-    }
-    return out;
-  }
-  shape[0] = max_rows;
-  auto padded = at::zeros(shape, t.options());
-  padded.narrow(0, 0, t.size(0)).copy_(t);
-  std::vector<at::Tensor> in{padded};
-  std::vector<std::vector<at::Tensor>> gathered(1);
-  for (int64_t r = 0; r < world; ++r) {
-    gathered[0].push_back(at::empty(shape, t.options()));
-  }
-  pg.allgather(gathered, in)->wait();
-  for (int64_t r = 0; r < world; ++r) {
-    out.push_back(gathered[0][r].narrow(0, 0, rows[r]));
-  }
-  return out;
+#else // !DLCORE_HAS_GLOO
+
+#define DLCORE_NO_GLOO_MESSAGE                                               \
+  "dlcore/distributed/process_group.h: creating a Gloo process group needs " \
+  "Gloo's headers, which this LibTorch does not ship (the official "         \
+  "LibTorch zip and pip wheel have none). Either put the headers of the "    \
+  "Gloo that your LibTorch was built with on the include path (for "         \
+  "Debian's libtorch-dev: apt-get install libgloo-dev), or create the "      \
+  "process group yourself and pass it to dlcore::merge_across_ranks, which " \
+  "takes any c10d::ProcessGroup or c10d::Backend."
+
+/// Unavailable without Gloo's headers; see DLCORE_NO_GLOO_MESSAGE.
+template <typename... Args>
+c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(Args&&...) {
+  static_assert(detail::always_false<Args...>::value, DLCORE_NO_GLOO_MESSAGE);
+  return {};
 }
 
-/// Like `all_gather_variable`, but only `root` receives (the others get an
-/// empty vector): memory and traffic on one rank only.
-inline std::vector<at::Tensor> gather_variable(
-    c10d::ProcessGroup& pg, const at::Tensor& tensor, int64_t root) {
-  const int64_t world = pg.getSize();
-  TORCH_CHECK(
-      root >= 0 && root < world,
-      "gather_variable: expected a root rank in [0, ",
-      world,
-      "), but got ",
-      root);
-  TORCH_CHECK(
-      tensor.defined() && tensor.dim() >= 1,
-      "gather_variable: expected a tensor with a leading dimension, but got ",
-      tensor.defined() ? tensor.sizes() : at::IntArrayRef{});
-  auto t = tensor.to(at::kCPU).contiguous();
-  // Sizes go to everyone (tiny), so all ranks agree on the padded shape.
-  std::vector<at::Tensor> size_in{at::tensor({t.size(0)}, at::kLong)};
-  std::vector<std::vector<at::Tensor>> size_out(1);
-  for (int64_t r = 0; r < world; ++r) {
-    size_out[0].push_back(at::empty({1}, at::kLong));
-  }
-  pg.allgather(size_out, size_in)->wait();
-  int64_t max_rows = 0;
-  std::vector<int64_t> rows(static_cast<size_t>(world));
-  for (int64_t r = 0; r < world; ++r) {
-    rows[r] = size_out[0][r].item<int64_t>();
-    max_rows = std::max(max_rows, rows[r]);
-  }
-  const bool is_root = pg.getRank() == root;
-  std::vector<at::Tensor> out;
-  if (max_rows == 0) {
-    if (is_root) {
-      for (int64_t r = 0; r < world; ++r) {
-        out.push_back(t.clone());
-      }
-    }
-    return out;
-  }
-  std::vector<int64_t> shape = t.sizes().vec();
-  shape[0] = max_rows;
-  auto padded = at::zeros(shape, t.options());
-  padded.narrow(0, 0, t.size(0)).copy_(t);
-  std::vector<at::Tensor> in{padded};
-  std::vector<std::vector<at::Tensor>> gathered;
-  if (is_root) {
-    gathered.emplace_back();
-    for (int64_t r = 0; r < world; ++r) {
-      gathered[0].push_back(at::empty(shape, t.options()));
-    }
-  }
-  c10d::GatherOptions go;
-  go.rootRank = root;
-  pg.gather(gathered, in, go)->wait();
-  if (is_root) {
-    for (int64_t r = 0; r < world; ++r) {
-      out.push_back(gathered[0][r].narrow(0, 0, rows[r]));
-    }
-  }
-  return out;
+/// Unavailable without Gloo's headers; see DLCORE_NO_GLOO_MESSAGE.
+template <typename... Args>
+c10::intrusive_ptr<c10d::ProcessGroup> init_process_group_file(Args&&...) {
+  static_assert(detail::always_false<Args...>::value, DLCORE_NO_GLOO_MESSAGE);
+  return {};
 }
+
+/// Unavailable without Gloo's headers; see DLCORE_NO_GLOO_MESSAGE.
+template <typename... Args>
+c10::intrusive_ptr<c10d::ProcessGroup> init_process_group_tcp(Args&&...) {
+  static_assert(detail::always_false<Args...>::value, DLCORE_NO_GLOO_MESSAGE);
+  return {};
+}
+
+/// Unavailable without Gloo's headers; see DLCORE_NO_GLOO_MESSAGE.
+template <typename... Args>
+c10::intrusive_ptr<c10d::ProcessGroup> init_process_group_from_env(Args&&...) {
+  static_assert(detail::always_false<Args...>::value, DLCORE_NO_GLOO_MESSAGE);
+  return {};
+}
+
+#endif // DLCORE_HAS_GLOO
 
 } // namespace dlcore

@@ -5,7 +5,7 @@
 // root) holds exactly the selector of all ranks' rows.
 
 #include <dlcore/data/pseudo_label.h>
-#include <dlcore/distributed/process_group.h>
+#include <dlcore/distributed/collectives.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -40,8 +40,10 @@ namespace dlcore {
 /// Differences from other code: torch.distributed has no top-K merge; this
 /// is all_gather_object of the candidates followed by an exact merge, with
 /// tensors (variable sizes padded) instead of pickled objects.
-inline void merge_across_ranks(
-    TopKTopPSelector& selector, c10d::ProcessGroup& pg, int64_t root = -1) {
+template <typename Group>
+void merge_across_ranks(
+    TopKTopPSelector& selector, Group& pg, int64_t root = -1) {
+  detail::check_c10d_group<Group>();
   const int64_t world = pg.getSize();
   TORCH_CHECK(
       root >= -1 && root < world,
@@ -57,11 +59,11 @@ inline void merge_across_ranks(
   auto gather = [&](const at::Tensor& t) {
     return root < 0 ? all_gather_variable(pg, t) : gather_variable(pg, t, root);
   };
-  const auto metas = gather(meta);
-  const auto all_ranges = gather(ranges);
-  const auto all_indices = gather(std::get<0>(mine));
-  const auto all_labels = gather(std::get<1>(mine));
-  const auto all_scores = gather(std::get<2>(mine));
+  const std::vector<at::Tensor> metas = gather(meta);
+  const std::vector<at::Tensor> all_ranges = gather(ranges);
+  const std::vector<at::Tensor> all_indices = gather(std::get<0>(mine));
+  const std::vector<at::Tensor> all_labels = gather(std::get<1>(mine));
+  const std::vector<at::Tensor> all_scores = gather(std::get<2>(mine));
   if (metas.empty()) {
     return; // not the root
   }

@@ -6,8 +6,6 @@
 #include <c10/util/Exception.h>
 #include <torch/arg.h>
 
-#include <fmt/format.h>
-
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -18,7 +16,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -258,7 +255,7 @@ inline PlotResult plot_png(
     std::vector<std::pair<std::size_t, std::size_t>> pc;
     for (const auto& s : panel.series()) {
       TORCH_CHECK(
-          std::filesystem::exists(s.csv()),
+          detail::is_regular_file(s.csv()),
           "plot_png: CSV file '",
           s.csv(),
           "' does not exist");
@@ -280,30 +277,17 @@ inline PlotResult plot_png(
     return result;
   }
 
-  std::filesystem::path target(png_path);
-  if (target.parent_path().empty()) {
-    target = std::filesystem::path(".") / target;
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(target.parent_path(), ec);
-  TORCH_CHECK(
-      !ec,
-      "plot_png: cannot create the folder '",
-      target.parent_path().string(),
-      "': ",
-      ec.message());
-
+  const std::string target = png_path;
+  detail::make_directories(detail::path_parent(target), "plot_png");
   auto [png_tmp, png_fd] = detail::make_temp_next_to(target, "plot_png");
   ::close(png_fd);
   detail::TempFileGuard png_guard{png_tmp};
-  std::filesystem::path script_target = target;
-  script_target += ".gp";
+  const std::string script_target = target + ".gp";
   auto [script_tmp, script_fd] =
       detail::make_temp_next_to(script_target, "plot_png");
   ::close(script_fd);
   detail::TempFileGuard script_guard{script_tmp};
-  std::filesystem::path log_target = target;
-  log_target += ".log";
+  const std::string log_target = target + ".log";
   auto [log_tmp, log_fd] = detail::make_temp_next_to(log_target, "plot_png");
   ::close(log_fd);
   detail::TempFileGuard log_guard{log_tmp};
@@ -314,23 +298,26 @@ inline PlotResult plot_png(
   const int rows = (n + columns - 1) / columns;
 
   std::string gp;
-  gp += fmt::format(
-      "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {{\n"
-      "  set terminal pngcairo noenhanced size {},{} font 'sans,10'\n"
+  const std::string canvas =
+      std::to_string(options.width()) + "," + std::to_string(options.height());
+  gp +=
+      "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
+      "  set terminal pngcairo noenhanced size " +
+      canvas +
+      " font 'sans,10'\n"
       "  print 'dlcore-terminal:pngcairo'\n"
-      "}} else {{\n"
-      "  set terminal png noenhanced size {},{}\n"
+      "} else {\n"
+      "  set terminal png noenhanced size " +
+      canvas +
+      "\n"
       "  print 'dlcore-terminal:png'\n"
-      "}}\n",
-      options.width(),
-      options.height(),
-      options.width(),
-      options.height());
+      "}\n";
   gp += "set output " + detail::gnuplot_quote(png_tmp) + "\n";
   gp += "set datafile separator ','\n";
   gp += "set datafile missing 'nan'\n";
   gp += "set grid\n";
-  std::string mp = fmt::format("set multiplot layout {},{}", rows, columns);
+  std::string mp = "set multiplot layout " + std::to_string(rows) + "," +
+                   std::to_string(columns);
   if (!options.title().empty()) {
     mp += " title " + detail::gnuplot_quote(options.title());
   }
@@ -392,9 +379,8 @@ inline PlotResult plot_png(
     }
     start = end + 1;
   }
-  std::error_code size_ec;
-  auto size = std::filesystem::file_size(png_tmp, size_ec);
-  if (rc != 0 || size_ec || size == 0) {
+  const int64_t size = detail::regular_file_size(png_tmp);
+  if (rc != 0 || size <= 0) {
     result.terminal.clear();
     result.message = "gnuplot (" + exe + ") failed" +
                      (rc < 0 ? std::string(" to start")

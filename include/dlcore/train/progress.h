@@ -2,7 +2,7 @@
 
 #include <torch/arg.h>
 
-#include <fmt/format.h>
+#include <dlcore/detail/format.h>
 
 #include <unistd.h>
 
@@ -151,22 +151,22 @@ class ProgressLine {
     if (!s.empty()) {
       s += "  ";
     }
-    s += total >= 0 ? fmt::format("{}/{}", done, total)
-                    : fmt::format("{}", done);
+    s += total >= 0 ? std::to_string(done) + "/" + std::to_string(total)
+                    : std::to_string(done);
     if (!std::isnan(loss)) {
-      s += fmt::format("  loss {:.4f}", loss);
+      s += detail::format_printf("  loss %.4f", loss);
     }
     if (!std::isnan(accuracy)) {
-      s += fmt::format("  acc {:.2f}%", 100.0 * accuracy);
+      s += detail::format_printf("  acc %.2f%%", 100.0 * accuracy);
     }
     if (!std::isnan(lr)) {
-      s += fmt::format("  lr {:.4g}", lr);
+      s += detail::format_printf("  lr %.4g", lr);
     }
-    s += fmt::format("  {:.1f}s", elapsed);
+    s += detail::format_printf("  %.1fs", elapsed);
     if (total > 0 && done > 0 && done < total) {
       double eta = elapsed / static_cast<double>(done) *
                    static_cast<double>(total - done);
-      s += fmt::format(" ETA {:.0f}s", eta);
+      s += detail::format_printf(" ETA %.0fs", eta);
     }
     return s;
   }

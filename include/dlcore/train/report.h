@@ -1,12 +1,10 @@
 #pragma once
 
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/format.h>
 #include <dlcore/detail/json_parse.h>
-#include <dlcore/detail/thousands.h>
 
 #include <c10/util/Exception.h>
-
-#include <fmt/format.h>
 
 #include <cmath>
 #include <cstddef>
@@ -64,7 +62,7 @@ inline std::string format_double(double v) {
   if (std::isinf(v)) {
     return v > 0 ? "inf" : "-inf";
   }
-  return fmt::format("{}", v);
+  return detail::format_shortest(v);
 }
 
 /// A JSON value (null, bool, number, string, array, object) that keeps object
@@ -285,7 +283,7 @@ class Json {
           break;
         default:
           if (c < 0x20) {
-            out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+            out += detail::format_printf("\\u%04x", static_cast<unsigned>(c));
           } else {
             out += ch;
           }
@@ -301,7 +299,7 @@ class Json {
     if (!std::isfinite(v)) {
       return "null";
     }
-    return fmt::format("{}", v);
+    return detail::format_shortest(v);
   }
 
  private:
