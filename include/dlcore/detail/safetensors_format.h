@@ -441,6 +441,15 @@ class SafetensorsHeaderSax : public nlohmann::json_sax<nlohmann::json> {
 /// `where` names the first problem.
 inline SafetensorsHeader parse_safetensors_header(
     const char* data, std::size_t size, const std::string& where) {
+  // nlohmann/json's lexer takes a NUL byte for the end of the input, which
+  // would let anything after it pass; JSON has no place for one.
+  const void* nul = std::memchr(data, 0, size);
+  TORCH_CHECK(
+      nul == nullptr,
+      where,
+      ": the header is not valid JSON (a NUL byte at byte ",
+      static_cast<const char*>(nul) - data,
+      " of the header)");
   SafetensorsHeader header;
   SafetensorsHeaderSax sax(header);
   bool ok = false;

@@ -66,8 +66,6 @@ inline std::vector<std::pair<std::string, at::Tensor>> safetensors_cpu_tensors(
           owner,
           ": expected UTF-8 text, but ",
           what,
-          " ",
-          json_quoted(s),
           " is not (writing '",
           path,
           "')");
@@ -82,8 +80,8 @@ inline std::vector<std::pair<std::string, at::Tensor>> safetensors_cpu_tensors(
         " is reserved for dlcore's checksum (writing '",
         path,
         "')");
-    check_utf8(key, "the metadata key");
-    check_utf8(value, "the metadata value of " + json_quoted(key) + ",");
+    check_utf8(key, "the metadata key " + json_quoted(key));
+    check_utf8(value, "the value of the metadata key " + json_quoted(key));
   }
   std::set<std::string> names;
   std::vector<std::pair<std::string, at::Tensor>> out;
@@ -104,7 +102,7 @@ inline std::vector<std::pair<std::string, at::Tensor>> safetensors_cpu_tensors(
         " appears twice (writing '",
         path,
         "')");
-    check_utf8(name, "the tensor name");
+    check_utf8(name, "the tensor name " + json_quoted(name));
     TORCH_CHECK(
         tensor.defined(),
         owner,
