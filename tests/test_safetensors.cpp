@@ -39,6 +39,10 @@ std::string read_bytes(const std::string& path) {
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {
+  // A new file rather than a truncated one: ext4 flushes a file that was
+  // truncated and rewritten when it is closed, which made the byte-change
+  // test wait on the disk thousands of times.
+  std::filesystem::remove(path);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   REQUIRE(out.good());
@@ -566,6 +570,17 @@ TEST_CASE(
     CHECK_THAT(
         error_of([&] { dlcore::load_weights_safetensors(*net, path); }),
         Contains(c.message));
+  }
+
+  SECTION("a header length above the bound in a file that is long enough") {
+    // A sparse file of 100 MB: the bound, not the file size, refuses it.
+    write_bytes(path, u64le(dlcore::kSafetensorsMaxHeaderBytes + 1) + "{}");
+    std::filesystem::resize_file(path, dlcore::kSafetensorsMaxHeaderBytes + 16);
+    CHECK_THAT(
+        error_of([&] { dlcore::read_safetensors(path); }),
+        Contains("the header length 100000001 exceeds the bound of 100000000 "
+                 "bytes"));
+    std::filesystem::remove(path);
   }
 
   SECTION("a damaged data byte in a dlcore file") {

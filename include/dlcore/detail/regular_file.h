@@ -126,7 +126,7 @@ class RegularFileReader {
       const std::size_t chunk =
           static_cast<std::size_t>(n < (uint64_t(1) << 30) ? n : (1u << 30));
       const ssize_t got = ::pread(fd_, dst, chunk, static_cast<off_t>(offset));
-      if (got < 0 && (errno == EINTR || errno == EAGAIN)) {
+      if (got < 0 && errno == EINTR) {
         continue;
       }
       if (got < 0) {
