@@ -22,7 +22,7 @@ namespace dlcore {
 namespace detail {
 
 /// What `mode` is, in words, for error messages.
-inline const char* file_kind(mode_t mode) {
+inline const char* regular_file_kind(mode_t mode) {
   if (S_ISDIR(mode)) {
     return "a folder";
   }
@@ -67,7 +67,7 @@ class RegularFileReader {
         ": expected a regular file, but '",
         path_,
         "' is ",
-        file_kind(before.st_mode));
+        regular_file_kind(before.st_mode));
     fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd_ < 0) {
       const int err = errno;

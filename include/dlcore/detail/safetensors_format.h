@@ -139,7 +139,7 @@ struct SafetensorsHeader {
 };
 
 /// `[2, 3]` for error messages.
-inline std::string shape_string(const std::vector<int64_t>& shape) {
+inline std::string safetensors_shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -149,7 +149,7 @@ inline std::string shape_string(const std::vector<int64_t>& shape) {
 
 /// A string as JSON writes it (quoted and escaped), for error messages;
 /// bytes that are not UTF-8 are shown as U+FFFD.
-inline std::string json_quoted(const std::string& s) {
+inline std::string safetensors_quoted(const std::string& s) {
   return nlohmann::json(s).dump(
       -1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -260,7 +260,7 @@ class SafetensorsHeaderSax : public nlohmann::json_sax<nlohmann::json> {
     if (state_ == State::kTop) {
       if (!top_keys_.insert(key).second) {
         return fail(
-            "the header has the key " + json_quoted(key) +
+            "the header has the key " + safetensors_quoted(key) +
             " twice (duplicate keys are not allowed)");
       }
       if (key == "__metadata__") {
@@ -276,7 +276,7 @@ class SafetensorsHeaderSax : public nlohmann::json_sax<nlohmann::json> {
     if (state_ == State::kMetadata) {
       if (out_.metadata.count(key)) {
         return fail(
-            "__metadata__ has the key " + json_quoted(key) +
+            "__metadata__ has the key " + safetensors_quoted(key) +
             " twice (duplicate keys are not allowed)");
       }
       key_ = key;
@@ -286,7 +286,8 @@ class SafetensorsHeaderSax : public nlohmann::json_sax<nlohmann::json> {
     if (state_ == State::kEntry) {
       if (!fields_.insert(key).second) {
         return fail(
-            entry() + ": the field " + json_quoted(key) + " appears twice");
+            entry() + ": the field " + safetensors_quoted(key) +
+            " appears twice");
       }
       if (key == "dtype") {
         state_ = State::kDtype;
@@ -296,7 +297,7 @@ class SafetensorsHeaderSax : public nlohmann::json_sax<nlohmann::json> {
         state_ = State::kOffsetsValue;
       } else {
         return fail(
-            entry() + ": unknown field " + json_quoted(key) +
+            entry() + ": unknown field " + safetensors_quoted(key) +
             " (expected dtype, shape and data_offsets)");
       }
       return true;
@@ -380,7 +381,7 @@ class SafetensorsHeaderSax : public nlohmann::json_sax<nlohmann::json> {
   };
 
   std::string entry() const {
-    return "entry " + json_quoted(entry_.name);
+    return "entry " + safetensors_quoted(entry_.name);
   }
 
   bool fail(const std::string& message) {
@@ -399,7 +400,7 @@ class SafetensorsHeaderSax : public nlohmann::json_sax<nlohmann::json> {
         return fail("__metadata__ must be an object of strings, but is " + got);
       case State::kMetadataString:
         return fail(
-            "__metadata__ value of " + json_quoted(key_) +
+            "__metadata__ value of " + safetensors_quoted(key_) +
             " must be a string, but is " + got);
       case State::kEntryValue:
         return fail(
@@ -471,7 +472,7 @@ inline SafetensorsHeader parse_safetensors_header(
 }
 
 /// `a * b`, or false on uint64 overflow.
-inline bool mul_u64(uint64_t a, uint64_t b, uint64_t& out) {
+inline bool safetensors_mul_u64(uint64_t a, uint64_t b, uint64_t& out) {
   return !__builtin_mul_overflow(a, b, &out);
 }
 
@@ -483,7 +484,7 @@ inline bool mul_u64(uint64_t a, uint64_t b, uint64_t& out) {
 inline void check_safetensors_layout(
     SafetensorsHeader& header, uint64_t data_size, const std::string& where) {
   for (const auto& e : header.entries) {
-    const std::string entry = "entry " + json_quoted(e.name);
+    const std::string entry = "entry " + safetensors_quoted(e.name);
     const SafetensorsDtype* dtype = safetensors_dtype(e.dtype);
     if (dtype == nullptr) {
       const bool known = std::find_if(
@@ -497,7 +498,7 @@ inline void check_safetensors_layout(
           ": ",
           entry,
           ": dtype ",
-          json_quoted(e.dtype),
+          safetensors_quoted(e.dtype),
           known ? " has no LibTorch type that dlcore reads"
                 : " is not a safetensors dtype",
           " (expected one of ",
@@ -511,20 +512,20 @@ inline void check_safetensors_layout(
     bool fits = true;
     for (const int64_t d : e.shape) {
       const uint64_t u = static_cast<uint64_t>(d);
-      fits = fits && mul_u64(numel, u, numel) &&
-             mul_u64(span, std::max<uint64_t>(u, 1), span);
+      fits = fits && safetensors_mul_u64(numel, u, numel) &&
+             safetensors_mul_u64(span, std::max<uint64_t>(u, 1), span);
     }
     uint64_t bytes = 0;
     fits = fits &&
            span <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) &&
-           mul_u64(numel, dtype->itemsize, bytes);
+           safetensors_mul_u64(numel, dtype->itemsize, bytes);
     TORCH_CHECK(
         fits,
         where,
         ": ",
         entry,
         ": shape ",
-        shape_string(e.shape),
+        safetensors_shape_string(e.shape),
         " is too large (its size overflows int64)");
     TORCH_CHECK(
         e.begin <= e.end,
@@ -548,7 +549,7 @@ inline void check_safetensors_layout(
         "] span ",
         e.end - e.begin,
         " bytes, but shape ",
-        shape_string(e.shape),
+        safetensors_shape_string(e.shape),
         " of ",
         e.dtype,
         " needs ",
@@ -586,13 +587,13 @@ inline void check_safetensors_layout(
           false,
           where,
           ": entry ",
-          json_quoted(e.name),
+          safetensors_quoted(e.name),
           ": data_offsets [",
           e.begin,
           ", ",
           e.end,
           "] overlap entry ",
-          json_quoted(previous->name),
+          safetensors_quoted(previous->name),
           " [",
           previous->begin,
           ", ",
@@ -603,7 +604,7 @@ inline void check_safetensors_layout(
         e.begin == covered,
         where,
         ": entry ",
-        json_quoted(e.name),
+        safetensors_quoted(e.name),
         ": data_offsets [",
         e.begin,
         ", ",
@@ -627,7 +628,7 @@ inline void check_safetensors_layout(
 }
 
 /// CRC-32 (zlib) of `n` bytes, continuing from `crc`.
-inline uint32_t crc32_update(uint32_t crc, const void* data, uint64_t n) {
+inline uint32_t safetensors_crc32(uint32_t crc, const void* data, uint64_t n) {
   const auto* p = static_cast<const Bytef*>(data);
   while (n > 0) {
     const uInt chunk = static_cast<uInt>(std::min<uint64_t>(n, 1u << 30));
@@ -638,14 +639,14 @@ inline uint32_t crc32_update(uint32_t crc, const void* data, uint64_t n) {
   return crc;
 }
 
-inline void append_u64(std::string& out, uint64_t v) {
+inline void safetensors_append_u64(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) {
     out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
   }
 }
 
-inline void append_str(std::string& out, const std::string& s) {
-  append_u64(out, s.size());
+inline void safetensors_append_str(std::string& out, const std::string& s) {
+  safetensors_append_u64(out, s.size());
   out += s;
 }
 
@@ -666,25 +667,25 @@ inline uint32_t safetensors_header_crc(
   const uint64_t meta_count =
       metadata.size() -
       static_cast<uint64_t>(metadata.count(kSafetensorsCrcKey));
-  append_u64(canon, meta_count);
+  safetensors_append_u64(canon, meta_count);
   for (const auto& [key, value] : metadata) {
     if (key != kSafetensorsCrcKey) {
-      append_str(canon, key);
-      append_str(canon, value);
+      safetensors_append_str(canon, key);
+      safetensors_append_str(canon, value);
     }
   }
-  append_u64(canon, entries.size());
+  safetensors_append_u64(canon, entries.size());
   for (const auto& e : entries) {
-    append_str(canon, e.name);
-    append_str(canon, e.dtype);
-    append_u64(canon, e.shape.size());
+    safetensors_append_str(canon, e.name);
+    safetensors_append_str(canon, e.dtype);
+    safetensors_append_u64(canon, e.shape.size());
     for (const int64_t d : e.shape) {
-      append_u64(canon, static_cast<uint64_t>(d));
+      safetensors_append_u64(canon, static_cast<uint64_t>(d));
     }
-    append_u64(canon, e.begin);
-    append_u64(canon, e.end);
+    safetensors_append_u64(canon, e.begin);
+    safetensors_append_u64(canon, e.end);
   }
-  return crc32_update(0, canon.data(), canon.size());
+  return safetensors_crc32(0, canon.data(), canon.size());
 }
 
 /// The value of dlcore's checksum entry: "header=%08x,data=%08x".
@@ -804,7 +805,7 @@ inline SafetensorsContents read_safetensors_contents(
         !near_safetensors_crc_key(key),
         where,
         ": the __metadata__ key ",
-        json_quoted(key),
+        safetensors_quoted(key),
         " differs from dlcore's checksum key \"",
         kSafetensorsCrcKey,
         "\" in one byte: the file is damaged");
@@ -817,7 +818,7 @@ inline SafetensorsContents read_safetensors_contents(
         ": the checksum entry \"",
         kSafetensorsCrcKey,
         "\" is ",
-        json_quoted(crc_entry->second),
+        safetensors_quoted(crc_entry->second),
         ", not of the form \"header=xxxxxxxx,data=xxxxxxxx\": the file is "
         "damaged");
     const uint32_t header_crc =
@@ -842,8 +843,8 @@ inline SafetensorsContents read_safetensors_contents(
           data_start + e.begin,
           t.data_ptr(),
           bytes,
-          "the data of entry " + json_quoted(e.name));
-      data_crc = crc32_update(data_crc, t.data_ptr(), bytes);
+          "the data of entry " + safetensors_quoted(e.name));
+      data_crc = safetensors_crc32(data_crc, t.data_ptr(), bytes);
     }
     if (dtype->type == c10::ScalarType::Bool) {
       // A bool that is neither 0 nor 1 is undefined behaviour in C++.
@@ -853,7 +854,7 @@ inline SafetensorsContents read_safetensors_contents(
             p[i] <= 1,
             where,
             ": entry ",
-            json_quoted(e.name),
+            safetensors_quoted(e.name),
             ": BOOL element ",
             i,
             " is the byte ",
@@ -875,6 +876,100 @@ inline SafetensorsContents read_safetensors_contents(
   }
   out.metadata = std::move(header.metadata);
   out.checksum_verified = has_crc;
+  return out;
+}
+
+/// Checks and converts what `save_safetensors` is given; errors name `owner`.
+inline std::vector<std::pair<std::string, at::Tensor>> safetensors_cpu_tensors(
+    const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+    const std::map<std::string, std::string>& metadata,
+    const std::string& owner,
+    const std::string& path) {
+  auto check_utf8 = [&](const std::string& s, const std::string& what) {
+    try {
+      (void)nlohmann::json(s).dump();
+    } catch (const nlohmann::json::exception&) {
+      TORCH_CHECK(
+          false,
+          owner,
+          ": expected UTF-8 text, but ",
+          what,
+          " is not (writing '",
+          path,
+          "')");
+    }
+  };
+  for (const auto& [key, value] : metadata) {
+    TORCH_CHECK(
+        key != kSafetensorsCrcKey && !near_safetensors_crc_key(key),
+        owner,
+        ": the metadata key ",
+        safetensors_quoted(key),
+        " is reserved for dlcore's checksum (writing '",
+        path,
+        "')");
+    check_utf8(key, "the metadata key " + safetensors_quoted(key));
+    check_utf8(
+        value, "the value of the metadata key " + safetensors_quoted(key));
+  }
+  std::set<std::string> names;
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  out.reserve(tensors.size());
+  for (const auto& [name, tensor] : tensors) {
+    TORCH_CHECK(
+        name != "__metadata__",
+        owner,
+        ": the tensor name \"__metadata__\" is reserved by the format "
+        "(writing '",
+        path,
+        "')");
+    TORCH_CHECK(
+        names.insert(name).second,
+        owner,
+        ": expected distinct tensor names, but ",
+        safetensors_quoted(name),
+        " appears twice (writing '",
+        path,
+        "')");
+    check_utf8(name, "the tensor name " + safetensors_quoted(name));
+    TORCH_CHECK(
+        tensor.defined(),
+        owner,
+        ": tensor ",
+        safetensors_quoted(name),
+        " is undefined (writing '",
+        path,
+        "')");
+    TORCH_CHECK(
+        tensor.layout() == torch::kStrided,
+        owner,
+        ": expected dense (strided) tensors, but ",
+        safetensors_quoted(name),
+        " has layout ",
+        tensor.layout(),
+        " (writing '",
+        path,
+        "')");
+    TORCH_CHECK(
+        safetensors_dtype(tensor.scalar_type()) != nullptr,
+        owner,
+        ": tensor ",
+        safetensors_quoted(name),
+        " has dtype ",
+        tensor.scalar_type(),
+        ", which dlcore does not write as safetensors (supported: ",
+        safetensors_dtype_list(),
+        "; writing '",
+        path,
+        "')");
+    out.emplace_back(
+        name,
+        tensor.detach()
+            .to(torch::kCPU)
+            .resolve_conj()
+            .resolve_neg()
+            .contiguous());
+  }
   return out;
 }
 
@@ -905,7 +1000,7 @@ inline std::string serialize_safetensors(
     e.begin = offset;
     e.end = offset + bytes;
     offset = e.end;
-    data_crc = crc32_update(data_crc, t.data_ptr(), bytes);
+    data_crc = safetensors_crc32(data_crc, t.data_ptr(), bytes);
     entries.push_back(std::move(e));
   }
   // The canonical order of the checksum is data_offsets order with ties
@@ -948,7 +1043,7 @@ inline std::string serialize_safetensors(
 
   std::string out;
   out.reserve(8 + text.size() + offset);
-  append_u64(out, text.size());
+  safetensors_append_u64(out, text.size());
   out += text;
   for (const auto& [name, t] : tensors) {
     (void)name;

@@ -14,8 +14,6 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <map>
 #include <regex>
@@ -48,103 +46,6 @@ struct SafetensorsFile {
   /// read would have failed). Files from other writers have none.
   bool checksum_verified = false;
 };
-
-namespace detail {
-
-/// Checks and converts what `save_safetensors` is given; errors name `owner`.
-inline std::vector<std::pair<std::string, at::Tensor>> safetensors_cpu_tensors(
-    const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-    const std::map<std::string, std::string>& metadata,
-    const std::string& owner,
-    const std::string& path) {
-  auto check_utf8 = [&](const std::string& s, const std::string& what) {
-    try {
-      (void)nlohmann::json(s).dump();
-    } catch (const nlohmann::json::exception&) {
-      TORCH_CHECK(
-          false,
-          owner,
-          ": expected UTF-8 text, but ",
-          what,
-          " is not (writing '",
-          path,
-          "')");
-    }
-  };
-  for (const auto& [key, value] : metadata) {
-    TORCH_CHECK(
-        key != kSafetensorsCrcKey && !near_safetensors_crc_key(key),
-        owner,
-        ": the metadata key ",
-        json_quoted(key),
-        " is reserved for dlcore's checksum (writing '",
-        path,
-        "')");
-    check_utf8(key, "the metadata key " + json_quoted(key));
-    check_utf8(value, "the value of the metadata key " + json_quoted(key));
-  }
-  std::set<std::string> names;
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  out.reserve(tensors.size());
-  for (const auto& [name, tensor] : tensors) {
-    TORCH_CHECK(
-        name != "__metadata__",
-        owner,
-        ": the tensor name \"__metadata__\" is reserved by the format "
-        "(writing '",
-        path,
-        "')");
-    TORCH_CHECK(
-        names.insert(name).second,
-        owner,
-        ": expected distinct tensor names, but ",
-        json_quoted(name),
-        " appears twice (writing '",
-        path,
-        "')");
-    check_utf8(name, "the tensor name " + json_quoted(name));
-    TORCH_CHECK(
-        tensor.defined(),
-        owner,
-        ": tensor ",
-        json_quoted(name),
-        " is undefined (writing '",
-        path,
-        "')");
-    TORCH_CHECK(
-        tensor.layout() == torch::kStrided,
-        owner,
-        ": expected dense (strided) tensors, but ",
-        json_quoted(name),
-        " has layout ",
-        tensor.layout(),
-        " (writing '",
-        path,
-        "')");
-    TORCH_CHECK(
-        safetensors_dtype(tensor.scalar_type()) != nullptr,
-        owner,
-        ": tensor ",
-        json_quoted(name),
-        " has dtype ",
-        tensor.scalar_type(),
-        ", which dlcore does not write as safetensors (supported: ",
-        safetensors_dtype_list(),
-        "; writing '",
-        path,
-        "')");
-    out.emplace_back(
-        name,
-        tensor.detach()
-            .to(torch::kCPU)
-            .resolve_conj()
-            .resolve_neg()
-            .contiguous());
-  }
-  return out;
-}
-
-} // namespace detail
 
 /// Writes `tensors` (by name) and `metadata` to `path` in the safetensors
 /// format, atomically (a temporary file in the same folder, synced, then a
