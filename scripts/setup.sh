@@ -12,6 +12,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config clang-format git
   libtorch-dev libfmt-dev catch2 libcli11-dev libgloo-dev zlib1g-dev
+  nlohmann-json3-dev
   libopenblas0-pthread libbenchmark-dev
   dataset-fashion-mnist gnuplot-nox
 )

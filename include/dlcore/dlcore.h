@@ -24,6 +24,7 @@
 #include <dlcore/nn/models/resnet_cifar.h>
 #include <dlcore/nn/models/rpn.h>
 #include <dlcore/nn/models/vgg.h>
+#include <dlcore/nn/safetensors.h>
 #include <dlcore/nn/summary.h>
 #include <dlcore/optim/cyclic_lr.h>
 #include <dlcore/optim/lr_finder.h>

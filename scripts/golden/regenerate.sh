@@ -23,7 +23,7 @@ for name in data models schedulers; do
   fi
 done
 # Generators that write tests/golden/<name>.h themselves.
-for name in checkpoint lr_finder resnet_cifar; do
+for name in checkpoint lr_finder resnet_cifar safetensors; do
   "$py" "scripts/golden/$name.py"
 done
 clang-format -i tests/golden/*.h
