@@ -22,8 +22,9 @@
 //                  per epoch (ULMFiT), each added as a new param group
 // over --seeds seeds.
 //
-// Writes into --out: backbone.pt (the pretrained backbone, dlcore's weights
-// format, readable by Python's torch.load), results.csv (one row per run and
+// Writes into --out: backbone.safetensors (the pretrained backbone in the
+// safetensors format: no pickle, checksummed, readable by Python's
+// safetensors), results.csv (one row per run and
 // seed), curves_<run>.csv (per-epoch means over seeds), curves.png (loss and
 // accuracy per epoch per run, via gnuplot), results.json and summary.md.
 #include <dlcore/data/batches.h>
@@ -33,6 +34,7 @@
 #include <dlcore/nn/freeze.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/nn/models/resnet_cifar.h>
+#include <dlcore/nn/safetensors.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/plot.h>
 #include <dlcore/train/report.h>
@@ -156,6 +158,22 @@ struct RunResult {
   dlcore::History history;
 };
 
+// A backbone file: safetensors (what this program writes) by its
+// extension, else a LibTorch/PyTorch weights archive (save_weights,
+// torch::save, or Python's torch.save of a state_dict), which is trusted
+// input (it is unpickled).
+dlcore::LoadWeightsReport load_backbone(
+    torch::nn::Module& net,
+    const std::string& path,
+    const dlcore::LoadWeightsOptions& options) {
+  const std::string ext = ".safetensors";
+  const bool safetensors =
+      path.size() >= ext.size() &&
+      path.compare(path.size() - ext.size(), ext.size(), ext) == 0;
+  return safetensors ? dlcore::load_weights_safetensors(net, path, options)
+                     : dlcore::load_weights(net, path, options);
+}
+
 template <typename Arch>
 RunResult run_one(
     const RunSpec& spec,
@@ -168,7 +186,7 @@ RunResult run_one(
   auto net = Arch::make(seed * 1000 + 17);
   net->to(s.device);
   if (spec.pretrained) {
-    dlcore::load_weights(
+    load_backbone(
         *net,
         backbone_path,
         dlcore::LoadWeightsOptions().ignore("^" + Arch::head() + "\\."));
@@ -280,7 +298,7 @@ double pretrain(
       dlcore::examples::on_device(source_test, s.device),
       dlcore::BatchesOptions(1000));
   const double acc = dlcore::evaluate(net, test_batches).accuracy;
-  dlcore::save_weights(*net, path);
+  dlcore::save_weights_safetensors(*net, path);
   return acc;
 }
 
@@ -350,7 +368,7 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
   std::string backbone = s.backbone;
   double source_accuracy = std::nan("");
   if (backbone.empty()) {
-    backbone = (out / "backbone.pt").string();
+    backbone = (out / "backbone.safetensors").string();
     std::cout << "pretraining " << s.model << " on the source task ("
               << source_train.size() << " images of classes 0-4, "
               << s.pretrain_epochs << " epochs)\n";
@@ -544,7 +562,7 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
              ? "backbone " + s.model + " pretrained for " +
                    std::to_string(s.pretrain_epochs) +
                    " epoch(s) (source test accuracy " + pct(source_accuracy) +
-                   "%), saved as `backbone.pt`."
+                   "%), saved as `backbone.safetensors`."
              : "backbone loaded from `" + s.backbone + "`.")
      << " Target task: classes 5–9 with " << s.per_class
      << " labelled images per class, evaluated on " << target_test.size()
@@ -579,7 +597,8 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
   j["source_test_accuracy"] = source_accuracy;
   // The pretrained backbone by its name inside --out (so the folder can be
   // moved), or a user's --backbone as given.
-  j["backbone"] = s.backbone.empty() ? std::string("backbone.pt") : s.backbone;
+  j["backbone"] =
+      s.backbone.empty() ? std::string("backbone.safetensors") : s.backbone;
   j["runs"] = runs_json;
   j["seconds"] = total.seconds();
   dlcore::write_json((out / "results.json").string(), j);
@@ -621,8 +640,9 @@ int main(int argc, char** argv) try {
   app.add_option(
       "--backbone",
       s.backbone,
-      "weights file (save_weights, torch::save, or Python "
-      "torch.save(dict(state_dict))) to use instead of pretraining");
+      "weights to use instead of pretraining: a .safetensors file, or a "
+      "trusted weights archive (save_weights, torch::save, or Python "
+      "torch.save(dict(state_dict)))");
   app.add_option("--model", s.model, "lenet5 | resnet8")
       ->check(CLI::IsMember({"lenet5", "resnet8"}))
       ->capture_default_str();

@@ -9,8 +9,8 @@ set -euo pipefail
 status=0
 for program in "$@"; do
   needed=$(readelf -d "$program" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p')
-  stdcxx=$(grep -n '^libstdc++\.so' <<<"$needed" | head -1 | cut -d: -f1)
-  torch=$(grep -nE '^lib(torch|c10)' <<<"$needed" | head -1 | cut -d: -f1)
+  stdcxx=$(grep -n '^libstdc++\.so' <<<"$needed" | head -1 | cut -d: -f1 || true)
+  torch=$(grep -nE '^lib(torch|c10)' <<<"$needed" | head -1 | cut -d: -f1 || true)
   if [[ -z "$torch" ]]; then
     echo "$program: links no LibTorch library directly"
   elif [[ -z "$stdcxx" || "$stdcxx" -gt "$torch" ]]; then

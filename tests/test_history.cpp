@@ -1,6 +1,7 @@
 #include <dlcore/train/history.h>
 
 #include <cmath>
+#include <filesystem>
 
 TEST_CASE("History records epoch rows under named columns", "[history]") {
   dlcore::History h;

@@ -70,12 +70,6 @@ inline void write_file_atomic(
       ": expected a file path, but got the folder '",
       path,
       "'");
-  TORCH_CHECK(
-      !is_directory(path),
-      owner,
-      ": expected a file path, but '",
-      path,
-      "' is a folder");
   make_directories(path_parent(path), owner);
   auto [temp, fd] = make_temp_next_to(path, owner);
   TempFileGuard guard{temp};

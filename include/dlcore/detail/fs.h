@@ -105,9 +105,9 @@ inline void make_directories(const std::string& dir, const std::string& owner) {
   TORCH_CHECK(
       is_directory(dir),
       owner,
-      ": expected '",
+      ": cannot create the folder '",
       dir,
-      "' to be a folder, but it is a file");
+      "': a file of that name is in the way");
 }
 
 } // namespace detail
