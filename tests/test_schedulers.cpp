@@ -421,6 +421,34 @@ TEST_CASE(
           },
           {2}),
       dlcore_golden::kSequentialPolyLinear);
+  check_table(
+      sequential(
+          [](torch::optim::Optimizer& o) {
+            return std::vector<std::shared_ptr<dlcore::LRScheduler>>{
+                child<dlcore::ExponentialLR>(
+                    o, dlcore::ExponentialLROptions(0.5)),
+                child<dlcore::MultiStepLR>(
+                    o, dlcore::MultiStepLROptions({0, 2, 2}).gamma(0.5)),
+                child<dlcore::ConstantLR>(
+                    o, ConstantLROptions().factor(0.25).total_iters(3)),
+                child<dlcore::PolynomialLR>(
+                    o, dlcore::PolynomialLROptions().total_iters(4).power(1.5))};
+          },
+          {2, 5, 9}),
+      dlcore_golden::kSequentialClosedForms);
+  // A CyclicLR child; its not-yet-active state (last_epoch -1) survives the
+  // resume.
+  check_table(
+      sequential(
+          [](torch::optim::Optimizer& o) {
+            return std::vector<std::shared_ptr<dlcore::LRScheduler>>{
+                child<dlcore::LinearLR>(
+                    o, LinearLROptions().start_factor(0.5).total_iters(2)),
+                child<dlcore::CyclicLR>(
+                    o, dlcore::CyclicLROptions(0.01, 0.1).step_size_up(2))};
+          },
+          {3}),
+      dlcore_golden::kSequentialCyclic);
 }
 
 TEST_CASE("ChainedScheduler matches PyTorch bit for bit", "[lr_sched]") {

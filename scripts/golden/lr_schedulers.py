@@ -30,7 +30,7 @@ import warnings
 
 import torch
 from torch.optim.lr_scheduler import (
-    ChainedScheduler, ConstantLR, CosineAnnealingLR,
+    ChainedScheduler, ConstantLR, CosineAnnealingLR, CyclicLR,
     CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR, LinearLR,
     MultiplicativeLR, MultiStepLR, PolynomialLR, ReduceLROnPlateau,
     SequentialLR, StepLR)
@@ -66,12 +66,22 @@ def run(factory, args):
     return rows
 
 
+def copy_state(value):
+    """A deep copy of dicts and lists; other values are kept (CyclicLR's
+    state holds a WeakMethod, which cannot be deep-copied in 1.13)."""
+    if isinstance(value, dict):
+        return {k: copy_state(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_state(v) for v in value]
+    return value
+
+
 def check_resume(factory, args, k, full):
     opt, sched = factory()
     for arg in args[:k]:
         opt.step()
         sched.step() if arg is None else sched.step(arg)
-    state = copy.deepcopy(sched.state_dict())
+    state = copy_state(sched.state_dict())
     opt_state = copy.deepcopy(opt.state_dict())
     opt2, sched2 = factory()
     sched2.load_state_dict(state)
@@ -267,6 +277,23 @@ case("kSequentialPolyLinear",
                            LinearLR(o, start_factor=0.5, end_factor=0.1,
                                     total_iters=3)], [2]),
      8, 2)
+case("kSequentialClosedForms",
+     "SequentialLR [ExponentialLR gamma 0.5, MultiStepLR milestones [0, 2, 2] "
+     "gamma 0.5, ConstantLR factor 0.25 total_iters 3, PolynomialLR "
+     "total_iters 4 power 1.5] milestones [2, 5, 9] (the closed forms at 0)",
+     sequential(lambda o: [ExponentialLR(o, gamma=0.5),
+                           MultiStepLR(o, milestones=[0, 2, 2], gamma=0.5),
+                           ConstantLR(o, factor=0.25, total_iters=3),
+                           PolynomialLR(o, total_iters=4, power=1.5)],
+                [2, 5, 9]),
+     16, 6)
+case("kSequentialCyclic",
+     "SequentialLR [LinearLR start_factor 0.5 total_iters 2, CyclicLR "
+     "base_lr 0.01 max_lr 0.1 step_size_up 2] milestones [3]",
+     sequential(lambda o: [LinearLR(o, start_factor=0.5, total_iters=2),
+                           CyclicLR(o, base_lr=0.01, max_lr=0.1,
+                                    step_size_up=2)], [3]),
+     12, 2)
 case("kChainedConstantExp",
      "ChainedScheduler [ConstantLR factor 0.1 total_iters 2, ExponentialLR "
      "gamma 0.9]",

@@ -993,6 +993,51 @@ inline const LRTable kSequentialPolyLinear = {
         {8, {}, {0x1.47ae147ae147bp-7, 0x1.89374bc6a7efap-9}},
     }};
 
+// SequentialLR [ExponentialLR gamma 0.5, MultiStepLR milestones [0, 2, 2] gamma
+// 0.5, ConstantLR factor 0.25 total_iters 3, PolynomialLR total_iters 4
+// power 1.5] milestones [2, 5, 9] (the closed forms at 0)
+inline const LRTable kSequentialClosedForms = {
+    6,
+    {
+        {0, {}, {0x1.999999999999ap-4, 0x1.eb851eb851eb8p-6}},
+        {1, {}, {0x1.999999999999ap-5, 0x1.eb851eb851eb8p-7}},
+        {2, {}, {0x1.999999999999ap-5, 0x1.eb851eb851eb8p-7}},
+        {3, {}, {0x1.999999999999ap-5, 0x1.eb851eb851eb8p-7}},
+        {4, {}, {0x1.999999999999ap-7, 0x1.eb851eb851eb8p-9}},
+        {5, {}, {0x1.999999999999ap-6, 0x1.eb851eb851eb8p-8}},
+        {6, {}, {0x1.999999999999ap-6, 0x1.eb851eb851eb8p-8}},
+        {7, {}, {0x1.999999999999ap-6, 0x1.eb851eb851eb8p-8}},
+        {8, {}, {0x1.999999999999ap-4, 0x1.eb851eb851eb8p-6}},
+        {9, {}, {0x1.999999999999ap-4, 0x1.eb851eb851eb8p-6}},
+        {10, {}, {0x1.0a0b02501c79ap-4, 0x1.3f40692ceef85p-6}},
+        {11, {}, {0x1.21a1851ff630bp-5, 0x1.5b8e9fbff43a6p-7}},
+        {12, {}, {0x1.999999999999bp-7, 0x1.eb851eb851eb9p-9}},
+        {13, {}, {0x0.0p+0, 0x0.0p+0}},
+        {14, {}, {0x0.0p+0, 0x0.0p+0}},
+        {15, {}, {0x0.0p+0, 0x0.0p+0}},
+        {16, {}, {0x0.0p+0, 0x0.0p+0}},
+    }};
+
+// SequentialLR [LinearLR start_factor 0.5 total_iters 2, CyclicLR base_lr 0.01
+// max_lr 0.1 step_size_up 2] milestones [3]
+inline const LRTable kSequentialCyclic = {
+    2,
+    {
+        {0, {}, {0x1.999999999999ap-5, 0x1.eb851eb851eb8p-7}},
+        {1, {}, {0x1.3333333333334p-4, 0x1.70a3d70a3d70ap-6}},
+        {2, {}, {0x1.999999999999ap-4, 0x1.eb851eb851eb8p-6}},
+        {3, {}, {0x1.47ae147ae147bp-7, 0x1.47ae147ae147bp-7}},
+        {4, {}, {0x1.c28f5c28f5c2ap-5, 0x1.c28f5c28f5c2ap-5}},
+        {5, {}, {0x1.999999999999ap-4, 0x1.999999999999ap-4}},
+        {6, {}, {0x1.c28f5c28f5c2ap-5, 0x1.c28f5c28f5c2ap-5}},
+        {7, {}, {0x1.47ae147ae147bp-7, 0x1.47ae147ae147bp-7}},
+        {8, {}, {0x1.c28f5c28f5c2ap-5, 0x1.c28f5c28f5c2ap-5}},
+        {9, {}, {0x1.999999999999ap-4, 0x1.999999999999ap-4}},
+        {10, {}, {0x1.c28f5c28f5c2ap-5, 0x1.c28f5c28f5c2ap-5}},
+        {11, {}, {0x1.47ae147ae147bp-7, 0x1.47ae147ae147bp-7}},
+        {12, {}, {0x1.c28f5c28f5c2ap-5, 0x1.c28f5c28f5c2ap-5}},
+    }};
+
 // ChainedScheduler [ConstantLR factor 0.1 total_iters 2, ExponentialLR gamma
 // 0.9]
 inline const LRTable kChainedConstantExp = {

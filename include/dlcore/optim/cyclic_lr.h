@@ -140,7 +140,10 @@ struct CyclicLROptions {
 /// - State is saved with save()/load() into torch::serialize archives;
 ///   load() also writes the restored step's LR and momentum into the optimizer.
 /// - base_lrs() (PyTorch's `initial_lr`) is base_lr, which PyTorch writes
-///   into the groups before it reads `initial_lr`.
+///   into the groups before it reads `initial_lr`. Built on an optimizer that
+///   already has a scheduler, PyTorch 1.13 computes its construction step
+///   from that scheduler's `initial_lr` instead of base_lr; dlcore always
+///   starts at base_lr.
 class CyclicLR : public LRScheduler {
  public:
   /// Validates the options against the optimizer's param groups, writes the
@@ -400,13 +403,11 @@ class CyclicLR : public LRScheduler {
   void advance_to(int64_t t) {
     check_groups();
     compute(t, scratch_, next_momentum_);
-    check_finite(scratch_, t, "learning rate");
     if (options_.cycle_momentum()) {
-      check_finite(next_momentum_, t, "momentum");
-      momentum_writer_.write(optimizer(), next_momentum_);
-      last_momentum_.swap(next_momentum_);
+      commit(scratch_, next_momentum_, last_momentum_, momentum_writer_, t);
+    } else {
+      commit(scratch_, t);
     }
-    commit(scratch_, t);
   }
 
   CyclicLROptions options_;

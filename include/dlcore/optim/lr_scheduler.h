@@ -202,6 +202,24 @@ class SchedulerBase {
     last_epoch_ = epoch;
   }
 
+  /// As commit(), for a scheduler that also cycles momentum: checks that
+  /// `lrs` and `momenta` (momentum or beta1, one per group) are finite before
+  /// writing either, writes the momenta through `writer` and swaps them into
+  /// `last_momenta`.
+  void commit(
+      std::vector<double>& lrs,
+      std::vector<double>& momenta,
+      std::vector<double>& last_momenta,
+      detail::SchedMomentumWriter& writer,
+      int64_t epoch) {
+    check_finite(lrs, epoch, "learning rate");
+    check_finite(momenta, epoch, "momentum");
+    check_groups();
+    writer.write(optimizer_, momenta);
+    last_momenta.swap(momenta);
+    commit(lrs, epoch);
+  }
+
   /// Writes get_last_lr() into the groups (after load).
   void write_last_lr() {
     check_groups();

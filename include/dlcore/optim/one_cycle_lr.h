@@ -506,13 +506,11 @@ class OneCycleLR : public LRScheduler {
   void advance_to(int64_t t) {
     check_groups();
     compute(t, scratch_, next_momentum_);
-    check_finite(scratch_, t, "learning rate");
     if (options_.cycle_momentum()) {
-      check_finite(next_momentum_, t, "momentum");
-      momentum_writer_.write(optimizer(), next_momentum_);
-      last_momentum_.swap(next_momentum_);
+      commit(scratch_, next_momentum_, last_momentum_, momentum_writer_, t);
+    } else {
+      commit(scratch_, t);
     }
-    commit(scratch_, t);
   }
 
   OneCycleLROptions options_;

@@ -13,6 +13,7 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -275,12 +276,14 @@ class ReduceLROnPlateau : public SchedulerBase {
         ": archive entry `best` must hold one value that is not nan, but got ",
         best);
     const c10::IValue bad = read(archive, "num_bad_epochs");
+    // At most one bad epoch per step and at most patience of them.
     TORCH_CHECK(
-        bad.isInt() && bad.toInt() >= 0 && bad.toInt() <= options_.patience(),
+        bad.isInt() && bad.toInt() >= 0 && bad.toInt() <= options_.patience() &&
+            bad.toInt() <= last_epoch,
         owner,
-        ": archive entry `num_bad_epochs` must be an integer in [0, patience "
-        "= ",
-        options_.patience(),
+        ": archive entry `num_bad_epochs` must be an integer in [0, min("
+        "patience, last_epoch)] = [0, ",
+        std::min(options_.patience(), last_epoch),
         "], but got ",
         bad);
     const c10::IValue cooldown = read(archive, "cooldown_counter");
