@@ -432,7 +432,8 @@ TEST_CASE(
                 child<dlcore::ConstantLR>(
                     o, ConstantLROptions().factor(0.25).total_iters(3)),
                 child<dlcore::PolynomialLR>(
-                    o, dlcore::PolynomialLROptions().total_iters(4).power(1.5))};
+                    o,
+                    dlcore::PolynomialLROptions().total_iters(4).power(1.5))};
           },
           {2, 5, 9}),
       dlcore_golden::kSequentialClosedForms);
