@@ -15,6 +15,7 @@
 #include <dlcore/optim/reduce_lr_on_plateau.h>
 #include <dlcore/optim/sequential_lr.h>
 #include <dlcore/optim/step_lr.h>
+#include <dlcore/train/train_loop.h>
 
 #include "golden/lr_schedulers.h"
 #include "golden/schedulers.h"
@@ -1124,4 +1125,87 @@ TEST_CASE(
   CHECK(peak == Approx(0.2));
   CHECK(dlcore::group_lrs(opt)[0] < 0.01);
   CHECK(torch::mse_loss(model->forward(x), y).item<double>() < 0.01 * first);
+}
+
+namespace {
+
+struct Batch {
+  torch::Tensor data;
+  torch::Tensor targets;
+};
+
+// 3 classes of Gaussian blobs in 8 dimensions, in batches of 32.
+std::vector<Batch> blobs(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::Tensor centers = 3.0 * torch::randn({3, 8}, gen);
+  torch::Tensor y = torch::randint(3, {n}, gen, torch::kLong);
+  torch::Tensor x = centers.index_select(0, y) + torch::randn({n, 8}, gen);
+  std::vector<Batch> out;
+  for (int64_t s = 0; s < n; s += 32) {
+    const int64_t e = std::min(n, s + 32);
+    out.push_back({x.slice(0, s, e), y.slice(0, s, e)});
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE(
+    "train_epoch steps any LRScheduler per batch; MultiStepLR steps per epoch",
+    "[lr_sched]") {
+  auto batches = blobs(160, 5); // 5 batches per epoch
+  SECTION("per batch, through a base-class reference") {
+    torch::manual_seed(1);
+    torch::nn::Linear model(8, 3);
+    torch::optim::SGD sgd(
+        model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    auto warmup = std::make_shared<dlcore::LinearLR>(
+        sgd, dlcore::LinearLROptions().start_factor(0.2).total_iters(3));
+    auto cosine = std::make_shared<dlcore::CosineAnnealingLR>(
+        sgd, dlcore::CosineAnnealingLROptions(7));
+    dlcore::SequentialLR seq(sgd, {warmup, cosine}, {3});
+    dlcore::LRScheduler& sched = seq;
+
+    // The same schedule on a second optimizer, stepped by hand.
+    torch::optim::SGD ref_opt(
+        std::vector<torch::Tensor>{torch::zeros({2}, torch::requires_grad())},
+        torch::optim::SGDOptions(0.1).momentum(0.9));
+    auto ref_warmup = std::make_shared<dlcore::LinearLR>(
+        ref_opt, dlcore::LinearLROptions().start_factor(0.2).total_iters(3));
+    auto ref_cosine = std::make_shared<dlcore::CosineAnnealingLR>(
+        ref_opt, dlcore::CosineAnnealingLROptions(7));
+    dlcore::SequentialLR ref(ref_opt, {ref_warmup, ref_cosine}, {3});
+
+    std::vector<double> used;
+    auto opts = dlcore::TrainOptions().on_step(
+        [&](dlcore::StepInfo& s) { used.push_back(s.lrs.at(0)); });
+    for (int epoch = 0; epoch < 2; ++epoch) {
+      dlcore::train_epoch(model, batches, sgd, sched, opts.epoch(epoch));
+    }
+    REQUIRE(used.size() == 10);
+    for (std::size_t i = 0; i < used.size(); ++i) {
+      INFO("batch " << i);
+      CHECK(used[i] == ref.get_last_lr()[0]);
+      ref.step();
+    }
+    CHECK(sched.last_epoch() == 10);
+    CHECK(dlcore::group_lrs(sgd) == ref.get_last_lr());
+  }
+  SECTION("per epoch") {
+    torch::manual_seed(1);
+    torch::nn::Linear model(8, 3);
+    torch::optim::SGD sgd(
+        model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    dlcore::MultiStepLR sched(
+        sgd, dlcore::MultiStepLROptions({1, 3}).gamma(0.5));
+    std::vector<double> lrs;
+    for (int epoch = 0; epoch < 4; ++epoch) {
+      lrs.push_back(dlcore::group_lrs(sgd)[0]);
+      dlcore::train_epoch(
+          model, batches, sgd, dlcore::TrainOptions().epoch(epoch));
+      sched.step();
+    }
+    CHECK(
+        lrs == std::vector<double>{0.1, 0.1 * 0.5, 0.1 * 0.5, 0.1 * 0.5 * 0.5});
+  }
 }

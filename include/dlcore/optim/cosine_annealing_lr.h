@@ -23,7 +23,7 @@ namespace dlcore {
 namespace detail {
 
 // Python's math.pi.
-constexpr double kCosinePi = 3.141592653589793;
+inline constexpr double kCosinePi = 3.141592653589793;
 
 inline void check_eta_min(double eta_min, const char* owner) {
   TORCH_CHECK(

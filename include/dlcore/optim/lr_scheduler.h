@@ -41,7 +41,17 @@ class ChainedScheduler;
 /// Archives hold `type` (the class name), `version`, `last_epoch` and named
 /// fields; `load` checks the type, the version and every field (a scheduler
 /// built with other options refuses the archive), changes nothing when a check
-/// fails, and writes the restored LRs into the optimizer.
+/// fails (a composite keeps the children it loaded before the failing one),
+/// and writes the restored LRs into the optimizer.
+///
+/// Example (checkpoint and resume any scheduler):
+///   torch::serialize::OutputArchive out;
+///   sched.save(out);
+///   out.save_to("sched.pt");
+///   // later, a scheduler built with the same options on a new optimizer:
+///   torch::serialize::InputArchive in;
+///   in.load_from("sched.pt");
+///   resumed.load(in); // continues exactly where `sched` stopped
 class SchedulerBase {
  public:
   virtual ~SchedulerBase() = default;
