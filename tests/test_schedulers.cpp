@@ -1025,6 +1025,55 @@ TEST_CASE(
       Contains("StepLR: the archive was saved for 2 param groups, but this "
                "optimizer has 1"));
 
+  // Damaged fields: a non-finite LR, a missing entry, a wrong type.
+  auto archive_with = [&](auto fill) {
+    torch::serialize::OutputArchive a;
+    a.write("type", c10::IValue(std::string("StepLR")));
+    a.write("version", c10::IValue(int64_t{1}));
+    a.write("last_epoch", c10::IValue(int64_t{4}));
+    a.write("step_size", c10::IValue(int64_t{3}));
+    a.write("gamma", c10::IValue(std::vector<double>{0.5}));
+    fill(a);
+    std::ostringstream out;
+    a.save_to(out);
+    return out.str();
+  };
+  const std::vector<double> lrs = dlcore_golden::kLRSchedGroupLRs;
+  dlcore::StepLR target(fresh_opt, dlcore::StepLROptions(3).gamma(0.5));
+  CHECK_THAT(
+      error_of([&] {
+        load_from_string(
+            target, archive_with([&](auto& a) {
+              a.write("base_lrs", c10::IValue(lrs));
+              a.write("last_lr", c10::IValue(std::vector<double>{0.1, NAN}));
+            }));
+      }),
+      Contains("StepLR: archive entry `last_lr[1]` must be finite, but got "
+               "nan"));
+  CHECK_THAT(
+      error_of([&] {
+        load_from_string(target, archive_with([&](auto& a) {
+                           a.write("base_lrs", c10::IValue(lrs));
+                         }));
+      }),
+      Contains("StepLR: the archive has no `last_lr` entry"));
+  CHECK_THAT(
+      error_of([&] {
+        load_from_string(target, archive_with([&](auto& a) {
+                           a.write("base_lrs", c10::IValue(int64_t{7}));
+                           a.write("last_lr", c10::IValue(lrs));
+                         }));
+      }),
+      Contains("StepLR: archive entry `base_lrs` is not a list of floats"));
+  CHECK(target.last_epoch() == 0);
+  load_from_string(
+      target, archive_with([&](auto& a) {
+        a.write("base_lrs", c10::IValue(lrs));
+        a.write("last_lr", c10::IValue(std::vector<double>{0.05, 0.015}));
+      }));
+  CHECK(target.last_epoch() == 4);
+  CHECK(dlcore::group_lrs(fresh_opt) == std::vector<double>{0.05, 0.015});
+
   // Groups added after construction.
   dlcore::StepLR s(fresh_opt, dlcore::StepLROptions(3));
   fresh_opt.add_param_group(torch::optim::OptimizerParamGroup(
