@@ -26,10 +26,17 @@
 #include <dlcore/nn/models/vgg.h>
 #include <dlcore/nn/safetensors.h>
 #include <dlcore/nn/summary.h>
+#include <dlcore/optim/cosine_annealing_lr.h>
 #include <dlcore/optim/cyclic_lr.h>
+#include <dlcore/optim/lambda_lr.h>
+#include <dlcore/optim/linear_lr.h>
 #include <dlcore/optim/lr_finder.h>
+#include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/optim/one_cycle_lr.h>
+#include <dlcore/optim/reduce_lr_on_plateau.h>
+#include <dlcore/optim/sequential_lr.h>
+#include <dlcore/optim/step_lr.h>
 #include <dlcore/per_group.h>
 #include <dlcore/train/allocator.h>
 #include <dlcore/train/batch_size_study.h>

@@ -12,7 +12,7 @@ py=/usr/bin/python3
 }
 
 # Generators that print the header on standard output.
-for name in data models schedulers; do
+for name in data models schedulers lr_schedulers; do
   tmp=$(mktemp "tests/golden/.$name.h.XXXXXX")
   if "$py" "scripts/golden/$name.py" >"$tmp"; then
     mv -f "$tmp" "tests/golden/$name.h"

@@ -1,8 +1,8 @@
 #pragma once
 
-// Internals shared by dlcore's cyclic schedulers (CyclicLR, OneCycleLR):
-// per-group option expansion and validation, writing values into an
-// optimizer's param groups, and versioned archive helpers.
+// Internals shared by dlcore's schedulers: per-group option expansion and
+// validation, writing values into an optimizer's param groups, and versioned
+// archive helpers (used through SchedulerBase in optim/lr_scheduler.h).
 
 #include <dlcore/optim/momentum.h>
 #include <dlcore/per_group.h>
@@ -264,8 +264,9 @@ inline void sched_check_same(
   sched_check_same(archive, owner, key, std::vector<double>{expected});
 }
 
-/// Reads the `type` and `version` entries and checks them.
-inline void sched_check_header(
+/// Reads the `type` and `version` entries, checks them and returns the
+/// version.
+inline int64_t sched_check_header(
     torch::serialize::InputArchive& archive,
     const char* owner,
     int64_t max_version) {
@@ -286,6 +287,7 @@ inline void sched_check_header(
       " (this build reads versions 1 to ",
       max_version,
       ")");
+  return version.toInt();
 }
 
 } // namespace detail

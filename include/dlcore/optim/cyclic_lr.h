@@ -1,6 +1,7 @@
 #pragma once
 
 #include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/per_group.h>
 
@@ -133,33 +134,40 @@ struct CyclicLROptions {
 ///   PyTorch 1.13 refuses optimizers without a `momentum` option.
 /// - Restarting with last_epoch >= 0 uses base_momentum from the options;
 ///   PyTorch 1.13 reads it back from the groups' current momentum.
-/// - A scale_fn returning a non-finite value is an error.
+/// - A scale_fn returning a non-finite value is an error, and so is a step
+///   whose LR or momentum would not be finite (kExpRange with gamma > 1
+///   overflows after enough batches): the optimizer keeps its values.
 /// - State is saved with save()/load() into torch::serialize archives;
 ///   load() also writes the restored step's LR and momentum into the optimizer.
-class CyclicLR {
+/// - base_lrs() (PyTorch's `initial_lr`) is base_lr, which PyTorch writes
+///   into the groups before it reads `initial_lr`. Built on an optimizer that
+///   already has a scheduler, PyTorch 1.13 computes its construction step
+///   from that scheduler's `initial_lr` instead of base_lr; dlcore always
+///   starts at base_lr.
+class CyclicLR : public LRScheduler {
  public:
   /// Validates the options against the optimizer's param groups, writes the
   /// values of batch last_epoch + 1 (0 for a new schedule) into every group.
   CyclicLR(torch::optim::Optimizer& optimizer, CyclicLROptions options)
-      : optimizer_(optimizer), options_(std::move(options)) {
+      : LRScheduler(optimizer, "CyclicLR", kVersion),
+        options_(std::move(options)) {
     const char* owner = "CyclicLR";
-    const std::size_t n = optimizer_.param_groups().size();
-    TORCH_CHECK(n > 0, owner, ": the optimizer has no param groups");
-    base_lrs_ =
+    const std::size_t n = num_groups();
+    lower_lrs_ =
         detail::sched_expand_finite(options_.base_lr(), n, owner, "base_lr");
     max_lrs_ =
         detail::sched_expand_finite(options_.max_lr(), n, owner, "max_lr");
     for (std::size_t i = 0; i < n; ++i) {
       TORCH_CHECK(
-          base_lrs_[i] > 0,
+          lower_lrs_[i] > 0,
           owner,
           ": ",
           detail::sched_option_name(
               "base_lr", i, options_.base_lr().is_broadcast()),
           " must be > 0, but got ",
-          base_lrs_[i]);
+          lower_lrs_[i]);
       TORCH_CHECK(
-          max_lrs_[i] >= base_lrs_[i],
+          max_lrs_[i] >= lower_lrs_[i],
           owner,
           ": ",
           detail::sched_option_name(
@@ -167,7 +175,7 @@ class CyclicLR {
           " (",
           max_lrs_[i],
           ") must be >= base_lr (",
-          base_lrs_[i],
+          lower_lrs_[i],
           ")");
     }
     TORCH_CHECK(
@@ -192,7 +200,7 @@ class CyclicLR {
         options_.last_epoch());
     if (options_.cycle_momentum()) {
       detail::SchedMomenta m = detail::sched_momentum_bounds(
-          optimizer_,
+          optimizer,
           options_.base_momentum(),
           options_.max_momentum(),
           n,
@@ -209,35 +217,20 @@ class CyclicLR {
     total_size_ = up + down;
     step_ratio_ = up / total_size_;
 
+    base_lrs_ = lower_lrs_;
     last_epoch_ = options_.last_epoch();
     step();
   }
 
   /// Advances one batch and writes its LR (and momentum) into every group.
-  void step() {
-    const int64_t t = last_epoch_ + 1;
-    compute(t, last_lr_, last_momentum_);
-    detail::sched_write_lrs(optimizer_, last_lr_);
-    if (options_.cycle_momentum()) {
-      momentum_writer_.write(optimizer_, last_momentum_);
-    }
-    last_epoch_ = t;
-  }
-
-  /// The LRs written by the last step (or the constructor), one per group.
-  const std::vector<double>& get_last_lr() const {
-    return last_lr_;
+  void step() override {
+    advance_to(next_epoch());
   }
 
   /// The momenta (or beta1) written by the last step, one per group; empty
   /// when cycle_momentum is false.
   const std::vector<double>& get_last_momentum() const {
     return last_momentum_;
-  }
-
-  /// Batches done: 0 after construction of a new schedule, k after k steps.
-  int64_t last_epoch() const {
-    return last_epoch_;
   }
 
   /// The LRs of batch t (t >= 0), one per group; a pure query.
@@ -267,13 +260,14 @@ class CyclicLR {
     return options_;
   }
 
-  /// Writes the state (type, version, last_epoch and the bounds it was
-  /// built with) into an archive.
-  void save(torch::serialize::OutputArchive& archive) const {
-    archive.write("type", c10::IValue(std::string("CyclicLR")));
-    archive.write("version", c10::IValue(kVersion));
-    archive.write("last_epoch", c10::IValue(last_epoch_));
-    archive.write("base_lr", c10::IValue(base_lrs_));
+  // save() writes type, version, last_epoch and the bounds it was built
+  // with; load() checks them against this scheduler's and writes the
+  // restored batch's LR and momentum into the optimizer, so the next step()
+  // continues the saved run exactly.
+
+ protected:
+  void save_state(torch::serialize::OutputArchive& archive) const override {
+    archive.write("base_lr", c10::IValue(lower_lrs_));
     archive.write("max_lr", c10::IValue(max_lrs_));
     archive.write("total_size", c10::IValue(std::vector<double>{total_size_}));
     archive.write("step_ratio", c10::IValue(std::vector<double>{step_ratio_}));
@@ -286,13 +280,12 @@ class CyclicLR {
     }
   }
 
-  /// Restores the state saved by save() into a scheduler built with the same
-  /// options (checked), and writes the restored batch's LR and momentum into
-  /// the optimizer, so the next step() continues the saved run exactly.
-  void load(torch::serialize::InputArchive& archive) {
+  void load_state(
+      torch::serialize::InputArchive& archive,
+      int64_t /*version*/,
+      int64_t last_epoch) override {
     const char* owner = "CyclicLR";
-    detail::sched_check_header(archive, owner, kVersion);
-    detail::sched_check_same(archive, owner, "base_lr", base_lrs_);
+    detail::sched_check_same(archive, owner, "base_lr", lower_lrs_);
     detail::sched_check_same(archive, owner, "max_lr", max_lrs_);
     detail::sched_check_same(archive, owner, "total_size", total_size_);
     detail::sched_check_same(archive, owner, "step_ratio", step_ratio_);
@@ -319,14 +312,22 @@ class CyclicLR {
       detail::sched_check_same(archive, owner, "base_momentum", base_momenta_);
       detail::sched_check_same(archive, owner, "max_momentum", max_momenta_);
     }
-    const c10::IValue le = detail::sched_read(archive, owner, "last_epoch");
-    TORCH_CHECK(
-        le.isInt() && le.toInt() >= 0,
-        owner,
-        ": archive entry `last_epoch` must be an integer >= 0, but got ",
-        le);
-    last_epoch_ = le.toInt() - 1;
-    step();
+    if (last_epoch < 0) {
+      // A child of SequentialLR whose turn has not come: nothing to write.
+      last_epoch_ = last_epoch;
+      return;
+    }
+    advance_to(last_epoch);
+  }
+
+  void get_lr(int64_t epoch, std::vector<double>& out) const override {
+    std::vector<double> momenta;
+    compute(epoch, out, momenta);
+  }
+
+  // PyTorch's step(0) (SequentialLR at a milestone): batch 0 again.
+  void restart() override {
+    advance_to(0);
   }
 
  private:
@@ -354,11 +355,11 @@ class CyclicLR {
       scale_factor = (x - 1.0) / (step_ratio_ - 1.0);
     }
     const double scale = scale_at(cycle, td);
-    const std::size_t n = base_lrs_.size();
+    const std::size_t n = lower_lrs_.size();
     lrs.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
-      const double base_height = (max_lrs_[i] - base_lrs_[i]) * scale_factor;
-      lrs[i] = base_lrs_[i] + base_height * scale;
+      const double base_height = (max_lrs_[i] - lower_lrs_[i]) * scale_factor;
+      lrs[i] = lower_lrs_[i] + base_height * scale;
     }
     if (options_.cycle_momentum()) {
       momenta.resize(n);
@@ -397,17 +398,27 @@ class CyclicLR {
     return 1.0;
   }
 
-  torch::optim::Optimizer& optimizer_;
+  // Computes batch t, checks that it is finite and writes it into the
+  // groups; changes nothing when a check fails.
+  void advance_to(int64_t t) {
+    check_groups();
+    compute(t, scratch_, next_momentum_);
+    if (options_.cycle_momentum()) {
+      commit(scratch_, next_momentum_, last_momentum_, momentum_writer_, t);
+    } else {
+      commit(scratch_, t);
+    }
+  }
+
   CyclicLROptions options_;
-  std::vector<double> base_lrs_;
+  std::vector<double> lower_lrs_; // base_lr per group
   std::vector<double> max_lrs_;
   std::vector<double> base_momenta_;
   std::vector<double> max_momenta_;
   double total_size_ = 0;
   double step_ratio_ = 0;
-  int64_t last_epoch_ = -1;
-  std::vector<double> last_lr_;
   std::vector<double> last_momentum_;
+  std::vector<double> next_momentum_;
   detail::SchedMomentumWriter momentum_writer_;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/per_group.h>
 
@@ -124,17 +125,20 @@ struct OneCycleLROptions {
 ///   c10::Error where PyTorch raises ZeroDivisionError.
 /// - Restarting with last_epoch >= 0 needs no `initial_lr`/`max_lr` entries in
 ///   the groups (PyTorch raises KeyError without them); the options are used.
+/// - initial_lr and min_lr must be finite (max_lr 1e300 with div_factor
+///   1e-300 is an error, not an infinite LR), and so must every step's LR and
+///   momentum: a step that would write a non-finite value is an error.
 /// - State is saved with save()/load() into torch::serialize archives;
 ///   load() also writes the restored step's LR and momentum into the optimizer.
-class OneCycleLR {
+class OneCycleLR : public LRScheduler {
  public:
   /// Validates the options against the optimizer's param groups, writes the
   /// values of batch last_epoch + 1 (0 for a new schedule) into every group.
   OneCycleLR(torch::optim::Optimizer& optimizer, OneCycleLROptions options)
-      : optimizer_(optimizer), options_(std::move(options)) {
+      : LRScheduler(optimizer, "OneCycleLR", kVersion),
+        options_(std::move(options)) {
     const char* owner = "OneCycleLR";
-    const std::size_t n = optimizer_.param_groups().size();
-    TORCH_CHECK(n > 0, owner, ": the optimizer has no param groups");
+    const std::size_t n = num_groups();
 
     if (options_.total_steps()) {
       TORCH_CHECK(
@@ -229,10 +233,32 @@ class OneCycleLR {
       v[kMax] = max_lrs[i];
       v[kInitial] = max_lrs[i] / options_.div_factor();
       v[kMin] = v[kInitial] / options_.final_div_factor();
+      TORCH_CHECK(
+          std::isfinite(v[kInitial]),
+          owner,
+          ": initial_lr of param group ",
+          i,
+          " = max_lr / div_factor = ",
+          v[kMax],
+          " / ",
+          options_.div_factor(),
+          " is not finite (the learning rate of step 0); choose a larger "
+          "div_factor");
+      TORCH_CHECK(
+          std::isfinite(v[kMin]),
+          owner,
+          ": min_lr of param group ",
+          i,
+          " = initial_lr / final_div_factor = ",
+          v[kInitial],
+          " / ",
+          options_.final_div_factor(),
+          " is not finite; choose a larger final_div_factor");
+      base_lrs_[i] = v[kInitial]; // PyTorch's group['initial_lr']
     }
     if (options_.cycle_momentum()) {
       const detail::SchedMomenta m = detail::sched_momentum_bounds(
-          optimizer_,
+          optimizer,
           options_.base_momentum(),
           options_.max_momentum(),
           n,
@@ -250,8 +276,8 @@ class OneCycleLR {
 
   /// Advances one batch and writes its LR (and momentum) into every group.
   /// Stepping past batch total_steps is an error that changes nothing.
-  void step() {
-    const int64_t t = last_epoch_ + 1;
+  void step() override {
+    const int64_t t = next_epoch();
     TORCH_CHECK(
         t <= total_steps_,
         "OneCycleLR: Tried to step ",
@@ -264,28 +290,13 @@ class OneCycleLR {
         ", and this step would reach batch ",
         t,
         ")");
-    compute(t, last_lr_, last_momentum_);
-    detail::sched_write_lrs(optimizer_, last_lr_);
-    if (options_.cycle_momentum()) {
-      momentum_writer_.write(optimizer_, last_momentum_);
-    }
-    last_epoch_ = t;
-  }
-
-  /// The LRs written by the last step (or the constructor), one per group.
-  const std::vector<double>& get_last_lr() const {
-    return last_lr_;
+    advance_to(t);
   }
 
   /// The momenta (or beta1) written by the last step, one per group; empty
   /// when cycle_momentum is false.
   const std::vector<double>& get_last_momentum() const {
     return last_momentum_;
-  }
-
-  /// Batches done: 0 after construction of a new schedule, k after k steps.
-  int64_t last_epoch() const {
-    return last_epoch_;
   }
 
   /// The schedule's length in batches (total_steps or epochs *
@@ -319,12 +330,13 @@ class OneCycleLR {
     return options_;
   }
 
-  /// Writes the state (type, version, last_epoch and the schedule it was
-  /// built with) into an archive.
-  void save(torch::serialize::OutputArchive& archive) const {
-    archive.write("type", c10::IValue(std::string("OneCycleLR")));
-    archive.write("version", c10::IValue(kVersion));
-    archive.write("last_epoch", c10::IValue(last_epoch_));
+  // save() writes type, version, last_epoch and the schedule it was built
+  // with; load() checks them against this scheduler's and writes the
+  // restored batch's LR and momentum into the optimizer, so the next step()
+  // continues the saved run exactly.
+
+ protected:
+  void save_state(torch::serialize::OutputArchive& archive) const override {
     archive.write("total_steps", c10::IValue(total_steps_));
     archive.write("phase_ends", c10::IValue(phase_ends()));
     archive.write(
@@ -336,12 +348,11 @@ class OneCycleLR {
     archive.write("cycle_momentum", c10::IValue(options_.cycle_momentum()));
   }
 
-  /// Restores the state saved by save() into a scheduler built with the same
-  /// options (checked), and writes the restored batch's LR and momentum into
-  /// the optimizer, so the next step() continues the saved run exactly.
-  void load(torch::serialize::InputArchive& archive) {
+  void load_state(
+      torch::serialize::InputArchive& archive,
+      int64_t /*version*/,
+      int64_t last_epoch) override {
     const char* owner = "OneCycleLR";
-    detail::sched_check_header(archive, owner, kVersion);
     const c10::IValue total = detail::sched_read(archive, owner, "total_steps");
     TORCH_CHECK(
         total.isInt() && total.toInt() == total_steps_,
@@ -369,16 +380,29 @@ class OneCycleLR {
         cm,
         ", but this scheduler has ",
         options_.cycle_momentum());
-    const c10::IValue le = detail::sched_read(archive, owner, "last_epoch");
     TORCH_CHECK(
-        le.isInt() && le.toInt() >= 0 && le.toInt() <= total_steps_,
+        last_epoch <= total_steps_,
         owner,
         ": archive entry `last_epoch` must be an integer in [0, ",
         total_steps_,
         "], but got ",
-        le);
-    last_epoch_ = le.toInt() - 1;
-    step();
+        last_epoch);
+    if (last_epoch < 0) {
+      // A child of SequentialLR whose turn has not come: nothing to write.
+      last_epoch_ = last_epoch;
+      return;
+    }
+    advance_to(last_epoch);
+  }
+
+  void get_lr(int64_t epoch, std::vector<double>& out) const override {
+    std::vector<double> momenta;
+    compute(epoch, out, momenta);
+  }
+
+  // PyTorch's step(0) (SequentialLR at a milestone): batch 0 again.
+  void restart() override {
+    advance_to(0);
   }
 
  private:
@@ -477,14 +501,24 @@ class OneCycleLR {
     }
   }
 
-  torch::optim::Optimizer& optimizer_;
+  // Computes batch t, checks that it is finite and writes it into the
+  // groups; changes nothing when a check fails.
+  void advance_to(int64_t t) {
+    check_groups();
+    compute(t, scratch_, next_momentum_);
+    if (options_.cycle_momentum()) {
+      commit(scratch_, next_momentum_, last_momentum_, momentum_writer_, t);
+    } else {
+      commit(scratch_, t);
+    }
+  }
+
   OneCycleLROptions options_;
   int64_t total_steps_ = 0;
   std::vector<Phase> phases_;
   std::vector<std::array<double, kNumValues>> values_;
-  int64_t last_epoch_ = -1;
-  std::vector<double> last_lr_;
   std::vector<double> last_momentum_;
+  std::vector<double> next_momentum_;
   detail::SchedMomentumWriter momentum_writer_;
 };
 
