@@ -35,6 +35,7 @@
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/nn/models/resnet_cifar.h>
 #include <dlcore/nn/safetensors.h>
+#include <dlcore/optim/step_lr.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/plot.h>
 #include <dlcore/train/report.h>
@@ -104,20 +105,10 @@ struct ResNetArch {
   }
 };
 
-// MultiStepLR(milestones, gamma) stepped once per epoch, as the homework:
-// epoch e uses base_lr * gamma^(number of milestones <= e), per group.
+// The homework's schedule: MultiStepLR(milestones, gamma 0.1) stepped once
+// per epoch (dlcore::MultiStepLR, value for value PyTorch's).
 std::vector<int64_t> homework_milestones(int64_t epochs) {
   return {epochs / 4, epochs / 2, epochs * 3 / 4};
-}
-double multistep_factor(
-    int64_t epoch, const std::vector<int64_t>& milestones, double gamma) {
-  double f = 1.0;
-  for (auto m : milestones) {
-    if (epoch >= m) {
-      f *= gamma;
-    }
-  }
-  return f;
 }
 
 struct Settings {
@@ -235,6 +226,22 @@ RunResult run_one(
       dlcore::BatchesOptions(1000));
   const auto milestones = homework_milestones(s.epochs);
 
+  // A scheduler covers the groups it was built with; gradual unfreezing adds
+  // groups, so it is rebuilt then from every group's base LR and brought to
+  // epoch e, as PyTorch's MultiStepLR would be had all groups been there.
+  std::optional<dlcore::MultiStepLR> lr_schedule;
+  auto build_schedule = [&](int64_t epoch) {
+    for (std::size_t g = 0; g < base_lrs.size(); ++g) {
+      sgd.param_groups()[g].options().set_lr(base_lrs[g]);
+    }
+    lr_schedule.reset();
+    lr_schedule.emplace(sgd, dlcore::MultiStepLROptions(milestones).gamma(0.1));
+    for (int64_t i = 0; i < epoch; ++i) {
+      lr_schedule->step();
+    }
+  };
+  build_schedule(0);
+
   RunResult r;
   r.run = spec.name;
   r.seed = seed;
@@ -243,10 +250,7 @@ RunResult run_one(
     if (schedule && dlcore::add_trainable_param_group(
                         sgd, schedule->apply(e), spec.lr) > 0) {
       base_lrs.push_back(spec.lr);
-    }
-    const double factor = multistep_factor(e, milestones, 0.1);
-    for (std::size_t g = 0; g < base_lrs.size(); ++g) {
-      sgd.param_groups()[g].options().set_lr(base_lrs[g] * factor);
+      build_schedule(e);
     }
     train_batches.set_epoch(e);
     const auto tr = dlcore::train_epoch(
@@ -265,6 +269,7 @@ RunResult run_one(
     }
     r.final_test_accuracy = te.accuracy;
     r.final_train_accuracy = tr.accuracy;
+    lr_schedule->step();
   }
   r.trainable = dlcore::parameter_counts(*net).trainable;
   r.seconds = clock.seconds();

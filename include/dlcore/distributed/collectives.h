@@ -18,6 +18,28 @@
 
 namespace dlcore {
 
+namespace detail {
+
+/// Every rank's leading size `rows` (an all-gather of one int64 per rank), in
+/// rank order: what the variable-size gathers pad to.
+template <typename Group>
+std::vector<int64_t> all_gather_rows(Group& pg, int64_t rows) {
+  const int64_t world = pg.getSize();
+  std::vector<at::Tensor> in{at::tensor({rows}, at::kLong)};
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int64_t r = 0; r < world; ++r) {
+    out[0].push_back(at::empty({1}, at::kLong));
+  }
+  pg.allgather(out, in)->wait();
+  std::vector<int64_t> all(static_cast<size_t>(world));
+  for (int64_t r = 0; r < world; ++r) {
+    all[r] = out[0][r].item<int64_t>();
+  }
+  return all;
+}
+
+} // namespace detail
+
 /// Every rank's `tensor` (any leading size, same trailing shape and dtype on
 /// all ranks), one per rank in rank order. Sizes are gathered first, then
 /// the tensors, padded to the largest.
@@ -32,18 +54,8 @@ std::vector<at::Tensor> all_gather_variable(
       tensor.defined() ? tensor.sizes() : at::IntArrayRef{});
   const int64_t world = pg.getSize();
   auto t = tensor.to(at::kCPU).contiguous();
-  std::vector<at::Tensor> size_in{at::tensor({t.size(0)}, at::kLong)};
-  std::vector<std::vector<at::Tensor>> size_out(1);
-  for (int64_t r = 0; r < world; ++r) {
-    size_out[0].push_back(at::empty({1}, at::kLong));
-  }
-  pg.allgather(size_out, size_in)->wait();
-  int64_t max_rows = 0;
-  std::vector<int64_t> rows(static_cast<size_t>(world));
-  for (int64_t r = 0; r < world; ++r) {
-    rows[r] = size_out[0][r].item<int64_t>();
-    max_rows = std::max(max_rows, rows[r]);
-  }
+  const std::vector<int64_t> rows = detail::all_gather_rows(pg, t.size(0));
+  const int64_t max_rows = *std::max_element(rows.begin(), rows.end());
   std::vector<int64_t> shape = t.sizes().vec();
   std::vector<at::Tensor> out;
   if (max_rows == 0) {
@@ -86,18 +98,8 @@ std::vector<at::Tensor> gather_variable(
       tensor.defined() ? tensor.sizes() : at::IntArrayRef{});
   auto t = tensor.to(at::kCPU).contiguous();
   // Sizes go to everyone (tiny), so all ranks agree on the padded shape.
-  std::vector<at::Tensor> size_in{at::tensor({t.size(0)}, at::kLong)};
-  std::vector<std::vector<at::Tensor>> size_out(1);
-  for (int64_t r = 0; r < world; ++r) {
-    size_out[0].push_back(at::empty({1}, at::kLong));
-  }
-  pg.allgather(size_out, size_in)->wait();
-  int64_t max_rows = 0;
-  std::vector<int64_t> rows(static_cast<size_t>(world));
-  for (int64_t r = 0; r < world; ++r) {
-    rows[r] = size_out[0][r].item<int64_t>();
-    max_rows = std::max(max_rows, rows[r]);
-  }
+  const std::vector<int64_t> rows = detail::all_gather_rows(pg, t.size(0));
+  const int64_t max_rows = *std::max_element(rows.begin(), rows.end());
   const bool is_root = pg.getRank() == root;
   std::vector<at::Tensor> out;
   if (max_rows == 0) {

@@ -18,9 +18,12 @@
 
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -157,6 +160,134 @@ struct LoadWeightsReport {
   std::vector<std::string> ignored;
 };
 
+namespace detail {
+
+/// `options.ignore()` compiled, or nullopt when empty; a bad pattern is an
+/// error naming `owner`.
+inline std::optional<std::regex> weights_ignore_regex(
+    const LoadWeightsOptions& options, const std::string& owner) {
+  if (options.ignore().empty()) {
+    return std::nullopt;
+  }
+  try {
+    return std::regex(options.ignore(), std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    TORCH_CHECK(
+        false,
+        owner,
+        ": expected ignore to be a valid ECMAScript regex, but got '",
+        options.ignore(),
+        "' (",
+        e.what(),
+        ")");
+  }
+  return std::nullopt;
+}
+
+/// The format-independent part of loading weights: matches the tensors read
+/// from `path` against `module`'s parameters and buffers by dotted name,
+/// reports every missing and unexpected name (when strict), every shape
+/// mismatch and, when `dtype_name` is given, every dtype mismatch (named by
+/// it) in one error naming `owner`, and copies only when all checks pass.
+inline LoadWeightsReport load_matching_weights(
+    torch::nn::Module& module,
+    const std::map<std::string, torch::Tensor>& file,
+    const LoadWeightsOptions& options,
+    const std::optional<std::regex>& ignore,
+    const std::string& owner,
+    const std::string& path,
+    const std::function<std::string(c10::ScalarType)>& dtype_name = {}) {
+  auto ignored = [&](const std::string& name) {
+    return ignore.has_value() && std::regex_search(name, *ignore);
+  };
+  LoadWeightsReport report;
+  std::vector<std::string> shape_errors;
+  std::vector<std::string> dtype_errors;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  std::set<std::string> seen;
+  for (const auto& [name, target] : state_dict(module)) {
+    seen.insert(name);
+    if (ignored(name)) {
+      report.ignored.push_back(name);
+      continue;
+    }
+    const auto it = file.find(name);
+    if (it == file.end()) {
+      report.missing.push_back(name);
+      continue;
+    }
+    if (!target.defined() || it->second.sizes() != target.sizes()) {
+      std::ostringstream s;
+      s << name << ": file " << it->second.sizes() << " vs model ";
+      if (target.defined()) {
+        s << target.sizes();
+      } else {
+        s << "undefined";
+      }
+      shape_errors.push_back(s.str());
+      continue;
+    }
+    if (dtype_name && it->second.scalar_type() != target.scalar_type()) {
+      dtype_errors.push_back(
+          name + ": file " + dtype_name(it->second.scalar_type()) +
+          " vs model " + dtype_name(target.scalar_type()));
+      continue;
+    }
+    report.loaded.push_back(name);
+    copies.emplace_back(target, it->second);
+  }
+  for (const auto& entry : file) {
+    if (seen.count(entry.first)) {
+      continue;
+    }
+    if (ignored(entry.first)) {
+      report.ignored.push_back(entry.first);
+    } else {
+      report.unexpected.push_back(entry.first);
+    }
+  }
+  auto section = [](const std::string& title,
+                    const std::vector<std::string>& items) {
+    std::string s =
+        "\n  " + title + " (" + std::to_string(items.size()) + "): ";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      s += (i == 0 ? "" : ", ") + items[i];
+    }
+    return s;
+  };
+  const bool name_errors = options.strict() && (!report.missing.empty() ||
+                                                !report.unexpected.empty());
+  if (!shape_errors.empty() || !dtype_errors.empty() || name_errors) {
+    std::string message = owner + ": '" + path +
+                          "' does not match the model (nothing was loaded):";
+    if (!shape_errors.empty()) {
+      message += section("shape mismatches", shape_errors);
+    }
+    if (!dtype_errors.empty()) {
+      message += section("dtype mismatches", dtype_errors);
+    }
+    if (options.strict() && !report.missing.empty()) {
+      message += section("missing in the file", report.missing);
+    }
+    if (options.strict() && !report.unexpected.empty()) {
+      message += section("unexpected in the file", report.unexpected);
+    }
+    if (name_errors) {
+      message +=
+          "\n  (pass LoadWeightsOptions().strict(false) to load the "
+          "matching names, or ignore(regex) to skip some)";
+    }
+    TORCH_CHECK(false, message);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [target, source] : copies) {
+    target.copy_(source);
+  }
+  return report;
+}
+
+} // namespace detail
+
 /// Loads the parameters and buffers of `module` from `path` by dotted name,
 /// after comparing names and shapes: every missing and unexpected name (when
 /// `strict`) and every shape mismatch is reported in one error, and nothing
@@ -176,99 +307,9 @@ inline LoadWeightsReport load_weights(
     torch::nn::Module& module,
     const std::string& path,
     const LoadWeightsOptions& options = {}) {
-  std::regex ignore;
-  const bool use_ignore = !options.ignore().empty();
-  if (use_ignore) {
-    try {
-      ignore = std::regex(options.ignore(), std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      TORCH_CHECK(
-          false,
-          "load_weights: expected ignore to be a valid ECMAScript regex, but "
-          "got '",
-          options.ignore(),
-          "' (",
-          e.what(),
-          ")");
-    }
-  }
-  auto file = read_weights(path);
-  LoadWeightsReport report;
-  std::vector<std::string> shape_errors;
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
-  std::map<std::string, bool> seen;
-  for (const auto& [name, target] : state_dict(module)) {
-    if (use_ignore && std::regex_search(name, ignore)) {
-      report.ignored.push_back(name);
-      seen[name] = true;
-      continue;
-    }
-    seen[name] = true;
-    const auto it = file.find(name);
-    if (it == file.end()) {
-      report.missing.push_back(name);
-      continue;
-    }
-    if (it->second.sizes() != target.sizes()) {
-      std::ostringstream s;
-      s << name << ": file " << it->second.sizes() << " vs model "
-        << target.sizes();
-      shape_errors.push_back(s.str());
-      continue;
-    }
-    report.loaded.push_back(name);
-    copies.emplace_back(target, it->second);
-  }
-  for (const auto& [name, tensor] : file) {
-    (void)tensor;
-    if (seen.count(name)) {
-      continue;
-    }
-    if (use_ignore && std::regex_search(name, ignore)) {
-      report.ignored.push_back(name);
-    } else {
-      report.unexpected.push_back(name);
-    }
-  }
-  auto join = [](const std::vector<std::string>& names) {
-    std::string s;
-    for (const auto& n : names) {
-      s += (s.empty() ? "" : ", ") + n;
-    }
-    return s;
-  };
-  const bool name_errors = options.strict() && (!report.missing.empty() ||
-                                                !report.unexpected.empty());
-  if (!shape_errors.empty() || name_errors) {
-    std::string message = "load_weights: '" + path +
-                          "' does not match the model (nothing was loaded):";
-    if (!shape_errors.empty()) {
-      message += "\n  shape mismatches (" +
-                 std::to_string(shape_errors.size()) +
-                 "): " + join(shape_errors);
-    }
-    if (options.strict() && !report.missing.empty()) {
-      message += "\n  missing in the file (" +
-                 std::to_string(report.missing.size()) +
-                 "): " + join(report.missing);
-    }
-    if (options.strict() && !report.unexpected.empty()) {
-      message += "\n  unexpected in the file (" +
-                 std::to_string(report.unexpected.size()) +
-                 "): " + join(report.unexpected);
-    }
-    if (name_errors) {
-      message +=
-          "\n  (pass LoadWeightsOptions().strict(false) to load the "
-          "matching names, or ignore(regex) to skip some)";
-    }
-    TORCH_CHECK(false, message);
-  }
-  torch::NoGradGuard no_grad;
-  for (auto& [target, source] : copies) {
-    target.copy_(source);
-  }
-  return report;
+  const auto ignore = detail::weights_ignore_regex(options, "load_weights");
+  return detail::load_matching_weights(
+      module, read_weights(path), options, ignore, "load_weights", path);
 }
 
 } // namespace dlcore

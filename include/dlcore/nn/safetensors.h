@@ -152,123 +152,20 @@ inline LoadWeightsReport load_weights_safetensors(
     const std::string& path,
     const LoadWeightsOptions& options = {}) {
   const std::string owner = "load_weights_safetensors";
-  std::regex ignore;
-  const bool use_ignore = !options.ignore().empty();
-  if (use_ignore) {
-    try {
-      ignore = std::regex(options.ignore(), std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      TORCH_CHECK(
-          false,
-          owner,
-          ": expected ignore to be a valid ECMAScript regex, but got '",
-          options.ignore(),
-          "' (",
-          e.what(),
-          ")");
-    }
-  }
+  const auto ignore = detail::weights_ignore_regex(options, owner);
   auto file = detail::read_safetensors_contents(path, owner);
   std::map<std::string, torch::Tensor> tensors;
   for (auto& [name, tensor] : file.tensors) {
     tensors.emplace(name, std::move(tensor));
   }
+  // The file's dtypes must match: safetensors names them (F32, BF16, ...).
   auto dtype_name = [](c10::ScalarType type) {
     const auto* d = detail::safetensors_dtype(type);
     return d != nullptr ? std::string(d->name)
                         : std::string(c10::toString(type));
   };
-  LoadWeightsReport report;
-  std::vector<std::string> shape_errors;
-  std::vector<std::string> dtype_errors;
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
-  std::set<std::string> seen;
-  for (const auto& [name, target] : state_dict(module)) {
-    seen.insert(name);
-    if (use_ignore && std::regex_search(name, ignore)) {
-      report.ignored.push_back(name);
-      continue;
-    }
-    const auto it = tensors.find(name);
-    if (it == tensors.end()) {
-      report.missing.push_back(name);
-      continue;
-    }
-    if (!target.defined() || it->second.sizes() != target.sizes()) {
-      std::ostringstream s;
-      s << name << ": file " << it->second.sizes() << " vs model ";
-      if (target.defined()) {
-        s << target.sizes();
-      } else {
-        s << "undefined";
-      }
-      shape_errors.push_back(s.str());
-      continue;
-    }
-    if (it->second.scalar_type() != target.scalar_type()) {
-      dtype_errors.push_back(
-          name + ": file " + dtype_name(it->second.scalar_type()) +
-          " vs model " + dtype_name(target.scalar_type()));
-      continue;
-    }
-    report.loaded.push_back(name);
-    copies.emplace_back(target, it->second);
-  }
-  for (const auto& [name, tensor] : tensors) {
-    (void)tensor;
-    if (seen.count(name)) {
-      continue;
-    }
-    if (use_ignore && std::regex_search(name, ignore)) {
-      report.ignored.push_back(name);
-    } else {
-      report.unexpected.push_back(name);
-    }
-  }
-  auto join = [](const std::vector<std::string>& names) {
-    std::string s;
-    for (const auto& n : names) {
-      s += (s.empty() ? "" : ", ") + n;
-    }
-    return s;
-  };
-  const bool name_errors = options.strict() && (!report.missing.empty() ||
-                                                !report.unexpected.empty());
-  if (!shape_errors.empty() || !dtype_errors.empty() || name_errors) {
-    std::string message = owner + ": '" + path +
-                          "' does not match the model (nothing was loaded):";
-    if (!shape_errors.empty()) {
-      message += "\n  shape mismatches (" +
-                 std::to_string(shape_errors.size()) +
-                 "): " + join(shape_errors);
-    }
-    if (!dtype_errors.empty()) {
-      message += "\n  dtype mismatches (" +
-                 std::to_string(dtype_errors.size()) +
-                 "): " + join(dtype_errors);
-    }
-    if (options.strict() && !report.missing.empty()) {
-      message += "\n  missing in the file (" +
-                 std::to_string(report.missing.size()) +
-                 "): " + join(report.missing);
-    }
-    if (options.strict() && !report.unexpected.empty()) {
-      message += "\n  unexpected in the file (" +
-                 std::to_string(report.unexpected.size()) +
-                 "): " + join(report.unexpected);
-    }
-    if (name_errors) {
-      message +=
-          "\n  (pass LoadWeightsOptions().strict(false) to load the "
-          "matching names, or ignore(regex) to skip some)";
-    }
-    TORCH_CHECK(false, message);
-  }
-  torch::NoGradGuard no_grad;
-  for (auto& [target, source] : copies) {
-    target.copy_(source);
-  }
-  return report;
+  return detail::load_matching_weights(
+      module, tensors, options, ignore, owner, path, dtype_name);
 }
 
 } // namespace dlcore
