@@ -293,7 +293,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "the same seed and epoch give the same draws; others differ",
+    "the same seed and epoch give the same draws, and others differ",
     "[hashtag_resampler]") {
   auto labels = zipf_labels(20, 100, 1.0);
   auto make = [&](uint64_t seed) {

@@ -1200,7 +1200,7 @@ std::vector<Batch> blobs(int64_t n, uint64_t seed) {
 } // namespace
 
 TEST_CASE(
-    "train_epoch steps any LRScheduler per batch; MultiStepLR steps per epoch",
+    "train_epoch steps any LRScheduler per batch, and MultiStepLR per epoch",
     "[lr_sched]") {
   auto batches = blobs(160, 5); // 5 batches per epoch
   SECTION("per batch, through a base-class reference") {
