@@ -342,6 +342,7 @@ TEST_CASE(
     return same_tensors(dlcore::read_weights(bad), expected);
   });
   // Most bytes are checked: only unused zip fields may change.
+  CAPTURE(original.size(), rejected, same);
   CHECK(rejected > 2 * same);
   CHECK(rejected + same == static_cast<int>(original.size()));
   // The probe's byte: data.pkl's GLOBAL (offset 2) changed to NEWOBJ
@@ -390,6 +391,7 @@ TEST_CASE(
     target.ingest(chunk_scores(4, c, 2), 100);
     return ok;
   });
+  CAPTURE(original.size(), rejected, same);
   CHECK(rejected > 2 * same);
 }
 
@@ -412,6 +414,7 @@ TEST_CASE(
            r.epoch_length() == saved.epoch_length() &&
            r.options().seed() == saved.options().seed();
   });
+  CAPTURE(original.size(), rejected, same);
   CHECK(rejected > 2 * same);
 }
 
@@ -1028,5 +1031,6 @@ TEST_CASE(
   const auto [rejected, same] = flip_every_byte(b, path, 3, [&] {
     return dlcore::read_idx(path).equal(torch::arange(6, torch::kByte));
   });
+  CAPTURE(b.size(), rejected, same);
   CHECK(rejected > same);
 }

@@ -54,8 +54,11 @@ struct LabelNoiseOptions {
   TORCH_ARG(bool, exact_count) = true;
   /// Seed of the selection and of the replacements. Default: 0
   TORCH_ARG(uint64_t, seed) = 0;
-  /// Number of classes C. Default: -1 (the matrix's or the marginal's size if
-  /// given, else the largest label + 1)
+  /// Number of classes C. The [C, C] results must be justified by the
+  /// input: C^2 <= max(2^24, 64 * number of labels) unless a [C, C]
+  /// `transition_matrix` is given (checked before allocating). Default: -1
+  /// (the matrix's or the marginal's size if given, else the largest
+  /// label + 1)
   TORCH_ARG(int64_t, num_classes) = -1;
   /// kMatrix only: row-stochastic float [C, C] (non-negative, each row sums
   /// to 1 within 1e-9 for float64, C * 1.2e-7 for float32). Default:

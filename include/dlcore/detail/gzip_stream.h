@@ -111,8 +111,8 @@ class GzipReader {
             owner_,
             ": ",
             path_,
-            ": corrupt gzip data (unexpected end of file inside the "
-            "compressed stream)");
+            ": truncated gzip data (the file ends inside the compressed "
+            "stream)");
       }
       const int64_t want = std::min<int64_t>(n - total, int64_t{1} << 30);
       zs_.next_out = out + total;
