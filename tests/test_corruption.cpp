@@ -792,6 +792,19 @@ TEST_CASE(
     CHECK(SelectorState(s) == SelectorState(clean));
     CHECK(s.rows_seen() == 16);
   }
+  // A chunk scanned on several threads (4 blocks of 256 rows), the bad
+  // value in the last block.
+  {
+    auto big = chunk_scores(1024, c, 10);
+    big[900][4] = -std::numeric_limits<float>::infinity();
+    TopKTopPSelector s(TopKTopPSelectorOptions(c, k, p).num_threads(4));
+    s.ingest(chunk_scores(300, c, 1), 5000);
+    const SelectorState before(s);
+    CHECK_THAT(
+        message_of([&] { s.ingest(big, 0); }),
+        Contains("row 900 of the chunk (image 900) has -inf for class 4"));
+    CHECK(SelectorState(s) == before);
+  }
   // Through an index tensor, and with an index repeated in the chunk or
   // inside a recorded range.
   TopKTopPSelector s({c, k, p});

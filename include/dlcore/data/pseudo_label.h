@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <iterator>
 #include <limits>
@@ -1122,8 +1123,7 @@ class TopKTopPSelector {
     const int64_t C = options_.num_classes();
     const int64_t P = options_.p();
     // At least 256 rows per thread; one thread for small chunks.
-    const int64_t threads = std::max<int64_t>(
-        1, std::min<int64_t>(options_.num_threads(), rows / 256));
+    const int64_t threads = ingest_threads(rows);
     while (static_cast<int64_t>(states.size()) < threads) {
       guard_alloc([&] { states.emplace_back(C, options_.k()); });
     }
@@ -1147,23 +1147,78 @@ class TopKTopPSelector {
     rows_seen_ += rows;
   }
 
-  /// The first row holding a non-finite score, or -1 (a branch-free pass
-  /// per row, which the compiler vectorizes).
+  /// The first row holding a non-finite score, or -1. Tests the exponent
+  /// bits (all ones: inf or NaN) with integer operations, which the compiler
+  /// vectorizes (a floating-point compare against NaN does not); with AVX2
+  /// where the CPU has it.
   template <typename scalar_t>
-  static int64_t first_non_finite_row(
+  __attribute__((always_inline)) static int64_t non_finite_scan(
       const scalar_t* data, int64_t rows, int64_t C) {
-    constexpr scalar_t kMax = std::numeric_limits<scalar_t>::max();
+    using Bits = std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>;
+    constexpr Bits kExponent = sizeof(scalar_t) == 4
+                                   ? static_cast<Bits>(0x7f800000u)
+                                   : static_cast<Bits>(0x7ff0000000000000ull);
     for (int64_t r = 0; r < rows; ++r) {
       const scalar_t* row = data + r * C;
-      bool bad = false;
+      Bits bad = 0;
       for (int64_t c = 0; c < C; ++c) {
-        bad |= !(std::fabs(row[c]) <= kMax);
+        Bits b;
+        std::memcpy(&b, row + c, sizeof(b));
+        bad |= static_cast<Bits>((~b & kExponent) == 0);
       }
-      if (bad) {
+      if (bad != 0) {
         return r;
       }
     }
     return -1;
+  }
+
+#if DLCORE_TOPK_X86
+  template <typename scalar_t>
+  __attribute__((target("avx2"))) static int64_t non_finite_scan_avx2(
+      const scalar_t* data, int64_t rows, int64_t C) {
+    return non_finite_scan(data, rows, C);
+  }
+#endif
+
+  /// The first row of a chunk holding a non-finite score, or -1; scanned
+  /// on the threads (and row blocks) that will ingest it.
+  template <typename scalar_t>
+  int64_t first_non_finite_row(
+      const scalar_t* data, int64_t rows, int64_t C) const {
+    const bool avx2 = detail::topk_isa() >= detail::TopKIsa::kAvx2;
+    auto scan = [&](const scalar_t* d, int64_t n) {
+#if DLCORE_TOPK_X86
+      if (avx2) {
+        return non_finite_scan_avx2(d, n, C);
+      }
+#endif
+      (void)avx2;
+      return non_finite_scan(d, n, C);
+    };
+    const int64_t threads = ingest_threads(rows);
+    if (threads == 1) {
+      return scan(data, rows);
+    }
+    std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
+    detail::run_tasks(threads, [&](int64_t t) {
+      const int64_t r0 = rows * t / threads;
+      const int64_t r1 = rows * (t + 1) / threads;
+      const int64_t b = scan(data + r0 * C, r1 - r0);
+      bad[static_cast<size_t>(t)] = b < 0 ? -1 : r0 + b;
+    });
+    for (const int64_t b : bad) {
+      if (b >= 0) {
+        return b;
+      }
+    }
+    return -1;
+  }
+
+  /// Threads that ingest a chunk of `rows` rows: at least 256 rows each.
+  int64_t ingest_threads(int64_t rows) const {
+    return std::max<int64_t>(
+        1, std::min<int64_t>(options_.num_threads(), rows / 256));
   }
 
   template <typename scalar_t, typename IndexOf>
