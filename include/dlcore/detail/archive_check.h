@@ -493,6 +493,14 @@ class ArchiveChecker {
         if (xend - x < 4 || u16(x + 2) > xend - x - 4) {
           fail("entry '", e.name, "' has a malformed local extra field");
         }
+        // LibTorch's alignment padding ("FB") is all 'Z'.
+        if (u16(x) == 0x4246) {
+          for (uint64_t q = x + 4; q < x + 4 + u16(x + 2); ++q) {
+            if (p_[q] != 'Z') {
+              fail("entry '", e.name, "' has damaged alignment padding");
+            }
+          }
+        }
         x += 4 + u16(x + 2);
       }
       e.data_offset = xend;
