@@ -46,8 +46,9 @@
 namespace dlcore {
 namespace detail {
 
-/// Largest pickle entry the walk accepts (64 MiB): far above any state or
-/// weights file dlcore writes (about 200 bytes per tensor).
+/// Largest pickle entry the walk accepts, and largest deflated entry (64
+/// MiB): far above any state or weights file dlcore writes (about 200 bytes
+/// per tensor).
 inline constexpr uint64_t kArchiveMaxPickleBytes = uint64_t{1} << 26;
 /// Most values one pickle may create (each costs about 150 bytes while the
 /// walk runs): about 16 per tensor in a weights file.
@@ -412,6 +413,18 @@ class ArchiveChecker {
             " bytes deflated into ",
             csize,
             ", more than deflate can compress");
+      }
+      // LibTorch deflates only small text entries (TorchScript sources);
+      // tensors are stored.
+      if (method == 8 && usize > kArchiveMaxPickleBytes) {
+        fail(
+            "deflated entry '",
+            e.name,
+            "' claims ",
+            usize,
+            " bytes, more than the ",
+            kArchiveMaxPickleBytes,
+            " accepted");
       }
       e.method = method;
       e.stored_size = csize;
