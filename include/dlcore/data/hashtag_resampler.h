@@ -947,11 +947,10 @@ inline torch::Tensor soft_targets(
   TORCH_CHECK(
       tags.offsets.defined() && tags.offsets.scalar_type() == torch::kLong &&
           tags.offsets.dim() == 1 && tags.offsets.numel() >= 1 &&
-          tags.offsets.device().is_cpu() && tags.tags.defined() &&
-          tags.tags.dim() == 1,
-      "soft_targets: expected TagLists with CPU int64 offsets [N + 1] and "
-      "tags [P]");
-  auto off = tags.offsets.contiguous();
+          tags.tags.defined() && tags.tags.dim() == 1,
+      "soft_targets: expected TagLists with int64 offsets [N + 1] and tags "
+      "[P]");
+  auto off = tags.offsets.to(torch::kCPU).contiguous();
   auto t = tags.tags.to(torch::kCPU, torch::kLong).contiguous();
   auto idx = indices.to(torch::kCPU).contiguous();
   const int64_t b = idx.numel();
