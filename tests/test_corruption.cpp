@@ -1,8 +1,11 @@
-// Bad input and damaged files, in one place: every file kind dlcore reads
-// (weights, selector state, resampler state, IDX, CIFAR) against seeded byte
-// flips, crafted archives and non-regular files, and the options whose
-// values could crash, hang or allocate without bound. The expected outcome
-// everywhere is a c10::Error that names the file or option and the problem.
+// Bad input and damaged files, in one place: the files dlcore writes with a
+// checksum (weights, selector state, resampler state, gzip IDX) against seeded
+// byte flips of every byte; crafted archives with valid CRCs against each rule
+// of the archive guard; every reader (IDX, CIFAR, weights, states) against
+// FIFOs, folders and devices; and the options whose values could crash, hang
+// or allocate without bound. The expected outcome everywhere is a c10::Error
+// that names the file or option and the problem. (Plain IDX and CIFAR files
+// carry no checksum: a flipped pixel is valid data there.)
 
 #include <dlcore/data/cifar.h>
 #include <dlcore/data/hashtag_resampler.h>
