@@ -5,6 +5,7 @@
 #include <dlcore/data/tensor_dataset.h>
 #include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/freeze_cifar.h>
+#include <dlcore/detail/regular_file.h>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -61,13 +62,7 @@ struct CifarRecords {
 ///                                    dlcore::CifarFormat::kCifar10);
 inline CifarRecords read_cifar_file(
     const std::string& path, CifarFormat format) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  TORCH_CHECK(
-      in.good(),
-      "read_cifar_file: expected a readable file, but cannot open '",
-      path,
-      "'");
-  const auto size = static_cast<int64_t>(in.tellg());
+  auto [fd, size] = detail::open_regular_file(path, "read_cifar_file");
   const int64_t record = cifar_record_bytes(format);
   const char* name = format == CifarFormat::kCifar10 ? "CIFAR-10" : "CIFAR-100";
   TORCH_CHECK(
@@ -88,14 +83,14 @@ inline CifarRecords read_cifar_file(
                                                 : ""));
   const int64_t n = size / record;
   auto raw = torch::empty({n, record}, torch::kUInt8);
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(raw.data_ptr<uint8_t>()), size);
+  const int64_t got = detail::read_fully(
+      fd.get(), raw.data_ptr<uint8_t>(), size, path, "read_cifar_file");
   TORCH_CHECK(
-      in.gcount() == size,
+      got == size,
       "read_cifar_file: reading '",
       path,
       "' failed after ",
-      in.gcount(),
+      got,
       " of ",
       size,
       " bytes");

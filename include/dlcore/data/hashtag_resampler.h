@@ -3,6 +3,8 @@
 #include <dlcore/detail/alias_huge_pages.h>
 #include <dlcore/detail/alias_random.h>
 #include <dlcore/detail/alias_table.h>
+#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/atomic_file.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -14,9 +16,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace dlcore {
 
@@ -249,6 +254,9 @@ struct HashtagResamplerReport {
 class HashtagResampler : public torch::data::samplers::Sampler<> {
  public:
   static constexpr int64_t kVersion = 1;
+  /// The largest epoch length L accepted (2^62), far from int64 overflow in
+  /// the position arithmetic.
+  static constexpr int64_t kMaxEpochLength = int64_t{1} << 62;
 
   /// Multi-label (or single-label) data as tag lists. The data is indexed
   /// once; the tensors need not outlive the sampler.
@@ -313,12 +321,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
 
   /// Draws this rank yields per epoch: ceil(L / W), or floor with drop_last.
   int64_t local_length() const {
-    const int64_t w = options_.world_size();
-    if (epoch_length_ == 0) {
-      return 0;
-    }
-    return options_.drop_last() ? epoch_length_ / w
-                                : (epoch_length_ + w - 1) / w;
+    return local_length_of(epoch_length_);
   }
 
   int64_t epoch() const {
@@ -340,6 +343,13 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   /// Rewinds the current epoch; `new_size` sets a new epoch length L.
   void reset(torch::optional<size_t> new_size = torch::nullopt) override {
     if (new_size.has_value()) {
+      TORCH_CHECK(
+          *new_size <= static_cast<size_t>(kMaxEpochLength),
+          "HashtagResampler::reset: expected an epoch length in [0, 2^62], "
+          "but got ",
+          *new_size);
+      check_epoch_length(
+          static_cast<int64_t>(*new_size), "HashtagResampler::reset");
       epoch_length_ = static_cast<int64_t>(*new_size);
       replicate_counts_.clear();
       replicate_epoch_ = -1;
@@ -477,13 +487,31 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
 
   /// Restores what `save` wrote. The sampler must have been built on the same
   /// data (N, T), alpha, mode, rank and world size; the seed is restored.
+  /// Every field is checked as the setters would (int64 scalars, version,
+  /// epoch >= 0, an epoch length within `check_epoch_length`'s bounds, 0 <=
+  /// position <= this rank's share of the epoch) before anything changes: on
+  /// error the sampler is left as it was.
   void load(torch::serialize::InputArchive& archive) override {
-    auto get = [&archive](const char* key) {
+    auto get = [&archive](const char* key, torch::ScalarType dtype) {
       torch::Tensor t;
       archive.read(key, t, /*is_buffer=*/true);
+      TORCH_CHECK(
+          t.defined() && t.scalar_type() == dtype && t.numel() == 1 &&
+              t.device().is_cpu(),
+          "HashtagResampler::load: expected the saved `",
+          key,
+          "` to be one CPU ",
+          c10::toString(dtype),
+          " value, but got ",
+          t.defined() ? t.toString() : std::string("undefined"),
+          " of shape ",
+          t.defined() ? t.sizes() : torch::IntArrayRef{});
       return t;
     };
-    const int64_t version = get("version").item<int64_t>();
+    auto get_int = [&](const char* key) {
+      return get(key, torch::kLong).item<int64_t>();
+    };
+    const int64_t version = get_int("version");
     TORCH_CHECK(
         version >= 1 && version <= kVersion,
         "HashtagResampler::load: expected version 1..",
@@ -491,7 +519,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
         ", but got ",
         version);
     auto expect = [&](const char* key, int64_t mine) {
-      const int64_t saved = get(key).item<int64_t>();
+      const int64_t saved = get_int(key);
       TORCH_CHECK(
           saved == mine,
           "HashtagResampler::load: the saved state has ",
@@ -506,26 +534,102 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     expect("rank", options_.rank());
     expect("world_size", options_.world_size());
     expect("mode", static_cast<int64_t>(options_.mode()));
-    const double alpha = get("alpha").item<double>();
+    const double alpha = get("alpha", torch::kDouble).item<double>();
     TORCH_CHECK(
         alpha == options_.alpha(),
         "HashtagResampler::load: the saved state has alpha = ",
         alpha,
         ", but this sampler has ",
         options_.alpha());
-    const int64_t length = get("epoch_length").item<int64_t>();
+    const int64_t length = get_int("epoch_length");
+    check_epoch_length(length, "HashtagResampler::load");
+    const int64_t epoch = get_int("epoch");
+    TORCH_CHECK(
+        epoch >= 0,
+        "HashtagResampler::load: expected a saved epoch >= 0, but got ",
+        epoch);
+    const int64_t position = get_int("position");
+    const int64_t local = local_length_of(length);
+    TORCH_CHECK(
+        position >= 0 && position <= local,
+        "HashtagResampler::load: expected a saved position in [0, ",
+        local,
+        "] (this rank's draws of an epoch of ",
+        length,
+        "), but got ",
+        position);
+    const int64_t seed = get_int("seed");
     if (length != epoch_length_) {
       epoch_length_ = length;
       replicate_counts_.clear();
-      replicate_epoch_ = -1;
     }
-    options_.seed(static_cast<uint64_t>(get("seed").item<int64_t>()));
+    options_.seed(static_cast<uint64_t>(seed));
     replicate_epoch_ = -1;
-    epoch_ = get("epoch").item<int64_t>();
-    position_ = get("position").item<int64_t>();
+    epoch_ = epoch;
+    position_ = position;
+  }
+
+  /// Saves the state to a file, atomically (a temporary file in the same
+  /// folder, synced, then a rename): on failure `path` is left as it was.
+  void save(const std::string& path) const {
+    torch::serialize::OutputArchive archive;
+    save(archive);
+    std::ostringstream bytes;
+    archive.save_to(bytes);
+    detail::write_file_atomic(path, bytes.str(), "HashtagResampler");
+  }
+
+  /// Loads a state written by `save(path)`. Only a regular file is opened,
+  /// and the archive is checked (`detail::check_archive`: zip structure,
+  /// CRC-32 of every entry, a bounded pickle walk) before LibTorch parses it;
+  /// every error is a `c10::Error` naming the file.
+  void load(const std::string& path) {
+    torch::serialize::InputArchive archive;
+    detail::load_checked_archive(archive, path, "HashtagResampler::load");
+    detail::archive_errors_named(
+        path, "HashtagResampler::load", [&] { load(archive); });
   }
 
  private:
+  /// Draws this rank yields of an epoch of `length` draws.
+  int64_t local_length_of(int64_t length) const {
+    const int64_t w = options_.world_size();
+    if (length == 0) {
+      return 0;
+    }
+    // length <= kMaxEpochLength, so length + w - 1 cannot overflow.
+    return options_.drop_last() ? length / w : (length + w - 1) / w;
+  }
+
+  /// Throws unless `length` is a valid epoch length L: 0 <= L <= 2^62 and,
+  /// in kReplicate mode (which materializes the epoch, 8 bytes per draw),
+  /// L * 8 bytes no larger than this machine's memory.
+  void check_epoch_length(int64_t length, const char* owner) const {
+    TORCH_CHECK(
+        length >= 0 && length <= kMaxEpochLength,
+        owner,
+        ": expected an epoch length in [0, 2^62], but got ",
+        length);
+    if (options_.mode() == ResamplingMode::kReplicate) {
+      const long pages = ::sysconf(_SC_PHYS_PAGES);
+      const long page = ::sysconf(_SC_PAGE_SIZE);
+      const double physical =
+          static_cast<double>(pages) * static_cast<double>(page);
+      TORCH_CHECK(
+          pages <= 0 || page <= 0 ||
+              static_cast<double>(length) * 8.0 <= physical,
+          owner,
+          ": kReplicate materializes the epoch (8 bytes per draw), but an "
+          "epoch length of ",
+          length,
+          " needs ",
+          static_cast<double>(length) * 8.0,
+          " bytes, more than this machine's memory (",
+          physical,
+          " bytes)");
+    }
+  }
+
   void check_options() {
     TORCH_CHECK(
         std::isfinite(options_.alpha()) && options_.alpha() >= 0.0,
@@ -614,6 +718,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     }
     table_ = detail::AliasTable(mass);
     epoch_length_ = options_.epoch_length() == -1 ? n : options_.epoch_length();
+    check_epoch_length(epoch_length_, "HashtagResampler");
   }
 
   template <typename TagT>
@@ -625,12 +730,12 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
       for (int64_t k = 0; k < p; ++k) {
         mx = std::max<int64_t>(mx, tags[k]);
       }
-      t = std::max<int64_t>(mx + 1, 1);
       TORCH_CHECK(
-          t <= static_cast<int64_t>(UINT32_MAX),
+          mx < static_cast<int64_t>(UINT32_MAX),
           "HashtagResampler: expected fewer than 2^32 tags, but the largest "
           "tag id is ",
           mx);
+      t = std::max<int64_t>(mx + 1, 1);
     }
     report_.num_tags = t;
     int64_t untagged = 0;
@@ -682,12 +787,12 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
       untagged += labels[i] < 0 ? 1 : 0;
     }
     if (t == -1) {
-      t = std::max<int64_t>(mx + 1, 1);
       TORCH_CHECK(
-          t <= static_cast<int64_t>(UINT32_MAX),
+          mx < static_cast<int64_t>(UINT32_MAX),
           "HashtagResampler: expected fewer than 2^32 tags, but the largest "
           "label is ",
           mx);
+      t = std::max<int64_t>(mx + 1, 1);
     } else if (mx >= t) {
       for (int64_t i = 0; i < n; ++i) {
         TORCH_CHECK(
@@ -841,10 +946,12 @@ inline torch::Tensor soft_targets(
       num_tags >= 1, "soft_targets: num_tags must be >= 1, but got ", num_tags);
   TORCH_CHECK(
       tags.offsets.defined() && tags.offsets.scalar_type() == torch::kLong &&
-          tags.tags.defined(),
-      "soft_targets: expected TagLists with int64 offsets");
-  auto off = tags.offsets.contiguous();
-  auto t = tags.tags.to(torch::kLong).contiguous();
+          tags.offsets.dim() == 1 && tags.offsets.numel() >= 1 &&
+          tags.tags.defined() && tags.tags.dim() == 1,
+      "soft_targets: expected TagLists with int64 offsets [N + 1] and tags "
+      "[P]");
+  auto off = tags.offsets.to(torch::kCPU).contiguous();
+  auto t = tags.tags.to(torch::kCPU, torch::kLong).contiguous();
   auto idx = indices.to(torch::kCPU).contiguous();
   const int64_t b = idx.numel();
   auto out = torch::zeros({b, num_tags}, torch::kFloat);
@@ -861,6 +968,25 @@ inline torch::Tensor soft_targets(
         i,
         " is outside [0, N = ",
         n,
+        ")");
+    // The offsets of the images in the batch are checked where they are
+    // used (O(B), not O(N) per call): inside [0, P] and non-decreasing.
+    TORCH_CHECK(
+        o[0] == 0 && o[n] == t.numel() && o[i] >= 0 && o[i] <= o[i + 1] &&
+            o[i + 1] <= t.numel(),
+        "soft_targets: expected offsets with offsets[0] = 0, offsets[N] = "
+        "number of tags (",
+        t.numel(),
+        ") and non-decreasing, but image ",
+        i,
+        " has offsets [",
+        o[i],
+        ", ",
+        o[i + 1],
+        "] (offsets[0] = ",
+        o[0],
+        ", offsets[N] = ",
+        o[n],
         ")");
     const int64_t k = o[i + 1] - o[i];
     for (int64_t q = o[i]; q < o[i + 1]; ++q) {

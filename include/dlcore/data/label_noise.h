@@ -54,8 +54,11 @@ struct LabelNoiseOptions {
   TORCH_ARG(bool, exact_count) = true;
   /// Seed of the selection and of the replacements. Default: 0
   TORCH_ARG(uint64_t, seed) = 0;
-  /// Number of classes C. Default: -1 (the matrix's or the marginal's size if
-  /// given, else the largest label + 1)
+  /// Number of classes C. The [C, C] results must be justified by the
+  /// input: C^2 <= max(2^24, 64 * number of labels) unless a [C, C]
+  /// `transition_matrix` is given (checked before allocating). Default: -1
+  /// (the matrix's or the marginal's size if given, else the largest
+  /// label + 1)
   TORCH_ARG(int64_t, num_classes) = -1;
   /// kMatrix only: row-stochastic float [C, C] (non-negative, each row sums
   /// to 1 within 1e-9 for float64, C * 1.2e-7 for float32). Default:
@@ -138,14 +141,36 @@ inline LabelNoiseResult inject_label_noise_impl(
   TORCH_CHECK(lo >= 0, "inject_label_noise: labels must be >= 0, but got ", lo);
   int64_t c = o.num_classes();
   if (c == -1) {
+    // hi + 1 only below 2^32: no overflow for any label.
     c = is_matrix ? o.transition_matrix().size(0)
-        : (is_marginal && o.marginal().defined()) ? o.marginal().numel()
-                                                  : hi + 1;
+        : (is_marginal && o.marginal().defined())
+            ? o.marginal().numel()
+            : (hi < static_cast<int64_t>(UINT32_MAX) ? hi + 1 : hi);
   }
   TORCH_CHECK(
       c >= 2 && c <= static_cast<int64_t>(UINT32_MAX),
       "inject_label_noise: needs num_classes in [2, 2^32), but got ",
       c);
+  // The [C, C] results (counts and matrix, about 24 C^2 bytes) must be
+  // justified by the input: C^2 <= max(2^24, 64 * number of labels), unless
+  // the caller passed a [C, C] transition_matrix.
+  if (!is_matrix) {
+    const double entries = static_cast<double>(c) * static_cast<double>(c);
+    const double bound = std::max(16777216.0, 64.0 * static_cast<double>(m));
+    TORCH_CHECK(
+        entries <= bound,
+        "inject_label_noise: num_classes ",
+        c,
+        " implies [C, C] transition matrices of ",
+        entries,
+        " entries (about ",
+        24.0 * entries,
+        " bytes), more than the bound max(2^24, 64 * labels) = ",
+        bound,
+        " that ",
+        m,
+        " labels justify");
+  }
   TORCH_CHECK(
       hi < c,
       "inject_label_noise: label ",
@@ -213,7 +238,7 @@ inline LabelNoiseResult inject_label_noise_impl(
         marginal[static_cast<size_t>(y[k])] += 1.0;
       }
     }
-    double total = 0.0;
+    double largest = 0.0;
     for (int64_t j = 0; j < c; ++j) {
       const double v = marginal[static_cast<size_t>(j)];
       TORCH_CHECK(
@@ -223,7 +248,20 @@ inline LabelNoiseResult inject_label_noise_impl(
           j,
           " is ",
           v);
+      largest = std::max(largest, v);
+    }
+    double total = 0.0;
+    for (const double v : marginal) {
       total += v;
+    }
+    if (!std::isfinite(total)) {
+      // Entries so large that their sum overflows: scaled by the largest,
+      // the sum is at most C and the distribution the same.
+      total = 0.0;
+      for (auto& v : marginal) {
+        v /= largest;
+        total += v;
+      }
     }
     TORCH_CHECK(
         total > 0.0 || m == 0,

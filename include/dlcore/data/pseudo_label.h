@@ -1,7 +1,9 @@
 #pragma once
 
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/detail/archive_check.h>
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/parallel_tasks.h>
 #include <dlcore/detail/topk_buffer.h>
 #include <dlcore/detail/topk_row.h>
 
@@ -15,10 +17,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <iterator>
 #include <limits>
 #include <map>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -27,6 +31,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace dlcore {
 
@@ -95,6 +101,27 @@ struct TopKTopPSelectorOptions {
         num_classes_,
         ", k ",
         k_);
+    // One thread's buffers must fit in the machine's memory (reserved at
+    // once, touched as entries arrive).
+    const long pages = ::sysconf(_SC_PHYS_PAGES);
+    const long page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) {
+      const double physical =
+          static_cast<double>(pages) * static_cast<double>(page);
+      TORCH_CHECK(
+          static_cast<double>(bytes) <= physical,
+          owner,
+          ": expected per-class buffers (num_classes * 1.5 k entries of 16 "
+          "bytes = ",
+          bytes,
+          " bytes for num_classes ",
+          num_classes_,
+          ", k ",
+          k_,
+          ") no larger than this machine's memory (",
+          static_cast<int64_t>(physical),
+          " bytes)");
+    }
   }
 };
 
@@ -237,7 +264,9 @@ class PseudoLabelDataset
 /// widened to float32, exactly); a non-finite score is an error naming the
 /// row. Indices are given by the chunk's first global index (ranges are
 /// recorded and an overlap with an earlier chunk is an error) or by an int64
-/// index tensor (indices must be distinct across the stream; not checked).
+/// index tensor (indices must be distinct across the stream: a repeat inside
+/// the chunk or an index inside a recorded range is an error; a repeat of an
+/// index given by an earlier index tensor is not checked).
 ///
 /// Example:
 ///   dlcore::TopKTopPSelector sel({/*C=*/10, /*K=*/5000, /*P=*/2});
@@ -249,15 +278,18 @@ class PseudoLabelDataset
 /// Differences from the paper and other code: the paper does not say how
 /// ties break; the one public re-implementation sorts everything in memory
 /// and fails when a class has fewer than K candidates, where this keeps
-/// them all and reports the shortfall. With an error mid-chunk (non-finite
-/// score) rows of that chunk before the bad one are already ingested and
-/// its range is not recorded: reload a checkpoint.
+/// them all and reports the shortfall. A chunk is checked whole (finite
+/// scores, indices) before any state changes: a failed `ingest` leaves the
+/// selector exactly as it was, so the corrected chunk can be ingested again.
+/// Threads that the system cannot start leave their share of the work to
+/// the calling thread (same result).
 class TopKTopPSelector {
  public:
   explicit TopKTopPSelector(const TopKTopPSelectorOptions& options)
       : options_(options) {
     options_.check("TopKTopPSelector");
-    narrow_.emplace_back(options_.num_classes(), options_.k());
+    guard_alloc(
+        [&] { narrow_.emplace_back(options_.num_classes(), options_.k()); });
   }
 
   TopKTopPSelector(const TopKTopPSelector&) = default;
@@ -333,6 +365,7 @@ class TopKTopPSelector {
         "TopKTopPSelector: expected indices >= 0, but got ",
         lo.item<int64_t>());
     const int64_t* ip = idx.data_ptr<int64_t>();
+    check_new_indices(ip, idx.size(0));
     ingest_impl(
         scores, [ip](int64_t r) { return ip[r]; }, hi.item<int64_t>());
   }
@@ -398,9 +431,8 @@ class TopKTopPSelector {
     auto* cp = out.counts.data_ptr<int64_t>();
     const int64_t threads =
         std::max<int64_t>(1, std::min<int64_t>(options_.num_threads(), C));
-    std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
     auto sort_classes = [&](int64_t t) {
-      try {
+      {
         std::vector<detail::TopKEntry> all;
         std::vector<detail::TopKEntry> scratch;
         for (int64_t c = t; c < C; c += threads) {
@@ -416,23 +448,9 @@ class TopKTopPSelector {
             ++m;
           }
         }
-      } catch (...) {
-        errors[t] = std::current_exception();
       }
     };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < threads; ++t) {
-      pool.emplace_back(sort_classes, t);
-    }
-    sort_classes(0);
-    for (auto& th : pool) {
-      th.join();
-    }
-    for (auto& e : errors) {
-      if (e) {
-        std::rethrow_exception(e);
-      }
-    }
+    detail::run_tasks(threads, sort_classes);
     out.shortfalls = options_.k() - out.counts;
     // Labels per image: sort the indices and count runs.
     std::vector<int64_t> sorted(ip, ip + total);
@@ -537,26 +555,67 @@ class TopKTopPSelector {
   }
 
   /// Restores a state written by `save`; C, K and P must match this
-  /// selector's options (softmax and num_threads may differ).
+  /// selector's options (softmax and num_threads may differ). Every field is
+  /// checked as `ingest` and `restore` would (dtypes and shapes, rows_seen
+  /// >= 0, at most K candidates per class, no image twice in a class nor in
+  /// more than P classes, no more images than rows seen, ranges that fit the
+  /// row count and, when chunks were only given by first index, every index
+  /// inside a recorded range) before anything changes: on error the
+  /// selector is left as it was.
   void load(torch::serialize::InputArchive& archive) {
     at::Tensor version, ckp, rows, ranges, indices, labels, scores;
-    archive.read("version", version);
+    auto read =
+        [&](const char* key, at::Tensor& t, at::ScalarType dtype, int64_t dim) {
+          archive.read(key, t);
+          TORCH_CHECK(
+              t.defined() && t.scalar_type() == dtype && t.dim() == dim &&
+                  t.device().is_cpu(),
+              "TopKTopPSelector: expected the saved `",
+              key,
+              "` to be a CPU ",
+              c10::toString(dtype),
+              " tensor with ",
+              dim,
+              " dimension(s), but got ",
+              t.defined() ? t.toString() : std::string("undefined"),
+              " of shape ",
+              t.defined() ? t.sizes() : at::IntArrayRef{});
+          t = t.contiguous();
+        };
+    read("version", version, at::kLong, 1);
     TORCH_CHECK(
         version.numel() == 1 && version.item<int64_t>() == kVersion,
         "TopKTopPSelector: expected a saved state of version ",
         kVersion,
         ", but got version ",
         version.numel() == 1 ? version.item<int64_t>() : -1);
-    archive.read("ckp", ckp);
-    archive.read("rows_seen", rows);
-    archive.read("ranges", ranges);
-    archive.read("indices", indices);
-    archive.read("labels", labels);
-    archive.read("scores", scores);
+    read("ckp", ckp, at::kLong, 1);
+    TORCH_CHECK(
+        ckp.numel() == 3,
+        "TopKTopPSelector: expected the saved `ckp` to hold 3 values (C, K, "
+        "P), but got ",
+        ckp.numel());
     TopKTopPSelectorOptions saved(
         ckp[0].item<int64_t>(), ckp[1].item<int64_t>(), ckp[2].item<int64_t>());
     check_compatible(saved, "load");
-    restore(rows.item<int64_t>(), ranges, indices, labels, scores);
+    read("rows_seen", rows, at::kLong, 1);
+    TORCH_CHECK(
+        rows.numel() == 1 && rows.item<int64_t>() >= 0,
+        "TopKTopPSelector: expected the saved rows_seen to be one value >= 0, "
+        "but got ",
+        rows.numel() == 1 ? std::to_string(rows.item<int64_t>())
+                          : std::to_string(rows.numel()) + " values");
+    read("ranges", ranges, at::kLong, 2);
+    TORCH_CHECK(
+        ranges.size(1) == 2,
+        "TopKTopPSelector: expected the saved ranges of shape [R, 2], but got ",
+        ranges.sizes());
+    read("indices", indices, at::kLong, 1);
+    read("labels", labels, at::kLong, 1);
+    read("scores", scores, at::kDouble, 1);
+    const int64_t rows_seen = rows.item<int64_t>();
+    check_saved_candidates(rows_seen, ranges, indices, labels);
+    restore(rows_seen, ranges, indices, labels, scores);
   }
 
   /// Saves to a file, atomically (a temporary file in the same folder,
@@ -570,11 +629,15 @@ class TopKTopPSelector {
     detail::write_file_atomic(path, bytes.str(), "TopKTopPSelector");
   }
 
-  /// Loads from a file written by `save(path)`.
+  /// Loads from a file written by `save(path)`. Only a regular file is
+  /// opened, and the archive is checked (`detail::check_archive`: zip
+  /// structure, CRC-32 of every entry, a bounded pickle walk) before LibTorch
+  /// parses it; every error is a `c10::Error` naming the file.
   void load(const std::string& path) {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
-    load(archive);
+    detail::load_checked_archive(archive, path, "TopKTopPSelector");
+    detail::archive_errors_named(
+        path, "TopKTopPSelector", [&] { load(archive); });
   }
 
   /// Replaces the state by the given candidates (at most K per class are
@@ -624,10 +687,38 @@ class TopKTopPSelector {
                std::fabs(sp[i]) <= std::numeric_limits<float>::max() &&
                static_cast<double>(static_cast<float>(sp[i])) == sp[i];
     }
+    // No image twice in a class, nor in more than P classes (what result()
+    // relies on).
+    {
+      std::vector<std::pair<int64_t, int64_t>> pairs(
+          static_cast<size_t>(ii.size(0)));
+      for (int64_t i = 0; i < ii.size(0); ++i) {
+        pairs[static_cast<size_t>(i)] = {ip[i], lp[i]};
+      }
+      std::sort(pairs.begin(), pairs.end());
+      const int64_t P = options_.p();
+      int64_t run = 0;
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        run = i > 0 && pairs[i].first == pairs[i - 1].first ? run + 1 : 1;
+        TORCH_CHECK(
+            i == 0 || pairs[i] != pairs[i - 1],
+            "TopKTopPSelector: expected distinct saved candidates, but image ",
+            pairs[i].first,
+            " appears twice in class ",
+            pairs[i].second);
+        TORCH_CHECK(
+            run <= P,
+            "TopKTopPSelector: expected each image in at most p = ",
+            P,
+            " classes, but image ",
+            pairs[i].first,
+            " has more saved candidates");
+      }
+    }
     std::vector<detail::TopKState<detail::TopKEntry32>> fresh_narrow;
     std::vector<detail::TopKState<detail::TopKEntry>> fresh_wide;
     auto fill = [&](auto& states) {
-      states.emplace_back(C, options_.k());
+      guard_alloc([&] { states.emplace_back(C, options_.k()); });
       auto& st = states[0];
       using E = typename std::decay_t<decltype(st)>::Entry;
       for (int64_t i = 0; i < ii.size(0); ++i) {
@@ -684,6 +775,10 @@ class TopKTopPSelector {
         rs[rv[i].first] = rv[i].second;
       }
     }
+    TORCH_CHECK(
+        rows_seen >= 0,
+        "TopKTopPSelector: expected rows_seen >= 0, but got ",
+        rows_seen);
     narrow_ = std::move(fresh_narrow);
     wide_ = std::move(fresh_wide);
     ranges_ = std::move(rs);
@@ -703,6 +798,24 @@ class TopKTopPSelector {
 
  private:
   static constexpr int64_t kVersion = 1;
+
+  /// Runs `f`, which allocates per-class buffers, turning an allocation
+  /// failure into an error that names the size.
+  template <typename F>
+  void guard_alloc(const F& f) const {
+    try {
+      f();
+    } catch (const std::bad_alloc&) {
+      TORCH_CHECK(
+          false,
+          "TopKTopPSelector: cannot allocate the per-class buffers of "
+          "num_classes ",
+          options_.num_classes(),
+          " x 1.5 k (k = ",
+          options_.k(),
+          ") entries: out of memory");
+    }
+  }
 
   /// Calls `f` on every per-thread state, whatever its entry type.
   template <typename F>
@@ -725,7 +838,7 @@ class TopKTopPSelector {
     std::vector<detail::TopKState<detail::TopKEntry>> wide;
     wide.reserve(narrow_.size());
     for (const auto& st : narrow_) {
-      wide.emplace_back(st);
+      guard_alloc([&] { wide.emplace_back(st); });
     }
     wide_ = std::move(wide);
     narrow_.clear();
@@ -817,6 +930,134 @@ class TopKTopPSelector {
     }
   }
 
+  /// The checks of `load` that `restore` (which also takes the ranks'
+  /// combined candidates) cannot make: at most K per class, no more images
+  /// than rows, ranges inside the row count, and indices inside the ranges
+  /// when the ranges account for every row.
+  void check_saved_candidates(
+      int64_t rows_seen,
+      const at::Tensor& ranges,
+      const at::Tensor& indices,
+      const at::Tensor& labels) const {
+    TORCH_CHECK(
+        labels.numel() == indices.numel(),
+        "TopKTopPSelector: expected as many saved labels as indices, but got ",
+        labels.numel(),
+        " and ",
+        indices.numel());
+    const int64_t C = options_.num_classes();
+    const int64_t K = options_.k();
+    const auto* ip = indices.data_ptr<int64_t>();
+    const auto* lp = labels.data_ptr<int64_t>();
+    const int64_t m = indices.numel();
+    std::vector<int64_t> per_class(static_cast<size_t>(C), 0);
+    for (int64_t i = 0; i < m; ++i) {
+      TORCH_CHECK(
+          lp[i] >= 0 && lp[i] < C,
+          "TopKTopPSelector: invalid saved candidate ",
+          i,
+          " (class ",
+          lp[i],
+          ", expected [0, ",
+          C,
+          "))");
+      TORCH_CHECK(
+          ++per_class[static_cast<size_t>(lp[i])] <= K,
+          "TopKTopPSelector: expected at most k = ",
+          K,
+          " saved candidates per class, but class ",
+          lp[i],
+          " has more");
+    }
+    const auto* rp = ranges.data_ptr<int64_t>();
+    const int64_t R = ranges.size(0);
+    int64_t covered = 0;
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t b = rp[2 * r];
+      const int64_t e = rp[2 * r + 1];
+      TORCH_CHECK(
+          b >= 0 && b < e && !__builtin_add_overflow(covered, e - b, &covered),
+          "TopKTopPSelector: expected saved ranges with 0 <= begin < end, "
+          "but got [",
+          b,
+          ", ",
+          e,
+          ")");
+    }
+    TORCH_CHECK(
+        covered <= rows_seen,
+        "TopKTopPSelector: the saved ranges cover ",
+        covered,
+        " rows, more than the saved rows_seen (",
+        rows_seen,
+        ")");
+    std::vector<int64_t> images(ip, ip + m);
+    std::sort(images.begin(), images.end());
+    const int64_t distinct = static_cast<int64_t>(
+        std::unique(images.begin(), images.end()) - images.begin());
+    TORCH_CHECK(
+        distinct <= rows_seen,
+        "TopKTopPSelector: the saved candidates hold ",
+        distinct,
+        " images, more than the saved rows_seen (",
+        rows_seen,
+        ")");
+    if (covered == rows_seen && m > 0) {
+      // Every row came from a chunk given by first index: every candidate
+      // lies in a recorded range.
+      std::vector<std::pair<int64_t, int64_t>> rv;
+      for (int64_t r = 0; r < R; ++r) {
+        rv.emplace_back(rp[2 * r], rp[2 * r + 1]);
+      }
+      std::sort(rv.begin(), rv.end());
+      for (int64_t k = 0; k < distinct; ++k) {
+        const int64_t i = images[static_cast<size_t>(k)];
+        auto it = std::upper_bound(
+            rv.begin(),
+            rv.end(),
+            std::make_pair(i, std::numeric_limits<int64_t>::max()));
+        TORCH_CHECK(
+            it != rv.begin() && i < std::prev(it)->second,
+            "TopKTopPSelector: saved candidate image ",
+            i,
+            " lies outside every recorded range");
+      }
+    }
+  }
+
+  /// Throws when an index repeats inside a chunk or lies in a range recorded
+  /// before (indices given by index tensors in earlier chunks are not
+  /// recorded: that overlap is not checked).
+  void check_new_indices(const int64_t* ip, int64_t n) const {
+    std::vector<int64_t> sorted(ip, ip + n);
+    std::sort(sorted.begin(), sorted.end());
+    const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+    TORCH_CHECK(
+        dup == sorted.end(),
+        "TopKTopPSelector: expected distinct indices in a chunk, but index ",
+        dup == sorted.end() ? 0 : *dup,
+        " appears more than once");
+    if (ranges_.empty()) {
+      return;
+    }
+    for (const int64_t i : sorted) {
+      auto it = ranges_.upper_bound(i);
+      if (it != ranges_.begin()) {
+        --it;
+        TORCH_CHECK(
+            i >= it->second,
+            "TopKTopPSelector: expected indices not ingested before, but "
+            "index ",
+            i,
+            " lies in the ingested rows [",
+            it->first,
+            ", ",
+            it->second,
+            ")");
+      }
+    }
+  }
+
   /// Records [begin, end), coalescing with touching neighbours.
   void add_range(int64_t begin, int64_t end) {
     auto next = ranges_.lower_bound(begin);
@@ -845,6 +1086,19 @@ class TopKTopPSelector {
       x = x.to(at::kFloat);
     }
     x = x.contiguous();
+    // The whole chunk is checked before any state changes, so that a chunk
+    // with a non-finite score leaves the selector exactly as it was.
+    const int64_t bad =
+        x.scalar_type() == at::kDouble
+            ? first_non_finite_row(x.data_ptr<double>(), x.size(0), x.size(1))
+            : first_non_finite_row(x.data_ptr<float>(), x.size(0), x.size(1));
+    if (bad >= 0) {
+      if (x.scalar_type() == at::kDouble) {
+        report_non_finite(x.data_ptr<double>(), bad, x.size(1), index_of);
+      } else {
+        report_non_finite(x.data_ptr<float>(), bad, x.size(1), index_of);
+      }
+    }
     // float64 scores or an index from 2^32 on need 16-byte entries, from
     // this chunk on.
     if (x.scalar_type() == at::kDouble || max_index > detail::kTopKIndex32Max) {
@@ -869,38 +1123,21 @@ class TopKTopPSelector {
     const int64_t C = options_.num_classes();
     const int64_t P = options_.p();
     // At least 256 rows per thread; one thread for small chunks.
-    const int64_t threads = std::max<int64_t>(
-        1, std::min<int64_t>(options_.num_threads(), rows / 256));
+    const int64_t threads = ingest_threads(rows);
     while (static_cast<int64_t>(states.size()) < threads) {
-      states.emplace_back(C, options_.k());
+      guard_alloc([&] { states.emplace_back(C, options_.k()); });
     }
     std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
     if (threads == 1) {
       bad[0] =
           detail::topk_ingest_rows(data, 0, rows, C, P, index_of, states[0]);
     } else {
-      std::vector<std::thread> pool;
-      std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
-      for (int64_t t = 0; t < threads; ++t) {
-        pool.emplace_back([&, t] {
-          try {
-            const int64_t r0 = rows * t / threads;
-            const int64_t r1 = rows * (t + 1) / threads;
-            bad[t] = detail::topk_ingest_rows(
-                data, r0, r1, C, P, index_of, states[t]);
-          } catch (...) {
-            errors[t] = std::current_exception();
-          }
-        });
-      }
-      for (auto& th : pool) {
-        th.join();
-      }
-      for (auto& e : errors) {
-        if (e) {
-          std::rethrow_exception(e);
-        }
-      }
+      detail::run_tasks(threads, [&](int64_t t) {
+        const int64_t r0 = rows * t / threads;
+        const int64_t r1 = rows * (t + 1) / threads;
+        bad[t] =
+            detail::topk_ingest_rows(data, r0, r1, C, P, index_of, states[t]);
+      });
     }
     for (int64_t t = 0; t < threads; ++t) {
       if (bad[t] >= 0) {
@@ -908,6 +1145,80 @@ class TopKTopPSelector {
       }
     }
     rows_seen_ += rows;
+  }
+
+  /// The first row holding a non-finite score, or -1. Tests the exponent
+  /// bits (all ones: inf or NaN) with integer operations, which the compiler
+  /// vectorizes (a floating-point compare against NaN does not); with AVX2
+  /// where the CPU has it.
+  template <typename scalar_t>
+  __attribute__((always_inline)) static int64_t non_finite_scan(
+      const scalar_t* data, int64_t rows, int64_t C) {
+    using Bits = std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>;
+    constexpr Bits kExponent = sizeof(scalar_t) == 4
+                                   ? static_cast<Bits>(0x7f800000u)
+                                   : static_cast<Bits>(0x7ff0000000000000ull);
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* row = data + r * C;
+      Bits bad = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        Bits b;
+        std::memcpy(&b, row + c, sizeof(b));
+        bad |= static_cast<Bits>((~b & kExponent) == 0);
+      }
+      if (bad != 0) {
+        return r;
+      }
+    }
+    return -1;
+  }
+
+#if DLCORE_TOPK_X86
+  template <typename scalar_t>
+  __attribute__((target("avx2"))) static int64_t non_finite_scan_avx2(
+      const scalar_t* data, int64_t rows, int64_t C) {
+    return non_finite_scan(data, rows, C);
+  }
+#endif
+
+  /// The first row of a chunk holding a non-finite score, or -1; scanned
+  /// on the threads (and row blocks) that will ingest it.
+  template <typename scalar_t>
+  int64_t first_non_finite_row(
+      const scalar_t* data, int64_t rows, int64_t C) const {
+    const bool avx2 = detail::topk_isa() >= detail::TopKIsa::kAvx2;
+    auto scan = [&](const scalar_t* d, int64_t n) {
+#if DLCORE_TOPK_X86
+      if (avx2) {
+        return non_finite_scan_avx2(d, n, C);
+      }
+#endif
+      (void)avx2;
+      return non_finite_scan(d, n, C);
+    };
+    const int64_t threads = ingest_threads(rows);
+    if (threads == 1) {
+      return scan(data, rows);
+    }
+    std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
+    detail::run_tasks(threads, [&](int64_t t) {
+      const int64_t r0 = rows * t / threads;
+      const int64_t r1 = rows * (t + 1) / threads;
+      const int64_t b = scan(data + r0 * C, r1 - r0);
+      bad[static_cast<size_t>(t)] = b < 0 ? -1 : r0 + b;
+    });
+    for (const int64_t b : bad) {
+      if (b >= 0) {
+        return b;
+      }
+    }
+    return -1;
+  }
+
+  /// Threads that ingest a chunk of `rows` rows: at least 256 rows each.
+  int64_t ingest_threads(int64_t rows) const {
+    return std::max<int64_t>(
+        1, std::min<int64_t>(options_.num_threads(), rows / 256));
   }
 
   template <typename scalar_t, typename IndexOf>

@@ -5,6 +5,7 @@
 // writer replaces its target atomically through `write_file_atomic`.
 
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/regular_file.h>
 
 #include <c10/util/Exception.h>
 
@@ -34,56 +35,52 @@ inline constexpr int64_t kGzipMaxRatio = 1032;
 
 /// Reads a file front to back, inflating it when it starts with the gzip
 /// magic 1f 8b and reading it as is otherwise. `owner` and the path prefix
-/// every error.
+/// every error. Only a regular file is opened (see `open_regular_file`).
+/// Concatenated gzip members are read as one stream (as `gzip -d` does);
+/// anything else after the last member is an error ("trailing data").
 class GzipReader {
  public:
   GzipReader(std::string path, std::string owner)
       : path_(std::move(path)), owner_(std::move(owner)) {
-    std::FILE* f = std::fopen(path_.c_str(), "rb");
-    TORCH_CHECK(
-        f != nullptr,
-        owner_,
-        ": ",
-        path_,
-        ": cannot open the file (",
-        std::strerror(errno),
-        ")");
-    struct stat st {};
-    if (::fstat(::fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-      std::fclose(f);
-      TORCH_CHECK(false, owner_, ": ", path_, ": expected a regular file");
-    }
-    file_bytes_ = static_cast<int64_t>(st.st_size);
+    auto opened = open_regular_file(path_, owner_);
+    fd_ = std::move(opened.first);
+    file_bytes_ = opened.second;
     unsigned char magic[2] = {0, 0};
-    const size_t got = std::fread(magic, 1, 2, f);
+    const int64_t got = read_fully(fd_.get(), magic, 2, path_, owner_);
     gzip_ = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     if (!gzip_) {
-      std::rewind(f);
-      file_ = f;
+      TORCH_CHECK(
+          ::lseek(fd_.get(), 0, SEEK_SET) == 0,
+          owner_,
+          ": ",
+          path_,
+          ": cannot rewind the file (",
+          std::strerror(errno),
+          ")");
       return;
     }
-    std::fclose(f);
-    gz_ = gzopen(path_.c_str(), "rb");
+    buffer_.resize(size_t{1} << 18);
+    buffer_[0] = magic[0];
+    buffer_[1] = magic[1];
+    zs_.next_in = buffer_.data();
+    zs_.avail_in = 2;
+    // 16 + 15: a gzip wrapper (header, CRC-32 and length checked), 32 KB
+    // window.
     TORCH_CHECK(
-        gz_ != nullptr,
+        inflateInit2(&zs_, 16 + 15) == Z_OK,
         owner_,
         ": ",
         path_,
-        ": cannot open the gzip file (",
-        std::strerror(errno),
-        ")");
-    gzbuffer(gz_, 1 << 18);
+        ": cannot start gzip decompression");
+    inflating_ = true;
   }
 
   GzipReader(const GzipReader&) = delete;
   GzipReader& operator=(const GzipReader&) = delete;
 
   ~GzipReader() {
-    if (file_ != nullptr) {
-      std::fclose(file_);
-    }
-    if (gz_ != nullptr) {
-      gzclose(gz_);
+    if (inflating_) {
+      inflateEnd(&zs_);
     }
   }
 
@@ -99,53 +96,95 @@ class GzipReader {
 
   /// Reads up to `n` bytes into `dst`; returns how many were read, fewer
   /// only at the end of the data. A corrupt gzip stream (bad deflate data,
-  /// wrong CRC or length) is an error.
+  /// wrong CRC or length, a truncated member) and bytes after the last gzip
+  /// member that are not another member are errors.
   int64_t read(void* dst, int64_t n) {
+    if (!gzip_) {
+      return read_fully(fd_.get(), dst, n, path_, owner_);
+    }
     auto* out = static_cast<unsigned char*>(dst);
     int64_t total = 0;
-    while (total < n) {
-      const int64_t want = std::min<int64_t>(n - total, int64_t{1} << 30);
-      int64_t got = 0;
-      if (gzip_) {
-        const int r = gzread(gz_, out + total, static_cast<unsigned>(want));
-        if (r < 0) {
-          int code = 0;
-          const char* msg = gzerror(gz_, &code);
-          std::string why = msg != nullptr ? msg : "unknown zlib error";
-          // zlib prefixes its message with the path; we name it already.
-          if (why.rfind(path_ + ": ", 0) == 0) {
-            why.erase(0, path_.size() + 2);
-          }
-          TORCH_CHECK(
-              false, owner_, ": ", path_, ": corrupt gzip data (", why, ")");
-        }
-        got = r;
-      } else {
-        got = static_cast<int64_t>(
-            std::fread(out + total, 1, static_cast<size_t>(want), file_));
+    while (total < n && !finished_) {
+      if (zs_.avail_in == 0 && !refill()) {
         TORCH_CHECK(
-            !std::ferror(file_),
+            false,
             owner_,
             ": ",
             path_,
-            ": read error (",
-            std::strerror(errno),
-            ")");
+            ": truncated gzip data (the file ends inside the compressed "
+            "stream)");
       }
-      total += got;
-      if (got < want) {
-        break;
+      const int64_t want = std::min<int64_t>(n - total, int64_t{1} << 30);
+      zs_.next_out = out + total;
+      zs_.avail_out = static_cast<uInt>(want);
+      const int rc = inflate(&zs_, Z_NO_FLUSH);
+      total += want - static_cast<int64_t>(zs_.avail_out);
+      if (rc == Z_STREAM_END) {
+        next_member();
+      } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs_.avail_in == 0)) {
+        TORCH_CHECK(
+            false,
+            owner_,
+            ": ",
+            path_,
+            ": corrupt gzip data (",
+            zs_.msg != nullptr ? zs_.msg : "zlib error",
+            ")");
       }
     }
     return total;
   }
 
  private:
+  /// Moves the unread input to the front of the buffer and reads more after
+  /// it; false at the end of the file with nothing new read.
+  bool refill() {
+    const size_t keep = zs_.avail_in;
+    if (keep > 0 && zs_.next_in != buffer_.data()) {
+      std::memmove(buffer_.data(), zs_.next_in, keep);
+    }
+    const int64_t got = read_fully(
+        fd_.get(),
+        buffer_.data() + keep,
+        static_cast<int64_t>(buffer_.size() - keep),
+        path_,
+        owner_);
+    zs_.next_in = buffer_.data();
+    zs_.avail_in = static_cast<uInt>(keep + static_cast<size_t>(got));
+    return got > 0;
+  }
+
+  /// After a member's end: the end of the file, another member, or an error.
+  void next_member() {
+    while (zs_.avail_in < 2 && refill()) {
+    }
+    if (zs_.avail_in == 0) {
+      finished_ = true;
+      return;
+    }
+    TORCH_CHECK(
+        zs_.avail_in >= 2 && zs_.next_in[0] == 0x1f && zs_.next_in[1] == 0x8b,
+        owner_,
+        ": ",
+        path_,
+        ": trailing data: bytes after the end of the gzip stream are not "
+        "another gzip member");
+    TORCH_CHECK(
+        inflateReset(&zs_) == Z_OK,
+        owner_,
+        ": ",
+        path_,
+        ": cannot restart gzip decompression");
+  }
+
   std::string path_;
   std::string owner_;
-  std::FILE* file_ = nullptr;
-  gzFile gz_ = nullptr;
+  FileDescriptor fd_;
+  z_stream zs_{};
+  std::vector<unsigned char> buffer_;
   bool gzip_ = false;
+  bool inflating_ = false;
+  bool finished_ = false;
   int64_t file_bytes_ = 0;
 };
 

@@ -3,8 +3,10 @@
 // Saving and loading module weights by name, with every name and shape
 // mismatch reported before anything is loaded.
 
+#include <dlcore/detail/archive_check.h>
 #include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/freeze_archive.h>
+#include <dlcore/detail/regular_file.h>
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/Tensor.h>
@@ -17,9 +19,7 @@
 #include <torch/utils.h>
 
 #include <cstdint>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <regex>
@@ -75,23 +75,25 @@ inline void save_weights(
 /// `torch::save(module, path)` archives. A file that is neither is an error
 /// naming it.
 ///
+/// Before LibTorch parses the file, only a regular file is opened (a FIFO,
+/// device or directory is refused), and the archive is checked by
+/// `detail::check_archive` (zip structure, CRC-32 of every entry, a bounded
+/// walk of the pickles): a damaged file is an error naming it and what is
+/// wrong. Files that pass are still trusted input (see docs/reliability.md).
+///
 /// Differences from PyTorch (Python): LibTorch 1.13's unpickler cannot
 /// rebuild a `collections.OrderedDict`, which `state_dict()` returns, so a
 /// Python checkpoint must be saved as a plain `dict(...)`.
 inline std::map<std::string, torch::Tensor> read_weights(
     const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TORCH_CHECK(
-      in.good(),
-      "read_weights: expected a readable weights file, but cannot open '",
-      path,
-      "'");
-  const std::vector<char> bytes(
-      (std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  constexpr const char* kOwner = "read_weights";
+  const std::vector<char> bytes = detail::read_regular_file(path, kOwner);
+  detail::check_archive(bytes.data(), bytes.size(), path, kOwner);
   std::map<std::string, torch::Tensor> out;
   std::string pickle_error;
   try {
-    const auto value = torch::pickle_load(bytes);
+    const auto value = detail::archive_errors_named(
+        path, kOwner, [&] { return torch::pickle_load(bytes); });
     if (value.isGenericDict()) {
       bool all_tensors = true;
       for (const auto& item : value.toGenericDict()) {
@@ -113,9 +115,11 @@ inline std::map<std::string, torch::Tensor> read_weights(
   }
   out.clear();
   try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path);
-    detail::freeze_flatten_archive(archive, "", out);
+    detail::archive_errors_named(path, kOwner, [&] {
+      torch::serialize::InputArchive archive;
+      archive.load_from(bytes.data(), bytes.size());
+      detail::freeze_flatten_archive(archive, "", out);
+    });
     return out;
   } catch (const c10::Error& e) {
     TORCH_CHECK(
