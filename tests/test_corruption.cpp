@@ -771,7 +771,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "corruption: a failed ingest leaves the selector as it was; duplicate "
+    "corruption: a failed ingest leaves the selector as it was, and duplicate "
     "indices are a clear error (probe finding 7)",
     "[corruption]") {
   const int64_t c = 5, k = 4, p = 2;
