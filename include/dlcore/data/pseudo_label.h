@@ -278,9 +278,13 @@ class PseudoLabelDataset
 /// Differences from the paper and other code: the paper does not say how
 /// ties break; the one public re-implementation sorts everything in memory
 /// and fails when a class has fewer than K candidates, where this keeps
-/// them all and reports the shortfall. A chunk is checked whole (finite
-/// scores, indices) before any state changes: a failed `ingest` leaves the
-/// selector exactly as it was, so the corrected chunk can be ingested again.
+/// them all and reports the shortfall. A chunk's indices are checked before
+/// any state changes. A non-finite score is found while the rows are
+/// ingested (a separate pass over the chunk would halve the throughput), so
+/// the rows before it are in: the error names the row, and the selector then
+/// refuses every further use (ingest, merge, result, candidates, save) until
+/// a saved state is loaded. Check `torch::isfinite(scores).all()` first where
+/// a bad chunk must be skipped and the pass go on.
 /// Threads that the system cannot start leave their share of the work to
 /// the calling thread (same result).
 class TopKTopPSelector {
@@ -318,6 +322,7 @@ class TopKTopPSelector {
   /// Ingests a chunk whose row r is image `first_index + r`. Throws when
   /// [first_index, first_index + B) overlaps a range ingested before.
   void ingest(const torch::Tensor& scores, int64_t first_index) {
+    check_whole("ingest");
     check_chunk(scores);
     TORCH_CHECK(
         first_index >= 0,
@@ -344,6 +349,7 @@ class TopKTopPSelector {
 
   /// Ingests a chunk whose row r is image `indices[r]` (int64 [B], >= 0).
   void ingest(const torch::Tensor& scores, const torch::Tensor& indices) {
+    check_whole("ingest");
     check_chunk(scores);
     TORCH_CHECK(
         indices.defined() && indices.dim() == 1 &&
@@ -374,6 +380,8 @@ class TopKTopPSelector {
   /// result is exactly that of one selector that ingested both streams.
   /// Throws when C, K or P differ, or when recorded index ranges overlap.
   void merge(const TopKTopPSelector& other) {
+    check_whole("merge");
+    other.check_whole("merge a selector whose ingest failed");
     TORCH_CHECK(
         &other != this,
         "TopKTopPSelector: merge expected another selector, but got this "
@@ -404,6 +412,7 @@ class TopKTopPSelector {
   /// are sorted on `num_threads` threads (each class by one thread: the
   /// result does not depend on the thread count).
   TopKTopPResult result() const {
+    check_whole("give a result");
     const int64_t C = options_.num_classes();
     const int64_t P = options_.p();
     const int64_t K = options_.k();
@@ -477,6 +486,7 @@ class TopKTopPSelector {
   /// scores) tensors of equal length, at most C * K. Cheaper than `result`
   /// (no sorting); what `restore` takes back and what ranks exchange.
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> candidates() const {
+    check_whole("give its candidates");
     const int64_t C = options_.num_classes();
     std::vector<std::vector<detail::TopKEntry>> per_class(
         static_cast<size_t>(C));
@@ -506,6 +516,7 @@ class TopKTopPSelector {
 
   /// The current best K of class c, sorted by rank (fewer when short).
   std::vector<std::pair<int64_t, double>> class_topk(int64_t c) const {
+    check_whole("give a class's best K");
     TORCH_CHECK(
         c >= 0 && c < options_.num_classes(),
         "TopKTopPSelector: expected a class in [0, ",
@@ -541,6 +552,7 @@ class TopKTopPSelector {
   /// Writes the state (version, C, K, P, rows seen, ranges, the best K of
   /// every class) so a long pass can checkpoint and resume.
   void save(torch::serialize::OutputArchive& archive) const {
+    check_whole("save");
     const auto cand = candidates();
     archive.write("version", at::tensor({kVersion}, at::kLong));
     archive.write(
@@ -783,6 +795,7 @@ class TopKTopPSelector {
     wide_ = std::move(fresh_wide);
     ranges_ = std::move(rs);
     rows_seen_ = rows_seen;
+    failed_.clear();
   }
 
   /// The recorded ranges as an int64 [R, 2] tensor.
@@ -878,6 +891,18 @@ class TopKTopPSelector {
         o.k(),
         ", p ",
         o.p());
+  }
+
+  /// Refuses `what` after an ingest that failed part-way.
+  void check_whole(const char* what) const {
+    TORCH_CHECK(
+        failed_.empty(),
+        "TopKTopPSelector: cannot ",
+        what,
+        ": an earlier ingest failed part-way, so the selector holds an "
+        "unknown part of that chunk (",
+        failed_,
+        "); load() a saved state or start a new selector");
   }
 
   void check_chunk(const torch::Tensor& scores) const {
@@ -1086,30 +1111,28 @@ class TopKTopPSelector {
       x = x.to(at::kFloat);
     }
     x = x.contiguous();
-    // The whole chunk is checked before any state changes, so that a chunk
-    // with a non-finite score leaves the selector exactly as it was.
-    const int64_t bad =
-        x.scalar_type() == at::kDouble
-            ? first_non_finite_row(x.data_ptr<double>(), x.size(0), x.size(1))
-            : first_non_finite_row(x.data_ptr<float>(), x.size(0), x.size(1));
-    if (bad >= 0) {
-      if (x.scalar_type() == at::kDouble) {
-        report_non_finite(x.data_ptr<double>(), bad, x.size(1), index_of);
-      } else {
-        report_non_finite(x.data_ptr<float>(), bad, x.size(1), index_of);
-      }
-    }
     // float64 scores or an index from 2^32 on need 16-byte entries, from
     // this chunk on.
     if (x.scalar_type() == at::kDouble || max_index > detail::kTopKIndex32Max) {
       widen();
     }
-    if (x.scalar_type() == at::kDouble) {
-      run_rows(x, x.data_ptr<double>(), index_of, wide_);
-    } else if (wide_.empty()) {
-      run_rows(x, x.data_ptr<float>(), index_of, narrow_);
-    } else {
-      run_rows(x, x.data_ptr<float>(), index_of, wide_);
+    // A failure from here on (a non-finite score, found while the rows are
+    // ingested; an allocation) leaves part of the chunk in: the selector
+    // refuses further use until a saved state is loaded.
+    try {
+      if (x.scalar_type() == at::kDouble) {
+        run_rows(x, x.data_ptr<double>(), index_of, wide_);
+      } else if (wide_.empty()) {
+        run_rows(x, x.data_ptr<float>(), index_of, narrow_);
+      } else {
+        run_rows(x, x.data_ptr<float>(), index_of, wide_);
+      }
+    } catch (const c10::Error& e) {
+      failed_ = e.what_without_backtrace();
+      throw;
+    } catch (const std::exception& e) {
+      failed_ = e.what();
+      throw;
     }
   }
 
@@ -1145,74 +1168,6 @@ class TopKTopPSelector {
       }
     }
     rows_seen_ += rows;
-  }
-
-  /// The first row holding a non-finite score, or -1. Tests the exponent
-  /// bits (all ones: inf or NaN) with integer operations, which the compiler
-  /// vectorizes (a floating-point compare against NaN does not); with AVX2
-  /// where the CPU has it.
-  template <typename scalar_t>
-  __attribute__((always_inline)) static int64_t non_finite_scan(
-      const scalar_t* data, int64_t rows, int64_t C) {
-    using Bits = std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>;
-    constexpr Bits kExponent = sizeof(scalar_t) == 4
-                                   ? static_cast<Bits>(0x7f800000u)
-                                   : static_cast<Bits>(0x7ff0000000000000ull);
-    for (int64_t r = 0; r < rows; ++r) {
-      const scalar_t* row = data + r * C;
-      Bits bad = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        Bits b;
-        std::memcpy(&b, row + c, sizeof(b));
-        bad |= static_cast<Bits>((~b & kExponent) == 0);
-      }
-      if (bad != 0) {
-        return r;
-      }
-    }
-    return -1;
-  }
-
-#if DLCORE_TOPK_X86
-  template <typename scalar_t>
-  __attribute__((target("avx2"))) static int64_t non_finite_scan_avx2(
-      const scalar_t* data, int64_t rows, int64_t C) {
-    return non_finite_scan(data, rows, C);
-  }
-#endif
-
-  /// The first row of a chunk holding a non-finite score, or -1; scanned
-  /// on the threads (and row blocks) that will ingest it.
-  template <typename scalar_t>
-  int64_t first_non_finite_row(
-      const scalar_t* data, int64_t rows, int64_t C) const {
-    const bool avx2 = detail::topk_isa() >= detail::TopKIsa::kAvx2;
-    auto scan = [&](const scalar_t* d, int64_t n) {
-#if DLCORE_TOPK_X86
-      if (avx2) {
-        return non_finite_scan_avx2(d, n, C);
-      }
-#endif
-      (void)avx2;
-      return non_finite_scan(d, n, C);
-    };
-    const int64_t threads = ingest_threads(rows);
-    if (threads == 1) {
-      return scan(data, rows);
-    }
-    std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
-    detail::run_tasks(threads, [&](int64_t t) {
-      const int64_t r0 = rows * t / threads;
-      const int64_t r1 = rows * (t + 1) / threads;
-      const int64_t b = scan(data + r0 * C, r1 - r0);
-      bad[static_cast<size_t>(t)] = b < 0 ? -1 : r0 + b;
-    });
-    for (const int64_t b : bad) {
-      if (b >= 0) {
-        return b;
-      }
-    }
-    return -1;
   }
 
   /// Threads that ingest a chunk of `rows` rows: at least 256 rows each.
@@ -1254,6 +1209,8 @@ class TopKTopPSelector {
   std::vector<detail::TopKState<detail::TopKEntry>> wide_;
   std::map<int64_t, int64_t> ranges_;
   int64_t rows_seen_ = 0;
+  /// Why an ingest failed part-way (empty while the state is whole).
+  std::string failed_;
 };
 
 /// Writes `selector` to an archive; `torch::save(selector, path)` works.
