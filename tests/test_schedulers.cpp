@@ -20,9 +20,14 @@
 #include "golden/lr_schedulers.h"
 #include "golden/schedulers.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <sstream>
@@ -1257,4 +1262,52 @@ TEST_CASE(
     CHECK(
         lrs == std::vector<double>{0.1, 0.1 * 0.5, 0.1 * 0.5, 0.1 * 0.5 * 0.5});
   }
+}
+
+TEST_CASE(
+    "A scheduler saved to a file resumes exactly, and a damaged file is "
+    "refused by name",
+    "[lr_sched]") {
+  auto param = torch::zeros({2}, torch::requires_grad());
+  torch::optim::SGD a({param}, torch::optim::SGDOptions(0.1));
+  dlcore::StepLR first(a, dlcore::StepLROptions(3).gamma(0.5));
+  for (int i = 0; i < 4; ++i) {
+    first.step();
+  }
+  const std::string path =
+      "/tmp/dlcore_sched_file_" + std::to_string(::getpid()) + "/step_lr.pt";
+  first.save(path);
+  torch::optim::SGD b({param}, torch::optim::SGDOptions(0.1));
+  dlcore::StepLR resumed(b, dlcore::StepLROptions(3).gamma(0.5));
+  resumed.load(path);
+  CHECK(resumed.last_epoch() == first.last_epoch());
+  for (int i = 0; i < 5; ++i) {
+    first.step();
+    resumed.step();
+    CHECK(resumed.get_last_lr() == first.get_last_lr());
+  }
+  // One flipped byte in the middle of the file: a clean error naming it.
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(
+        std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  REQUIRE(bytes.size() > 64);
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x10);
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  torch::optim::SGD c({param}, torch::optim::SGDOptions(0.1));
+  dlcore::StepLR damaged(c, dlcore::StepLROptions(3).gamma(0.5));
+  try {
+    damaged.load(path);
+    FAIL("a damaged file loaded");
+  } catch (const c10::Error& e) {
+    CHECK_THAT(e.what_without_backtrace(), Catch::Contains(path));
+  }
+  CHECK(damaged.last_epoch() == 0);
+  std::remove(path.c_str());
+  ::rmdir(dlcore::detail::path_parent(path).c_str());
 }

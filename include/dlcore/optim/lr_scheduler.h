@@ -5,6 +5,8 @@
 // guards) and LRScheduler (the schedulers stepped by step(), which
 // SequentialLR and ChainedScheduler compose).
 
+#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/sched_common.h>
 
 #include <ATen/core/ivalue.h>
@@ -17,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,13 +48,11 @@ class ChainedScheduler;
 /// and writes the restored LRs into the optimizer.
 ///
 /// Example (checkpoint and resume any scheduler):
-///   torch::serialize::OutputArchive out;
-///   sched.save(out);
-///   out.save_to("sched.pt");
+///   sched.save("sched.pt");
 ///   // later, a scheduler built with the same options on a new optimizer:
-///   torch::serialize::InputArchive in;
-///   in.load_from("sched.pt");
-///   resumed.load(in); // continues exactly where `sched` stopped
+///   resumed.load("sched.pt"); // continues exactly where `sched` stopped
+/// (`save`/`load` also take an archive, to store the scheduler beside other
+/// state; `load(path)` checks the file before LibTorch parses it.)
 class SchedulerBase {
  public:
   virtual ~SchedulerBase() = default;
@@ -110,6 +111,26 @@ class SchedulerBase {
         ": archive entry `last_epoch` must be an integer >= -1, but got ",
         le);
     load_state(archive, version, le.toInt());
+  }
+
+  /// Writes save()'s archive to `path`, atomically (a temporary file beside
+  /// it, then a rename).
+  void save(const std::string& path) const {
+    torch::serialize::OutputArchive archive;
+    save(archive);
+    std::ostringstream bytes;
+    archive.save_to(bytes);
+    detail::write_file_atomic(path, bytes.str(), name_);
+  }
+
+  /// Loads a file written by `save(path)`. Only a regular file is opened,
+  /// and the archive is checked (zip structure, CRC-32 of every entry, a
+  /// bounded pickle walk: `detail::check_archive`) before LibTorch parses
+  /// it; every error is a `c10::Error` naming the file.
+  void load(const std::string& path) {
+    torch::serialize::InputArchive archive;
+    detail::load_checked_archive(archive, path, name_);
+    detail::archive_errors_named(path, name_, [&] { load(archive); });
   }
 
  protected:
