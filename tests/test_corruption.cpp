@@ -29,9 +29,9 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
-#include <sstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
