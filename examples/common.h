@@ -24,6 +24,7 @@
 #include <map>
 #include <string>
 #include <system_error>
+#include <thread>
 
 namespace dlcore::examples {
 
@@ -140,6 +141,17 @@ struct CommonFlags {
   /// what was done to stdout.
   dlcore::ThreadConfig apply_threads() const {
     const torch::Device dev = resolve_device();
+    // More LibTorch threads than cores only oversubscribe them; a huge
+    // count would start threads until memory runs out.
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    const int most = cores > 0 ? cores : 256;
+    if (threads > most) {
+      throw std::runtime_error(
+          "--threads " + std::to_string(threads) + " exceeds this machine's " +
+          (cores > 0 ? std::to_string(cores) + " cores"
+                     : std::string("limit of 256 threads")) +
+          "; use 0 (all cores) or a number up to " + std::to_string(most));
+    }
     dlcore::ThreadConfig t = dlcore::configure_threads(threads);
     std::cout << "device: " << dev << "\n";
     std::cout << "threads: " << t.describe() << "\n";

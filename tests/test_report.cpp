@@ -1,10 +1,13 @@
 #include <dlcore/train/report.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -312,4 +315,47 @@ TEST_CASE("format_thousands groups digits by three", "[report]") {
   CHECK(
       dlcore::format_thousands(std::numeric_limits<int64_t>::min()) ==
       "-9,223,372,036,854,775,808");
+}
+
+TEST_CASE(
+    "write_file_atomic removes the temporary files of killed saves of the "
+    "same file, and only those",
+    "[report]") {
+  const auto dir = fresh_dir("stale_temps");
+  const std::string target = (dir / "f.txt").string();
+  // A process that has exited: its pid names no process any more.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  const std::string dead = std::to_string(static_cast<long long>(child));
+  const std::string alive = std::to_string(static_cast<long long>(::getppid()));
+  auto touch = [&](const std::string& name) {
+    std::ofstream((dir / name).string()) << "partial";
+  };
+  touch(".f.txt.tmp." + dead + ".a1b2c3");  // a killed save of f.txt
+  touch(".f.txt.tmp." + alive + ".d4e5f6"); // a save still running
+  touch(".g.txt.tmp." + dead + ".a1b2c3");  // another file's
+  touch(".f.txt.tmp.Qx9Zk2");               // the older form, recent
+  dlcore::write_file_atomic(target, "new");
+  CHECK_FALSE(fs::exists(dir / (".f.txt.tmp." + dead + ".a1b2c3")));
+  CHECK(fs::exists(dir / (".f.txt.tmp." + alive + ".d4e5f6")));
+  CHECK(fs::exists(dir / (".g.txt.tmp." + dead + ".a1b2c3")));
+  CHECK(fs::exists(dir / ".f.txt.tmp.Qx9Zk2"));
+  // The older form is removed once it is more than a day old.
+  const auto old_form = (dir / ".f.txt.tmp.Qx9Zk2").string();
+  struct timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = ::time(nullptr) - 2 * 24 * 3600;
+  times[0].tv_nsec = times[1].tv_nsec = 0;
+  REQUIRE(::utimensat(AT_FDCWD, old_form.c_str(), times, 0) == 0);
+  dlcore::write_file_atomic(target, "newer");
+  CHECK_FALSE(fs::exists(old_form));
+  std::ifstream in(target);
+  std::string got;
+  std::getline(in, got);
+  CHECK(got == "newer");
+  fs::remove_all(dir);
 }
