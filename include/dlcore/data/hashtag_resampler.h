@@ -572,11 +572,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   /// Saves the state to a file, atomically (a temporary file in the same
   /// folder, synced, then a rename): on failure `path` is left as it was.
   void save(const std::string& path) const {
-    torch::serialize::OutputArchive archive;
-    save(archive);
-    std::ostringstream bytes;
-    archive.save_to(bytes);
-    detail::write_file_atomic(path, bytes.str(), "HashtagResampler");
+    detail::save_archive_file(*this, path, "HashtagResampler");
   }
 
   /// Loads a state written by `save(path)`. Only a regular file is opened,
@@ -584,10 +580,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   /// CRC-32 of every entry, a bounded pickle walk) before LibTorch parses it;
   /// every error is a `c10::Error` naming the file.
   void load(const std::string& path) {
-    torch::serialize::InputArchive archive;
-    detail::load_checked_archive(archive, path, "HashtagResampler::load");
-    detail::archive_errors_named(
-        path, "HashtagResampler::load", [&] { load(archive); });
+    detail::load_archive_file(*this, path, "HashtagResampler::load");
   }
 
  private:

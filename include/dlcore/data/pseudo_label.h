@@ -634,11 +634,7 @@ class TopKTopPSelector {
   /// synced, then a rename): on failure `path` is left as it was and no
   /// temporary file remains.
   void save(const std::string& path) const {
-    torch::serialize::OutputArchive archive;
-    save(archive);
-    std::ostringstream bytes;
-    archive.save_to(bytes);
-    detail::write_file_atomic(path, bytes.str(), "TopKTopPSelector");
+    detail::save_archive_file(*this, path, "TopKTopPSelector");
   }
 
   /// Loads from a file written by `save(path)`. Only a regular file is
@@ -646,10 +642,7 @@ class TopKTopPSelector {
   /// structure, CRC-32 of every entry, a bounded pickle walk) before LibTorch
   /// parses it; every error is a `c10::Error` naming the file.
   void load(const std::string& path) {
-    torch::serialize::InputArchive archive;
-    detail::load_checked_archive(archive, path, "TopKTopPSelector");
-    detail::archive_errors_named(
-        path, "TopKTopPSelector", [&] { load(archive); });
+    detail::load_archive_file(*this, path, "TopKTopPSelector");
   }
 
   /// Replaces the state by the given candidates (at most K per class are

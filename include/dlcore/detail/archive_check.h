@@ -25,10 +25,12 @@
 // pass them can make LibTorch compile arbitrary TorchScript class
 // definitions from its code/ folder.
 
+#include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/regular_file.h>
 
 #include <c10/util/Exception.h>
 #include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 
 #include <zlib.h>
 
@@ -39,6 +41,7 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -1542,6 +1545,29 @@ inline void load_checked_archive(
   check_archive(bytes.data(), bytes.size(), path, owner);
   archive_errors_named(
       path, owner, [&] { archive.load_from(bytes.data(), bytes.size()); });
+}
+
+/// Writes `object.save(archive)` to `path` atomically: what every
+/// component's `save(path)` does.
+template <typename T>
+void save_archive_file(
+    const T& object, const std::string& path, const std::string& owner) {
+  torch::serialize::OutputArchive archive;
+  object.save(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str(), owner);
+}
+
+/// Loads `object` from the archive at `path` after `load_checked_archive`;
+/// errors of `object.load(archive)` name the path: what every component's
+/// `load(path)` does.
+template <typename T>
+void load_archive_file(
+    T& object, const std::string& path, const std::string& owner) {
+  torch::serialize::InputArchive archive;
+  load_checked_archive(archive, path, owner);
+  archive_errors_named(path, owner, [&] { object.load(archive); });
 }
 
 } // namespace detail

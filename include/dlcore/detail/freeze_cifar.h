@@ -1,16 +1,13 @@
 #pragma once
 
+#include <dlcore/detail/fs.h>
+
 #include <c10/util/Exception.h>
 
-#include <sys/stat.h>
 #include <string>
 
 namespace dlcore {
 namespace detail {
-inline bool freeze_cifar_is_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 // `dir` itself, or its subfolder `sub` (the archives' folder name), whichever
 // holds `probe`.
 inline std::string freeze_cifar_resolve(
@@ -18,10 +15,10 @@ inline std::string freeze_cifar_resolve(
     const std::string& sub,
     const std::string& probe,
     const char* owner) {
-  if (freeze_cifar_is_file(dir + "/" + probe)) {
+  if (is_regular_file(dir + "/" + probe)) {
     return dir;
   }
-  if (freeze_cifar_is_file(dir + "/" + sub + "/" + probe)) {
+  if (is_regular_file(dir + "/" + sub + "/" + probe)) {
     return dir + "/" + sub;
   }
   TORCH_CHECK(

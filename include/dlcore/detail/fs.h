@@ -55,12 +55,6 @@ inline bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/// Whether anything exists at `path` (following symlinks).
-inline bool path_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
-
 /// The size of the regular file at `path`, or -1 when it is not one.
 inline int64_t regular_file_size(const std::string& path) {
   struct stat st {};

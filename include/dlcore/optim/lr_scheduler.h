@@ -116,11 +116,7 @@ class SchedulerBase {
   /// Writes save()'s archive to `path`, atomically (a temporary file beside
   /// it, then a rename).
   void save(const std::string& path) const {
-    torch::serialize::OutputArchive archive;
-    save(archive);
-    std::ostringstream bytes;
-    archive.save_to(bytes);
-    detail::write_file_atomic(path, bytes.str(), name_);
+    detail::save_archive_file(*this, path, name_);
   }
 
   /// Loads a file written by `save(path)`. Only a regular file is opened,
@@ -128,9 +124,7 @@ class SchedulerBase {
   /// bounded pickle walk: `detail::check_archive`) before LibTorch parses
   /// it; every error is a `c10::Error` naming the file.
   void load(const std::string& path) {
-    torch::serialize::InputArchive archive;
-    detail::load_checked_archive(archive, path, name_);
-    detail::archive_errors_named(path, name_, [&] { load(archive); });
+    detail::load_archive_file(*this, path, name_);
   }
 
  protected:
