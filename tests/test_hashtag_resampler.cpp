@@ -1,4 +1,5 @@
 #include <dlcore/data/hashtag_resampler.h>
+#include <dlcore/train/losses.h>
 
 #include <algorithm>
 #include <cmath>

@@ -41,6 +41,7 @@
 #include <dlcore/train/allocator.h>
 #include <dlcore/train/batch_size_study.h>
 #include <dlcore/train/history.h>
+#include <dlcore/train/losses.h>
 #include <dlcore/train/plot.h>
 #include <dlcore/train/progress.h>
 #include <dlcore/train/report.h>

@@ -927,7 +927,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
 ///
 /// Example:
 ///   auto y = dlcore::soft_targets(tags, batch_indices, num_tags);
-///   auto loss = dlcore::soft_cross_entropy(model->forward(x), y);
+///   auto loss = dlcore::soft_target_cross_entropy(model->forward(x), y);
 inline torch::Tensor soft_targets(
     const TagLists& tags, const torch::Tensor& indices, int64_t num_tags) {
   TORCH_CHECK(
@@ -996,28 +996,6 @@ inline torch::Tensor soft_targets(
     }
   }
   return out.to(indices.device());
-}
-
-/// The softmax cross-entropy with soft targets that Mahajan et al. train with:
-/// mean over the batch of -sum_c y_c log softmax(x)_c. Equals
-/// `torch::nn::functional::cross_entropy` with class indices when every row
-/// of y is one-hot.
-///
-/// Differences from PyTorch (Python): `F.cross_entropy` accepts probability
-/// targets since 1.10 with the same formula (reduction "mean"); this is that
-/// case without label smoothing or weights.
-inline torch::Tensor soft_cross_entropy(
-    const torch::Tensor& logits, const torch::Tensor& targets) {
-  TORCH_CHECK(
-      logits.dim() == 2 && targets.sizes() == logits.sizes(),
-      "soft_cross_entropy: expected logits [B, C] and targets of the same "
-      "shape, but got ",
-      logits.sizes(),
-      " and ",
-      targets.sizes());
-  return -(targets.to(logits.scalar_type()) * torch::log_softmax(logits, 1))
-              .sum(1)
-              .mean();
 }
 
 } // namespace dlcore

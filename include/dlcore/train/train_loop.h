@@ -1,6 +1,7 @@
 #pragma once
 
 #include <dlcore/optim/momentum.h>
+#include <dlcore/train/losses.h>
 #include <dlcore/train/progress.h>
 
 #include <ATen/core/Tensor.h>
@@ -100,48 +101,6 @@ using LossFunction =
 
 /// A per-step callback of `train_epoch`.
 using StepCallback = std::function<void(StepInfo&)>;
-
-/// Cross-entropy with soft targets: `mean_i( -sum_c t_ic log_softmax(z_i)_c )`
-/// for logits `z` `[N, C]` and float targets `t` `[N, C]` (rows are
-/// probabilities, e.g. from a teacher or label smoothing).
-///
-/// Example:
-///   auto loss = dlcore::soft_target_cross_entropy(logits, teacher_probs);
-///
-/// Differences from PyTorch (Python): the same value as
-/// `F.cross_entropy(z, t)` with probability targets (PyTorch >= 1.10).
-inline torch::Tensor soft_target_cross_entropy(
-    const torch::Tensor& logits, const torch::Tensor& targets) {
-  TORCH_CHECK(
-      logits.dim() == 2 && targets.sizes() == logits.sizes(),
-      "soft_target_cross_entropy: expected logits [N, C] and targets of the "
-      "same shape, but got logits ",
-      logits.sizes(),
-      " and targets ",
-      targets.sizes());
-  return -(targets * torch::log_softmax(logits, 1)).sum(1).mean();
-}
-
-/// The default loss of `train_epoch` and `evaluate`: cross-entropy with class
-/// indices (int64 `[N]`, `torch.nn.CrossEntropyLoss()`), or
-/// `soft_target_cross_entropy` when the targets are float `[N, C]`.
-inline torch::Tensor default_loss(
-    const torch::Tensor& logits, const torch::Tensor& targets) {
-  if (targets.is_floating_point()) {
-    return soft_target_cross_entropy(logits, targets);
-  }
-  TORCH_CHECK(
-      targets.dim() == 1 && logits.dim() == 2 &&
-          targets.size(0) == logits.size(0),
-      "default_loss: expected int64 targets [N] for logits [N, C], but got "
-      "targets ",
-      targets.sizes(),
-      " (",
-      targets.scalar_type(),
-      ") for logits ",
-      logits.sizes());
-  return torch::nn::functional::cross_entropy(logits, targets);
-}
 
 /// Options of `train_epoch`.
 struct TrainOptions {
