@@ -12,7 +12,7 @@
 #include <dlcore/data/idx.h>
 #include <dlcore/data/label_noise.h>
 #include <dlcore/data/pseudo_label.h>
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/parallel_tasks.h>
 #include <dlcore/nn/checkpoint.h>
 

@@ -1,10 +1,10 @@
 #pragma once
 
-#include <dlcore/detail/alias_huge_pages.h>
-#include <dlcore/detail/alias_random.h>
-#include <dlcore/detail/alias_table.h>
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/data/detail/alias_random.h>
+#include <dlcore/data/detail/alias_table.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/huge_pages.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

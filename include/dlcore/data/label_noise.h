@@ -1,8 +1,8 @@
 #pragma once
 
+#include <dlcore/data/detail/alias_random.h>
+#include <dlcore/data/detail/noise_rows.h>
 #include <dlcore/data/hashtag_resampler.h>
-#include <dlcore/detail/alias_random.h>
-#include <dlcore/detail/noise_rows.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

@@ -1,11 +1,11 @@
 #pragma once
 
+#include <dlcore/data/detail/selector/class_buffers.h>
+#include <dlcore/data/detail/selector/row_scan.h>
 #include <dlcore/data/tensor_dataset.h>
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/parallel_tasks.h>
-#include <dlcore/detail/topk_buffer.h>
-#include <dlcore/detail/topk_row.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

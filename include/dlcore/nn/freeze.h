@@ -3,7 +3,7 @@
 // Freezing and unfreezing parameters, batch-norm policies, head replacement
 // and optimizer integration for transfer learning.
 
-#include <dlcore/detail/freeze_walk.h>
+#include <dlcore/nn/detail/module_walk.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Tensor.h>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/per_group.h>

@@ -2,7 +2,7 @@
 
 // LambdaLR and MultiplicativeLR: schedules given by a function of the epoch.
 
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/per_group.h>
 

@@ -5,9 +5,9 @@
 // guards) and LRScheduler (the schedulers stepped by step(), which
 // SequentialLR and ChainedScheduler compose).
 
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 
 #include <ATen/core/ivalue.h>
 #include <c10/util/Exception.h>

@@ -2,7 +2,7 @@
 
 // ReduceLROnPlateau: lower the LR when a metric stops improving.
 
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/per_group.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <dlcore/detail/conv_single_channel.h>
+#include <dlcore/nn/detail/conv_single_channel.h>
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/max_pool2d_with_indices_backward.h>

@@ -4,8 +4,8 @@
 // top-P classes and offers them to the per-class buffers. Plain C++ over a
 // contiguous pointer; no tensor operation per row.
 
-#include <dlcore/detail/topk_buffer.h>
-#include <dlcore/detail/topk_isa.h>
+#include <dlcore/data/detail/selector/class_buffers.h>
+#include <dlcore/data/detail/selector/isa.h>
 
 #include <cmath>
 #include <cstdint>
