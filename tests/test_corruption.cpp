@@ -13,7 +13,7 @@
 #include <dlcore/data/label_noise.h>
 #include <dlcore/data/pseudo_label.h>
 #include <dlcore/detail/archive.h>
-#include <dlcore/detail/parallel_tasks.h>
+#include <dlcore/detail/thread_pool.h>
 #include <dlcore/nn/checkpoint.h>
 
 #include <sys/resource.h>
@@ -886,7 +886,7 @@ TEST_CASE(
     "corruption: tasks whose threads cannot start run on the calling thread "
     "(probe finding 4)",
     "[corruption]") {
-  // run_tasks joins every started thread and rethrows the first error.
+  // run_tasks waits for every task and rethrows the first error.
   std::atomic<int> done{0};
   CHECK_THAT(
       message_of([&] {
@@ -925,6 +925,8 @@ TEST_CASE(
         limit, limit
       };
       ::setrlimit(RLIMIT_AS, &rl);
+      // Let the pool try to start 63 workers: most cannot.
+      dlcore::set_pool_threads(64);
       TopKTopPSelector s(TopKTopPSelectorOptions(c, k, p).num_threads(64));
       s.ingest(x, 0);
       code = SelectorState(s) == expected ? 0 : 1;

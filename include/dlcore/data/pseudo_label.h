@@ -5,7 +5,7 @@
 #include <dlcore/data/tensor_dataset.h>
 #include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/detail/parallel_tasks.h>
+#include <dlcore/detail/thread_pool.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -57,7 +57,9 @@ struct TopKTopPSelectorOptions {
   TORCH_ARG(bool, softmax) = false;
   /// Threads that ingest one chunk (row blocks, each thread with its own
   /// per-class buffers, merged exactly when the result is taken) and that
-  /// sort the classes in `result()`. Default: 1
+  /// sort the classes in `result()`. They run on the library's thread pool,
+  /// at most `pool_threads()` at once; the result is the same for any
+  /// value. Default: 1
   TORCH_ARG(int64_t, num_threads) = 1;
 
  public:
