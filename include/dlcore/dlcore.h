@@ -43,6 +43,7 @@
 #include <dlcore/train/history.h>
 #include <dlcore/train/losses.h>
 #include <dlcore/train/plot.h>
+#include <dlcore/train/predict.h>
 #include <dlcore/train/progress.h>
 #include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
