@@ -1,4 +1,9 @@
+#include <dlcore/nn/batch_norm_policy.h>
+#include <dlcore/nn/forward_child.h>
 #include <dlcore/nn/freeze.h>
+#include <dlcore/nn/heads.h>
+#include <dlcore/optim/gradual_unfreezing.h>
+#include <dlcore/optim/param_groups.h>
 
 #include <random>
 #include <sstream>

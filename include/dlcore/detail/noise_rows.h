@@ -4,7 +4,7 @@
 // sampling conditioned on an excluded set (the other tags of a multi-label
 // image).
 
-#include <dlcore/detail/alias_random.h>
+#include <dlcore/detail/splitmix.h>
 #include <dlcore/detail/alias_table.h>
 
 #include <c10/util/Exception.h>
