@@ -229,7 +229,7 @@ enum class BatchNormPolicy {
 inline int64_t set_batchnorm_policy(
     torch::nn::Module& model, BatchNormPolicy policy) {
   int64_t replaced = 0;
-  detail::freeze_walk_edges(
+  detail::walk_child_edges(
       model,
       "",
       [&](torch::nn::Module& parent,
@@ -246,7 +246,7 @@ inline int64_t set_batchnorm_policy(
           return;
         }
         TORCH_CHECK(
-            !detail::freeze_is_sequential(parent),
+            !detail::is_sequential(parent),
             "set_batchnorm_policy: '",
             dotted,
             "' is a batch norm directly inside a torch::nn::Sequential, whose "

@@ -68,7 +68,7 @@ torch::Tensor forward_child(
     torch::nn::Module& parent,
     const std::string& name,
     const torch::Tensor& input) {
-  auto& child = detail::freeze_find_module(parent, name, "forward_child");
+  auto& child = detail::find_submodule(parent, name, "forward_child");
   torch::Tensor out;
   if (detail::forward_child_as_first_of<
           ExtraImpls...,

@@ -112,7 +112,7 @@ class ParamSelector {
 inline std::vector<torch::Tensor> select_parameters(
     const torch::nn::Module& module, const ParamSelector& selector) {
   std::vector<torch::Tensor> out;
-  const auto named = detail::freeze_unique_named_parameters(module);
+  const auto named = detail::unique_named_parameters(module);
   for (const auto& [name, tensor] : named) {
     if (selector.matches(name)) {
       out.push_back(tensor);
@@ -144,11 +144,11 @@ inline std::vector<torch::Tensor> select_parameters(
 /// A frozen parameter gets no gradient, so every torch::optim optimizer skips
 /// it (no update, no weight decay, no momentum).
 inline int64_t freeze(const std::vector<torch::Tensor>& tensors) {
-  return detail::freeze_set_requires_grad(tensors, false);
+  return detail::set_requires_grad(tensors, false);
 }
 /// Sets `requires_grad = true` on every tensor; returns how many changed.
 inline int64_t unfreeze(const std::vector<torch::Tensor>& tensors) {
-  return detail::freeze_set_requires_grad(tensors, true);
+  return detail::set_requires_grad(tensors, true);
 }
 
 /// Freezes every parameter of `module` (any submodule works:
@@ -200,7 +200,7 @@ struct ParameterCounts {
 /// Counts trainable and frozen parameters of `module`.
 inline ParameterCounts parameter_counts(const torch::nn::Module& module) {
   ParameterCounts c;
-  for (const auto& [name, t] : detail::freeze_unique_named_parameters(module)) {
+  for (const auto& [name, t] : detail::unique_named_parameters(module)) {
     (void)name;
     if (t.requires_grad()) {
       c.trainable += t.numel();
@@ -236,7 +236,7 @@ inline LayerGroups layer_groups(
       "layer_groups: expected at least one selector, but got none");
   LayerGroups groups(selectors.size());
   std::vector<std::string> unassigned;
-  for (const auto& [name, t] : detail::freeze_unique_named_parameters(model)) {
+  for (const auto& [name, t] : detail::unique_named_parameters(model)) {
     bool taken = false;
     for (std::size_t g = 0; g < selectors.size() && !taken; ++g) {
       if (selectors[g].matches(name)) {
@@ -313,7 +313,7 @@ inline int64_t freeze_to(const LayerGroups& groups, int64_t n) {
   const int64_t boundary = n < 0 ? count + n : n;
   int64_t changed = 0;
   for (int64_t g = 0; g < count; ++g) {
-    changed += detail::freeze_set_requires_grad(
+    changed += detail::set_requires_grad(
         groups[static_cast<std::size_t>(g)], g >= boundary);
   }
   return changed;

@@ -38,12 +38,12 @@ std::shared_ptr<ModuleType> replace_head(
       head != nullptr, "replace_head: expected a module, but got nullptr");
   TORCH_CHECK(
       !name.empty(), "replace_head: expected a submodule name, but got ''");
-  const auto [parent_path, child] = detail::freeze_split_last(name);
-  auto& parent = detail::freeze_find_module(model, parent_path, "replace_head");
+  const auto [parent_path, child] = detail::split_last_name(name);
+  auto& parent = detail::find_submodule(model, parent_path, "replace_head");
   // Check that the child exists (error lists the children otherwise).
-  auto& old = detail::freeze_find_module(parent, child, "replace_head");
+  auto& old = detail::find_submodule(parent, child, "replace_head");
   TORCH_CHECK(
-      !detail::freeze_is_sequential(parent),
+      !detail::is_sequential(parent),
       "replace_head: '",
       name,
       "' is inside a torch::nn::Sequential, whose forward() runs its own "
@@ -80,7 +80,7 @@ inline torch::nn::Linear replace_linear_head(
       num_classes > 0,
       "replace_linear_head: expected num_classes > 0, but got ",
       num_classes);
-  auto& old = detail::freeze_find_module(model, name, "replace_linear_head");
+  auto& old = detail::find_submodule(model, name, "replace_linear_head");
   auto* linear = dynamic_cast<torch::nn::LinearImpl*>(&old);
   TORCH_CHECK(
       linear != nullptr,

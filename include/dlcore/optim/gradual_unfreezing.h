@@ -117,9 +117,9 @@ class GradualUnfreezing {
             fresh.push_back(t);
           }
         }
-        detail::freeze_set_requires_grad(group, true);
+        detail::set_requires_grad(group, true);
       } else {
-        detail::freeze_set_requires_grad(group, false);
+        detail::set_requires_grad(group, false);
       }
     }
     return fresh;
