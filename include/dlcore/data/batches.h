@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/detail/splitmix.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -49,19 +50,10 @@ struct Batch {
 
 namespace detail {
 
-/// splitmix64's finalizer: a bijective 64-bit mix.
-inline uint64_t batches_mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-/// Seed of the generator that draws epoch `epoch`'s order.
+/// Seed of the generator that draws epoch `epoch`'s order: the epoch key of
+/// the Batches stream (detail/splitmix.h).
 inline uint64_t batches_epoch_seed(uint64_t seed, int64_t epoch) {
-  return batches_mix64(
-      batches_mix64(seed) ^
-      (static_cast<uint64_t>(epoch) * 0x9E3779B97F4A7C15ULL +
-       0x632BE59BD9B4E019ULL));
+  return splitmix_epoch_key(seed, static_cast<uint64_t>(epoch), kBatchesStream);
 }
 
 } // namespace detail
