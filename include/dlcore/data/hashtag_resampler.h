@@ -1,10 +1,10 @@
 #pragma once
 
-#include <dlcore/data/tag_lists.h>
-#include <dlcore/detail/huge_pages.h>
 #include <dlcore/data/detail/alias_table.h>
+#include <dlcore/data/tag_lists.h>
 #include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/huge_pages.h>
 #include <dlcore/detail/splitmix.h>
 
 #include <ATen/ATen.h>

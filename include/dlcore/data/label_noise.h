@@ -1,7 +1,7 @@
 #pragma once
 
-#include <dlcore/data/tag_lists.h>
 #include <dlcore/data/detail/noise_rows.h>
+#include <dlcore/data/tag_lists.h>
 #include <dlcore/detail/splitmix.h>
 
 #include <ATen/ATen.h>
