@@ -580,27 +580,13 @@ class TopKTopPSelector {
   /// selector is left as it was. Archives of the legacy format (tensors with
   /// a `version` tensor and `ckp` = C, K, P) load too.
   void load(torch::serialize::InputArchive& archive) {
-    int64_t c = 0, k = 0, p = 0, rows_seen = 0;
-    at::Tensor ranges, indices, labels, scores;
-    if (!detail::holds_state(archive) && archive_has(archive, "ckp")) {
-      read_legacy(archive, c, k, p, rows_seen, ranges, indices, labels, scores);
-    } else {
-      const detail::StateReader state(
-          archive, "TopKTopPSelector", "TopKTopPSelector", kVersion);
-      c = state.read_int("num_classes");
-      k = state.read_int("k");
-      p = state.read_int("p");
-      rows_seen = state.read_int("rows_seen");
-      state.expect(rows_seen >= 0, "rows_seen", "an integer >= 0", rows_seen);
-      ranges = state.read_tensor("ranges", at::kLong, {-1, 2});
-      indices = state.read_tensor("indices", at::kLong, {-1});
-      labels = state.read_tensor("labels", at::kLong, {-1});
-      scores = state.read_tensor("scores", at::kDouble, {-1});
-    }
-    TopKTopPSelectorOptions saved(c, k, p);
-    check_compatible(saved, "load");
-    check_saved_candidates(rows_seen, ranges, indices, labels);
-    restore(rows_seen, ranges, indices, labels, scores);
+    const SavedState s = !detail::holds_state(archive) &&
+                                 !detail::state_entry(archive, "ckp").isNone()
+                             ? read_legacy(archive)
+                             : read_state(archive);
+    check_compatible(TopKTopPSelectorOptions(s.c, s.k, s.p), "load");
+    check_saved_candidates(s.rows_seen, s.ranges, s.indices, s.labels);
+    restore(s.rows_seen, s.ranges, s.indices, s.labels, s.scores);
   }
 
   /// Saves to a file, atomically (a temporary file in the same folder,
@@ -778,25 +764,34 @@ class TopKTopPSelector {
  private:
   static constexpr int64_t kVersion = 1;
 
-  static bool archive_has(
-      torch::serialize::InputArchive& archive, const char* key) {
-    c10::IValue v;
-    return archive.try_read(key, v);
+  /// A saved state, read from either format (fields checked for kind,
+  /// dtype and shape only).
+  struct SavedState {
+    int64_t c = 0, k = 0, p = 0, rows_seen = 0;
+    at::Tensor ranges, indices, labels, scores;
+  };
+
+  static SavedState read_state(torch::serialize::InputArchive& archive) {
+    const detail::StateReader state(
+        archive, "TopKTopPSelector", "TopKTopPSelector", kVersion);
+    SavedState s;
+    s.c = state.read_int("num_classes");
+    s.k = state.read_int("k");
+    s.p = state.read_int("p");
+    s.rows_seen = state.read_int("rows_seen");
+    state.expect(s.rows_seen >= 0, "rows_seen", "an integer >= 0", s.rows_seen);
+    s.ranges = state.read_tensor("ranges", at::kLong, {-1, 2});
+    s.indices = state.read_tensor("indices", at::kLong, {-1});
+    s.labels = state.read_tensor("labels", at::kLong, {-1});
+    s.scores = state.read_tensor("scores", at::kDouble, {-1});
+    return s;
   }
 
   /// The legacy format: int64 tensors `version` ([1]), `ckp` ([C, K, P]),
   /// `rows_seen` ([1]), `ranges` ([R, 2]), `indices` and `labels` ([M]),
   /// and float64 `scores` ([M]).
-  static void read_legacy(
-      torch::serialize::InputArchive& archive,
-      int64_t& c,
-      int64_t& k,
-      int64_t& p,
-      int64_t& rows_seen,
-      at::Tensor& ranges,
-      at::Tensor& indices,
-      at::Tensor& labels,
-      at::Tensor& scores) {
+  static SavedState read_legacy(torch::serialize::InputArchive& archive) {
+    SavedState s;
     at::Tensor version, ckp, rows;
     auto read =
         [&](const char* key, at::Tensor& t, at::ScalarType dtype, int64_t dim) {
@@ -828,9 +823,9 @@ class TopKTopPSelector {
         "TopKTopPSelector: expected the saved `ckp` to hold 3 values (C, K, "
         "P), but got ",
         ckp.numel());
-    c = ckp[0].item<int64_t>();
-    k = ckp[1].item<int64_t>();
-    p = ckp[2].item<int64_t>();
+    s.c = ckp[0].item<int64_t>();
+    s.k = ckp[1].item<int64_t>();
+    s.p = ckp[2].item<int64_t>();
     read("rows_seen", rows, at::kLong, 1);
     TORCH_CHECK(
         rows.numel() == 1 && rows.item<int64_t>() >= 0,
@@ -838,15 +833,16 @@ class TopKTopPSelector {
         "but got ",
         rows.numel() == 1 ? std::to_string(rows.item<int64_t>())
                           : std::to_string(rows.numel()) + " values");
-    rows_seen = rows.item<int64_t>();
-    read("ranges", ranges, at::kLong, 2);
+    s.rows_seen = rows.item<int64_t>();
+    read("ranges", s.ranges, at::kLong, 2);
     TORCH_CHECK(
-        ranges.size(1) == 2,
+        s.ranges.size(1) == 2,
         "TopKTopPSelector: expected the saved ranges of shape [R, 2], but got ",
-        ranges.sizes());
-    read("indices", indices, at::kLong, 1);
-    read("labels", labels, at::kLong, 1);
-    read("scores", scores, at::kDouble, 1);
+        s.ranges.sizes());
+    read("indices", s.indices, at::kLong, 1);
+    read("labels", s.labels, at::kLong, 1);
+    read("scores", s.scores, at::kDouble, 1);
+    return s;
   }
 
   /// Runs `f`, which allocates per-class buffers, turning an allocation

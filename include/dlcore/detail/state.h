@@ -126,6 +126,8 @@ inline bool holds_state(torch::serialize::InputArchive& archive) {
 ///   state.put_int("epoch", epoch_).put_bool("shuffle", options_.shuffle());
 class StateWriter {
  public:
+  /// Writes `type` ("dlcore." + `name`) and `version` (>= 1) into
+  /// `archive`, which must outlive the writer.
   StateWriter(
       torch::serialize::OutputArchive& archive,
       const std::string& name,
@@ -136,22 +138,28 @@ class StateWriter {
     archive_.write("version", c10::IValue(version));
   }
 
+  /// An integer field.
   StateWriter& put_int(const std::string& field, int64_t value) {
     return put(field, c10::IValue(value));
   }
+  /// A float field.
   StateWriter& put_double(const std::string& field, double value) {
     return put(field, c10::IValue(value));
   }
+  /// A bool field.
   StateWriter& put_bool(const std::string& field, bool value) {
     return put(field, c10::IValue(value));
   }
+  /// A string field.
   StateWriter& put_string(const std::string& field, const std::string& value) {
     return put(field, c10::IValue(value));
   }
+  /// A list of floats.
   StateWriter& put_doubles(
       const std::string& field, const std::vector<double>& value) {
     return put(field, c10::IValue(value));
   }
+  /// A list of integers.
   StateWriter& put_ints(
       const std::string& field, const std::vector<int64_t>& value) {
     return put(field, c10::IValue(value));
@@ -201,6 +209,9 @@ class StateWriter {
 /// wrote it before this format.
 class StateReader {
  public:
+  /// Checks that `archive` (which must outlive the reader) holds a state of
+  /// type "dlcore." + `name` (or the bare `name`) with a version in [1,
+  /// max_version].
   StateReader(
       torch::serialize::InputArchive& archive,
       std::string owner,
@@ -281,31 +292,37 @@ class StateReader {
     return value;
   }
 
+  /// A required integer field.
   int64_t read_int(const std::string& field) const {
     const c10::IValue v = read(field);
     expect(v.isInt(), field, "an integer", v);
     return v.toInt();
   }
+  /// A required float field.
   double read_double(const std::string& field) const {
     const c10::IValue v = read(field);
     expect(v.isDouble(), field, "a float", v);
     return v.toDouble();
   }
+  /// A required bool field.
   bool read_bool(const std::string& field) const {
     const c10::IValue v = read(field);
     expect(v.isBool(), field, "a bool", v);
     return v.toBool();
   }
+  /// A required string field.
   std::string read_string(const std::string& field) const {
     const c10::IValue v = read(field);
     expect(v.isString(), field, "a string", v);
     return v.toStringRef();
   }
+  /// A required list of floats.
   std::vector<double> read_doubles(const std::string& field) const {
     const c10::IValue v = read(field);
     expect(v.isDoubleList(), field, "a list of floats", v);
     return v.toDoubleVector();
   }
+  /// A required list of integers.
   std::vector<int64_t> read_ints(const std::string& field) const {
     const c10::IValue v = read(field);
     expect(v.isIntList(), field, "a list of integers", v);
