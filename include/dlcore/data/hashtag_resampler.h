@@ -6,6 +6,7 @@
 #include <dlcore/detail/atomic_file.h>
 #include <dlcore/detail/huge_pages.h>
 #include <dlcore/detail/splitmix.h>
+#include <dlcore/detail/state.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -375,100 +376,80 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     return out;
   }
 
-  /// Saves version, seed, epoch, position, epoch length and the configuration
-  /// the position refers to.
+  /// Saves the seed, epoch, position, epoch length and the configuration the
+  /// position refers to, in dlcore's state format (detail/state.h,
+  /// docs/state.md): type `dlcore.HashtagResampler`, version 1, integer
+  /// fields `seed` (the uint64 seed's bits), `epoch`, `position`,
+  /// `epoch_length`, `rank`, `world_size`, `num_images`, `num_tags`, `mode`
+  /// (0 kDraw, 1 kReplicate) and the float `alpha`.
   void save(torch::serialize::OutputArchive& archive) const override {
-    auto put = [&archive](const char* key, int64_t v) {
-      archive.write(key, torch::tensor(v, torch::kLong), /*is_buffer=*/true);
-    };
-    put("version", kVersion);
-    put("seed", static_cast<int64_t>(options_.seed()));
-    put("epoch", epoch_);
-    put("position", position_);
-    put("epoch_length", epoch_length_);
-    put("rank", options_.rank());
-    put("world_size", options_.world_size());
-    put("num_images", report_.num_images);
-    put("num_tags", report_.num_tags);
-    put("mode", static_cast<int64_t>(options_.mode()));
-    archive.write(
-        "alpha", torch::tensor(options_.alpha(), torch::kDouble), true);
+    detail::StateWriter(archive, "HashtagResampler", kVersion)
+        .put_int("seed", static_cast<int64_t>(options_.seed()))
+        .put_int("epoch", epoch_)
+        .put_int("position", position_)
+        .put_int("epoch_length", epoch_length_)
+        .put_int("rank", options_.rank())
+        .put_int("world_size", options_.world_size())
+        .put_int("num_images", report_.num_images)
+        .put_int("num_tags", report_.num_tags)
+        .put_int("mode", static_cast<int64_t>(options_.mode()))
+        .put_double("alpha", options_.alpha());
   }
 
   /// Restores what `save` wrote. The sampler must have been built on the same
   /// data (N, T), alpha, mode, rank and world size; the seed is restored.
-  /// Every field is checked as the setters would (int64 scalars, version,
-  /// epoch >= 0, an epoch length within `check_epoch_length`'s bounds, 0 <=
-  /// position <= this rank's share of the epoch) before anything changes: on
-  /// error the sampler is left as it was.
+  /// Every field is checked as the setters would (kinds, version, epoch >= 0,
+  /// an epoch length within `check_epoch_length`'s bounds, 0 <= position <=
+  /// this rank's share of the epoch) before anything changes: on error the
+  /// sampler is left as it was. Archives of the legacy format (one 0-d
+  /// buffer per key) load too.
   void load(torch::serialize::InputArchive& archive) override {
-    auto get = [&archive](const char* key, torch::ScalarType dtype) {
-      torch::Tensor t;
-      archive.read(key, t, /*is_buffer=*/true);
+    const char* owner = "HashtagResampler::load";
+    const SavedState saved =
+        !detail::holds_state(archive) &&
+                !detail::state_entry(archive, "num_tags").isNone()
+            ? read_legacy(archive)
+            : read_state(archive);
+    auto expect = [&](const char* key, int64_t value, int64_t mine) {
       TORCH_CHECK(
-          t.defined() && t.scalar_type() == dtype && t.numel() == 1 &&
-              t.device().is_cpu(),
-          "HashtagResampler::load: expected the saved `",
-          key,
-          "` to be one CPU ",
-          c10::toString(dtype),
-          " value, but got ",
-          t.defined() ? t.toString() : std::string("undefined"),
-          " of shape ",
-          t.defined() ? t.sizes() : torch::IntArrayRef{});
-      return t;
-    };
-    auto get_int = [&](const char* key) {
-      return get(key, torch::kLong).item<int64_t>();
-    };
-    const int64_t version = get_int("version");
-    TORCH_CHECK(
-        version >= 1 && version <= kVersion,
-        "HashtagResampler::load: expected version 1..",
-        kVersion,
-        ", but got ",
-        version);
-    auto expect = [&](const char* key, int64_t mine) {
-      const int64_t saved = get_int(key);
-      TORCH_CHECK(
-          saved == mine,
-          "HashtagResampler::load: the saved state has ",
+          value == mine,
+          owner,
+          ": the saved state has ",
           key,
           " = ",
-          saved,
+          value,
           ", but this sampler has ",
           mine);
     };
-    expect("num_images", report_.num_images);
-    expect("num_tags", report_.num_tags);
-    expect("rank", options_.rank());
-    expect("world_size", options_.world_size());
-    expect("mode", static_cast<int64_t>(options_.mode()));
-    const double alpha = get("alpha", torch::kDouble).item<double>();
+    expect("num_images", saved.num_images, report_.num_images);
+    expect("num_tags", saved.num_tags, report_.num_tags);
+    expect("rank", saved.rank, options_.rank());
+    expect("world_size", saved.world_size, options_.world_size());
+    expect("mode", saved.mode, static_cast<int64_t>(options_.mode()));
     TORCH_CHECK(
-        alpha == options_.alpha(),
-        "HashtagResampler::load: the saved state has alpha = ",
-        alpha,
+        saved.alpha == options_.alpha(),
+        owner,
+        ": the saved state has alpha = ",
+        saved.alpha,
         ", but this sampler has ",
         options_.alpha());
-    const int64_t length = get_int("epoch_length");
-    check_epoch_length(length, "HashtagResampler::load");
-    const int64_t epoch = get_int("epoch");
+    const int64_t length = saved.epoch_length;
+    check_epoch_length(length, owner);
+    const int64_t epoch = saved.epoch;
     TORCH_CHECK(
-        epoch >= 0,
-        "HashtagResampler::load: expected a saved epoch >= 0, but got ",
-        epoch);
-    const int64_t position = get_int("position");
+        epoch >= 0, owner, ": expected a saved epoch >= 0, but got ", epoch);
+    const int64_t position = saved.position;
     const int64_t local = local_length_of(length);
     TORCH_CHECK(
         position >= 0 && position <= local,
-        "HashtagResampler::load: expected a saved position in [0, ",
+        owner,
+        ": expected a saved position in [0, ",
         local,
         "] (this rank's draws of an epoch of ",
         length,
         "), but got ",
         position);
-    const int64_t seed = get_int("seed");
+    const int64_t seed = saved.seed;
     if (length != epoch_length_) {
       epoch_length_ = length;
       replicate_counts_.clear();
@@ -494,6 +475,72 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   }
 
  private:
+  /// A saved state, read from either format.
+  struct SavedState {
+    int64_t seed = 0, epoch = 0, position = 0, epoch_length = 0, rank = 0,
+            world_size = 0, num_images = 0, num_tags = 0, mode = 0;
+    double alpha = 0;
+  };
+
+  static SavedState read_state(torch::serialize::InputArchive& archive) {
+    const detail::StateReader state(
+        archive, "HashtagResampler::load", "HashtagResampler", kVersion);
+    SavedState s;
+    s.seed = state.read_int("seed");
+    s.epoch = state.read_int("epoch");
+    s.position = state.read_int("position");
+    s.epoch_length = state.read_int("epoch_length");
+    s.rank = state.read_int("rank");
+    s.world_size = state.read_int("world_size");
+    s.num_images = state.read_int("num_images");
+    s.num_tags = state.read_int("num_tags");
+    s.mode = state.read_int("mode");
+    s.alpha = state.read_double("alpha");
+    return s;
+  }
+
+  /// The legacy format: one 0-d buffer per key (int64, alpha float64) and
+  /// `version` 1.
+  static SavedState read_legacy(torch::serialize::InputArchive& archive) {
+    auto get = [&archive](const char* key, torch::ScalarType dtype) {
+      torch::Tensor t;
+      archive.read(key, t, /*is_buffer=*/true);
+      TORCH_CHECK(
+          t.defined() && t.scalar_type() == dtype && t.numel() == 1 &&
+              t.device().is_cpu(),
+          "HashtagResampler::load: expected the saved `",
+          key,
+          "` to be one CPU ",
+          c10::toString(dtype),
+          " value, but got ",
+          t.defined() ? t.toString() : std::string("undefined"),
+          " of shape ",
+          t.defined() ? t.sizes() : torch::IntArrayRef{});
+      return t;
+    };
+    auto get_int = [&](const char* key) {
+      return get(key, torch::kLong).item<int64_t>();
+    };
+    const int64_t version = get_int("version");
+    TORCH_CHECK(
+        version == 1,
+        "HashtagResampler::load: expected the legacy state of version 1, but "
+        "got ",
+        version);
+    SavedState s;
+    s.seed = get_int("seed");
+    s.epoch = get_int("epoch");
+    s.position = get_int("position");
+    s.epoch_length = get_int("epoch_length");
+    s.rank = get_int("rank");
+    s.world_size = get_int("world_size");
+    s.num_images = get_int("num_images");
+    s.num_tags = get_int("num_tags");
+    s.mode = get_int("mode");
+    s.alpha = get("alpha", torch::kDouble).item<double>();
+    return s;
+  }
+
   /// Draws this rank yields of an epoch of `length` draws.
   int64_t local_length_of(int64_t length) const {
     const int64_t w = options_.world_size();
