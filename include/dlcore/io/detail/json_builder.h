@@ -21,7 +21,7 @@ namespace dlcore {
 namespace detail {
 
 /// The deepest nesting of arrays and objects that `parse_json` accepts.
-constexpr std::size_t kJsonMaxDepth = 512;
+inline constexpr std::size_t kJsonMaxDepth = 512;
 
 /// nlohmann's exception text without its "[json.exception.<kind>.<id>] " tag.
 inline std::string json_exception_text(const std::exception& e) {
