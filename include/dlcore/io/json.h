@@ -29,7 +29,8 @@ namespace dlcore {
 /// write them with the functions below rather than `Json::parse`,
 /// `Json::at`, `get` or `dump`, which throw nlohmann's exceptions and (for
 /// `Json::parse`) accept duplicate keys, any nesting depth, and take
-/// quadratic time on large objects:
+/// quadratic time on large objects; nlohmann's `dump()` without an argument
+/// writes one line:
 ///
 ///   * `parse_json`, `read_json`: strict RFC 8259 with checks for untrusted
 ///     input (below);
