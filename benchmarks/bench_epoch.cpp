@@ -28,9 +28,9 @@
 #include <dlcore/data/batches.h>
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/split.h>
+#include <dlcore/io/json.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/train/allocator.h>
-#include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
 #include <dlcore/train/train_loop.h>
 
@@ -166,17 +166,17 @@ int main(int argc, char** argv) try {
       if (status != 0 || line.empty()) {
         std::cout << "python: failed (status " << status << ")\n";
       } else {
-        py_json = dlcore::Json::parse(line);
-        py_seconds = py_json.at("seconds").as_double();
+        py_json = dlcore::parse_json(line, "the Python reference's output");
+        py_seconds = dlcore::json_get<double>(py_json, "seconds");
         std::cout << fmt::format(
             "python (torchvision DataLoader, {} workers, torch threads {}): "
             "{:.3f} s/epoch (train {:.3f} + validation {:.3f}), CPU {:.3f} s\n",
             workers,
-            py_json.at("torch_threads").as_int(),
+            dlcore::json_get<int64_t>(py_json, "torch_threads"),
             py_seconds,
-            py_json.at("train_seconds").as_double(),
-            py_json.at("val_seconds").as_double(),
-            py_json.at("cpu_seconds").as_double());
+            dlcore::json_get<double>(py_json, "train_seconds"),
+            dlcore::json_get<double>(py_json, "val_seconds"),
+            dlcore::json_get<double>(py_json, "cpu_seconds"));
       }
     }
   }
@@ -245,19 +245,20 @@ int main(int argc, char** argv) try {
         py_seconds / best);
     std::cout << fmt::format(
         "CPU-time ratio dlcore / python: {:.3f} (robust to other load)\n",
-        best_cpu / py_json.at("cpu_seconds").as_double());
+        best_cpu / dlcore::json_get<double>(py_json, "cpu_seconds"));
   }
   dlcore::Json j = dlcore::Json::object();
   j["dlcore_seconds"] = best;
   j["dlcore_epochs"] = per_epoch;
   j["dlcore_cpu_seconds"] = best_cpu;
   j["python_seconds"] = py_seconds;
-  j["python_cpu_seconds"] =
-      py_json.is_object() ? py_json.at("cpu_seconds") : dlcore::Json();
+  j["python_cpu_seconds"] = py_json.is_object()
+                                ? dlcore::json_at(py_json, "cpu_seconds")
+                                : dlcore::Json();
   j["ratio"] = ratio;
   j["torch_threads"] = tc.torch_threads;
   j["data_parallel"] = data_parallel;
-  std::cout << j.dump(-1) << "\n";
+  std::cout << dlcore::dump_json(j, -1) << "\n";
   return 0;
 } catch (const std::exception& e) {
   std::cerr << "bench_epoch: error: " << e.what() << "\n";

@@ -1,11 +1,13 @@
 // Bad input and damaged files, in one place: the files dlcore writes with a
 // checksum (weights, selector state, resampler state, gzip IDX) against seeded
 // byte flips of every byte; crafted archives with valid CRCs against each rule
-// of the archive guard; every reader (IDX, CIFAR, weights, states) against
-// FIFOs, folders and devices; and the options whose values could crash, hang
-// or allocate without bound. The expected outcome everywhere is a c10::Error
-// that names the file or option and the problem. (Plain IDX and CIFAR files
-// carry no checksum: a flipped pixel is valid data there.)
+// of the archive guard; every reader (IDX, CIFAR, weights, states, result
+// files) against FIFOs, folders and devices; JSON text against flips,
+// truncation and what the probe found; and the options whose values could
+// crash, hang or allocate without bound. The expected outcome everywhere is a
+// c10::Error that names the file or option and the problem. (Plain IDX and
+// CIFAR files carry no checksum: a flipped pixel is valid data there; nor do
+// JSON result files, where a flipped digit is a valid number.)
 
 #include <dlcore/data/batches.h>
 #include <dlcore/data/cifar.h>
@@ -16,6 +18,9 @@
 #include <dlcore/detail/archive.h>
 #include <dlcore/detail/state.h>
 #include <dlcore/detail/thread_pool.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/files.h>
+#include <dlcore/io/json.h>
 #include <dlcore/nn/checkpoint.h>
 #include <dlcore/optim/step_lr.h>
 
@@ -27,15 +32,20 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -1116,6 +1126,21 @@ TEST_CASE(
     CHECK_THAT(
         message_of([&] { r.load(path); }),
         Contains(path) && Contains("it is " + kind));
+    CHECK_THAT(
+        message_of([&] { dlcore::read_file(path); }),
+        Contains(
+            "read_file: " + path + ": expected a regular file, but it is " +
+            kind));
+    CHECK_THAT(
+        message_of([&] { dlcore::read_json(path); }),
+        Contains(
+            "read_json: " + path + ": expected a regular file, but it is " +
+            kind));
+    CHECK_THAT(
+        message_of([&] { dlcore::CsvTable::read(path); }),
+        Contains(
+            "CsvTable::read: " + path +
+            ": expected a regular file, but it is " + kind));
   }
 }
 
@@ -1210,4 +1235,121 @@ TEST_CASE(
   });
   CAPTURE(b.size(), rejected, same);
   CHECK(rejected > same);
+}
+
+// ======================================================== JSON
+
+TEST_CASE(
+    "corruption: parse_json refuses overflowing numbers, broken UTF-8, lone "
+    "surrogates and duplicate keys, and parses an object of 100,000 keys "
+    "(probe finding 14)",
+    "[corruption][io]") {
+  // Each was accepted by the earlier hand-written parser: 1e999 became null,
+  // the strings were kept as they were, the last duplicate won.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"1e999", "number overflow parsing '1e999'"},
+      {"[-1e999]", "number overflow parsing '-1e999'"},
+      {"{\"a\": 1e400}", "number overflow"},
+      {"\"\xff\"", "ill-formed UTF-8 byte"},
+      {"\"\xc3\"", "ill-formed UTF-8 byte"},             // truncated sequence
+      {"\"\xc0\xaf\"", "ill-formed UTF-8 byte"},         // overlong '/'
+      {"\"\xed\xa0\x80\"", "ill-formed UTF-8 byte"},     // a surrogate in UTF-8
+      {"\"\xf4\x90\x80\x80\"", "ill-formed UTF-8 byte"}, // above U+10FFFF
+      {"{\"k\xfe\": 1}", "ill-formed UTF-8 byte"},       // in a key
+      {"\"\\ud800\"", "surrogate U+D800..U+DBFF must be followed"},
+      {"\"\\ud800\\u0041\"", "surrogate U+D800..U+DBFF must be followed"},
+      {"\"\\udc00\"", "surrogate U+DC00..U+DFFF must follow"},
+      {"{\"a\": 1, \"a\": 2}", "duplicate key 'a' in an object"},
+      {"[{\"x\": {\"b\": 1, \"c\": 2, \"b\": 3}}]", "duplicate key 'b'"}};
+  for (const auto& [text, problem] : bad) {
+    CAPTURE(text);
+    CHECK_THROWS_WITH(
+        dlcore::parse_json(text),
+        Catch::StartsWith("parse_json: cannot parse JSON text: ") &&
+            Catch::Contains(problem));
+  }
+  // The same key in different objects is fine; tiny numbers round to zero
+  // as strtod does.
+  const dlcore::Json ok = dlcore::parse_json(
+      "{\"a\": {\"a\": 1}, \"b\": [{\"a\": 2}], \"c\": 1e-400}");
+  CHECK(dlcore::json_get<double>(ok, "c") == 0.0);
+
+  // 100,000 keys: ordered_json's own insert compares each new key with all
+  // earlier ones (about 10 s here for 80,000 keys); parse_json appends.
+  std::string text = "{";
+  for (int i = 0; i < 100000; ++i) {
+    text += (i > 0 ? ",\"k" : "\"k") + std::to_string(i) +
+            "\":" + std::to_string(i);
+  }
+  text += "}";
+  // (No time is asserted: the suite has no timed tests. docs/io.md gives
+  // the measured times.)
+  const dlcore::Json many = dlcore::parse_json(text);
+  CHECK(many.size() == 100000);
+  CHECK(many.begin().key() == "k0");
+  CHECK(dlcore::json_get<int>(many, "k99999") == 99999);
+  CHECK_THROWS_WITH(
+      dlcore::parse_json(text.substr(0, text.size() - 1) + ",\"k5\":0}"),
+      Catch::Contains("duplicate key 'k5'"));
+}
+
+TEST_CASE(
+    "corruption: every bit flip and truncation of a JSON result file is a "
+    "value or an error naming the file",
+    "[corruption][io]") {
+  dlcore::Json j = dlcore::Json::object();
+  j["problem"] = "problem1";
+  j["settings"]["seed"] = 42;
+  j["settings"]["device"] = "cpu";
+  j["settings"]["note"] = "caf\xc3\xa9 \"quoted\"\n\t\\";
+  j["lrs"] = std::vector<double>{0.1, 1e-05, 2.5e-3};
+  j["curve"] = dlcore::Json::array({0.5, nullptr, true, false, -3});
+  j["big"] = std::numeric_limits<uint64_t>::max();
+  j["nested"] =
+      dlcore::Json::array({dlcore::Json::object(), dlcore::Json::array()});
+  TempDir dir;
+  const std::string path = dir / "summary.json";
+  dlcore::write_json(path, j);
+  const std::string good = dlcore::read_file(path);
+  REQUIRE(dlcore::read_json(path) == j);
+
+  std::size_t tried = 0;
+  std::size_t clean_errors = 0;
+  std::size_t other = 0;
+  auto attempt = [&](const std::string& text) -> bool {
+    ++tried;
+    try {
+      (void)dlcore::parse_json(text, "'summary.json'");
+      return true;
+    } catch (const c10::Error& e) {
+      // Every error names the source.
+      if (std::string(e.what_without_backtrace())
+              .rfind("parse_json: cannot parse 'summary.json': ", 0) == 0) {
+        ++clean_errors;
+      } else {
+        ++other;
+      }
+    } catch (...) {
+      ++other;
+    }
+    return false;
+  };
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string bad = good;
+      bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
+      attempt(bad);
+    }
+  }
+  // A truncated file is an error unless only the final newline was cut.
+  std::size_t truncations_read = 0;
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    if (attempt(good.substr(0, n))) {
+      ++truncations_read;
+    }
+  }
+  CHECK(other == 0);
+  CHECK(truncations_read == 1);
+  CHECK(clean_errors > tried / 2);
+  CHECK(tried == 9 * good.size());
 }

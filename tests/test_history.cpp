@@ -101,7 +101,22 @@ TEST_CASE("History exports CSV that reads back exactly", "[history]") {
   std::filesystem::remove_all(path.parent_path());
 
   dlcore::Json j = h.to_json();
-  CHECK(j.at("epochs").at("loss").at(0).as_double() == 1.0 / 3.0);
-  CHECK(j.at("epochs").at("acc").at(0).is_null());
-  CHECK(j.at("steps").as_int() == 0);
+  const dlcore::Json& epochs = dlcore::json_at(j, "epochs");
+  CHECK(
+      dlcore::json_get<double>(
+          dlcore::json_at(dlcore::json_at(epochs, "loss"), 0)) == 1.0 / 3.0);
+  CHECK(dlcore::json_at(dlcore::json_at(epochs, "acc"), 0).is_null());
+  CHECK(
+      dlcore::json_get<double>(
+          dlcore::json_at(dlcore::json_at(epochs, "acc"), 1)) == 0.5);
+  CHECK(dlcore::json_get<int64_t>(j, "steps") == 0);
+  // The columns in the order they were added, in the file as in memory.
+  const dlcore::Json back_json = dlcore::parse_json(dlcore::dump_json(j));
+  CHECK(back_json == j);
+  CHECK(dlcore::json_at(back_json, "epochs").begin().key() == "epoch");
+  CHECK(
+      dlcore::dump_json(dlcore::json_at(back_json, "epochs"), -1) ==
+      "{\"epoch\":[1.0,2.0],\"loss\":[" +
+          dlcore::dump_json(dlcore::Json(1.0 / 3.0)) +
+          ",0.1],\"acc\":[null,0.5]}");
 }

@@ -15,6 +15,10 @@
 #include <dlcore/data/split.h>
 #include <dlcore/data/tag_lists.h>
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/files.h>
+#include <dlcore/io/json.h>
+#include <dlcore/io/number_format.h>
 #include <dlcore/nn/batch_norm_policy.h>
 #include <dlcore/nn/checkpoint.h>
 #include <dlcore/nn/forward_child.h>
@@ -51,7 +55,6 @@
 #include <dlcore/train/plot.h>
 #include <dlcore/train/predict.h>
 #include <dlcore/train/progress.h>
-#include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
 #include <dlcore/train/train_loop.h>
 #include <dlcore/version.h>

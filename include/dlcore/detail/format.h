@@ -3,7 +3,7 @@
 // Number formatting with the standard library only (no compiled formatting
 // library, so nothing can clash with the copy of fmt that LibTorch 2.x
 // bundles): thousands separators for the layer tables (nn/layer_math.h,
-// nn/summary.h) and the report writers (train/report.h exposes them as
+// nn/summary.h) and the result files (io/number_format.h exposes them as
 // dlcore::format_thousands and dlcore::format_double), the shortest
 // round-trip decimal of a double, and printf-style text.
 

@@ -1,11 +1,13 @@
 #pragma once
 
-#include <dlcore/train/report.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/json.h>
 #include <dlcore/train/train_loop.h>
 
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -198,11 +200,16 @@ class History {
   }
 
   /// `{"epochs": {column: [values...]}, "steps": n}`; per-step rows are left
-  /// to the CSV.
+  /// to the CSV. A missing value (NaN) or an infinity is `null`, in memory as
+  /// in the file.
   Json to_json() const {
     Json epochs = Json::object();
     for (const auto& name : columns_) {
-      epochs[name] = column(name);
+      Json values = Json::array();
+      for (double v : column(name)) {
+        values.push_back(std::isfinite(v) ? Json(v) : Json(nullptr));
+      }
+      epochs[name] = std::move(values);
     }
     Json j = Json::object();
     j["epochs"] = std::move(epochs);

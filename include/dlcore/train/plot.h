@@ -1,7 +1,7 @@
 #pragma once
 
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/train/report.h>
+#include <dlcore/io/csv.h>
 
 #include <c10/util/Exception.h>
 #include <torch/arg.h>
