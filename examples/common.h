@@ -17,22 +17,23 @@
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/tensor_dataset.h>
 #include <dlcore/train/allocator.h>
+#include <dlcore/train/plot.h>
 #include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
-
-#include <dlcore/train/plot.h>
 
 #include <torch/cuda.h>
 #include <torch/types.h>
 #include <CLI/CLI.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -136,18 +137,28 @@ inline void check_fraction(const std::string& flag, double value) {
       value >= 0.0 && value <= 1.0, flag, " must be in [0, 1], got ", value);
 }
 
-/// `flag` must name a regular file this process can read.
+/// What a path names, by `stat` (links followed).
+enum class PathKind { kMissing, kRegular, kFolder, kOther };
+
+inline PathKind path_kind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return PathKind::kMissing;
+  }
+  if (S_ISREG(st.st_mode)) {
+    return PathKind::kRegular;
+  }
+  return S_ISDIR(st.st_mode) ? PathKind::kFolder : PathKind::kOther;
+}
+
+/// `flag` must name a regular file this process can read (a FIFO or a
+/// folder is refused before anything opens it).
 inline void check_readable_file(
     const std::string& flag, const std::string& path) {
-  std::error_code ec;
-  const auto st = std::filesystem::status(path, ec);
-  check_flag(std::filesystem::exists(st), flag, " ", path, ": no such file");
+  const PathKind kind = path_kind(path);
+  check_flag(kind != PathKind::kMissing, flag, " ", path, ": no such file");
   check_flag(
-      std::filesystem::is_regular_file(st),
-      flag,
-      " ",
-      path,
-      ": not a regular file");
+      kind == PathKind::kRegular, flag, " ", path, ": not a regular file");
   check_flag(
       ::access(path.c_str(), R_OK) == 0,
       flag,
@@ -244,10 +255,7 @@ struct CommonFlags {
     check_flag(
         !ec, "--out ", out, ": cannot create the folder: ", ec.message());
     check_flag(
-        std::filesystem::is_directory(dir, ec),
-        "--out ",
-        out,
-        ": not a folder");
+        path_kind(out) == PathKind::kFolder, "--out ", out, ": not a folder");
     return dir;
   }
 
@@ -315,12 +323,13 @@ struct CommonFlags {
   // The four IDX files, each gzipped or plain, as load_fashion_mnist looks
   // for them.
   void check_data_dir() const {
-    std::error_code ec;
+    const PathKind kind = path_kind(data_dir);
     check_flag(
-        std::filesystem::is_directory(data_dir, ec),
+        kind == PathKind::kFolder,
         "--data-dir ",
         data_dir,
-        ": no such folder (install Debian's dataset-fashion-mnist, pass the "
+        kind == PathKind::kMissing ? ": no such folder" : ": not a folder",
+        " (install Debian's dataset-fashion-mnist, pass the "
         "folder holding the IDX files, or set DLCORE_FASHION_MNIST_DIR)");
     for (const char* stem :
          {"train-images-idx3-ubyte",
@@ -329,8 +338,9 @@ struct CommonFlags {
           "t10k-labels-idx1-ubyte"}) {
       const std::string plain = data_dir + "/" + stem;
       const std::string gz = plain + ".gz";
+      const bool has_gz = path_kind(gz) != PathKind::kMissing;
       check_flag(
-          std::filesystem::exists(gz, ec) || std::filesystem::exists(plain, ec),
+          has_gz || path_kind(plain) != PathKind::kMissing,
           "--data-dir ",
           data_dir,
           ": expected ",
@@ -338,8 +348,7 @@ struct CommonFlags {
           ".gz or ",
           stem,
           " in it, found neither");
-      check_readable_file(
-          "--data-dir", std::filesystem::exists(gz, ec) ? gz : plain);
+      check_readable_file("--data-dir", has_gz ? gz : plain);
     }
   }
 
@@ -398,9 +407,9 @@ class Output {
     dlcore::write_json(path(name), json);
   }
 
-  /// Writes the Markdown section (see `write_summary_md`).
+  /// Writes `<dir>/summary.md` (see `write_summary_md`).
   void write_summary(const std::string& markdown) const {
-    dlcore::write_file_atomic(path("summary.md"), markdown);
+    write_summary_md(dir_, markdown);
   }
 
   /// Renders `panels` into `<dir>/<name>` with gnuplot; when it cannot,
@@ -440,15 +449,6 @@ inline dlcore::PlotPanel csv_panel(
     p.add(dlcore::PlotSeries(csv, x, column).title(name).style(style));
   }
   return p;
-}
-
-/// One Markdown table row: `| a | b |` and a newline.
-inline std::string md_row(const std::vector<std::string>& cells) {
-  std::string s = "|";
-  for (const auto& c : cells) {
-    s += " " + c + " |";
-  }
-  return s + "\n";
 }
 
 /// Prints what went wrong as `<program>: error: <message>` (a LibTorch
