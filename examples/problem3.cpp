@@ -37,9 +37,12 @@
 #include <dlcore/data/split.h>
 #include <dlcore/nn/checkpoint.h>
 #include <dlcore/nn/freeze.h>
+#include <dlcore/nn/heads.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/nn/models/resnet_cifar.h>
 #include <dlcore/nn/safetensors.h>
+#include <dlcore/optim/gradual_unfreezing.h>
+#include <dlcore/optim/param_groups.h>
 #include <dlcore/optim/step_lr.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/plot.h>

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 packages=(
-  cmake ninja-build g++ pkg-config clang-format git
+  cmake ninja-build g++ pkg-config clang-format git python3
   libtorch-dev libfmt-dev catch2 libcli11-dev libgloo-dev zlib1g-dev
   nlohmann-json3-dev
   libopenblas0-pthread libbenchmark-dev

@@ -1,6 +1,10 @@
 #include <dlcore/data/batches.h>
+#include <dlcore/detail/splitmix.h>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <set>
 #include <sstream>
 #include <string>
@@ -40,6 +44,21 @@ std::vector<int64_t> flat(const std::vector<std::vector<int64_t>>& batches) {
     all.insert(all.end(), b.begin(), b.end());
   }
   return all;
+}
+
+/// SplitMix64's finalizer as in Vigna's reference splitmix64.c, written out
+/// here independently of detail/splitmix.h.
+uint64_t reference_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+/// The documented epoch key: mix(mix(seed ^ stream) ^ (epoch * gamma + c)).
+uint64_t reference_epoch_key(uint64_t seed, uint64_t epoch, uint64_t stream) {
+  return reference_mix(
+      reference_mix(seed ^ stream) ^
+      (epoch * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL));
 }
 
 template <typename F>
@@ -308,4 +327,86 @@ TEST_CASE("save and load resume shuffling at the saved epoch", "[batches]") {
           "Batches: expected saved state for 200 samples, batch_size 16, "
           "shuffle 1, drop_last 0, seed 4 but got 200 samples, batch_size 16, "
           "shuffle 1, drop_last 0, seed 3"));
+}
+
+TEST_CASE(
+    "SplitMix64 reproduces the reference generator's first outputs",
+    "[batches][splitmix]") {
+  // Vigna's splitmix64.c seeded with 1234567.
+  const std::vector<uint64_t> expected = {
+      6457827717110365317ULL,
+      3203168211198807973ULL,
+      9817491932198370423ULL,
+      4593380528125082431ULL,
+      16408922859458223821ULL};
+  dlcore::detail::SplitMix64 rng(1234567);
+  for (uint64_t j = 0; j < expected.size(); ++j) {
+    CHECK(rng.next() == expected[j]);
+    CHECK(dlcore::detail::splitmix_at(1234567, j) == expected[j]);
+  }
+  for (uint64_t z :
+       {uint64_t{0}, uint64_t{1}, ~uint64_t{0}, uint64_t{1} << 63}) {
+    CHECK(dlcore::detail::splitmix_finalize(z) == reference_mix(z));
+  }
+}
+
+TEST_CASE(
+    "stream seeds and epoch keys follow the one documented derivation",
+    "[batches][splitmix]") {
+  using namespace dlcore::detail;
+  CHECK(kBatchesStream == 0);
+  for (uint64_t seed : {uint64_t{0}, uint64_t{1}, uint64_t{42}, ~uint64_t{0}}) {
+    for (uint64_t stream :
+         {kBatchesStream, kHashtagResamplerStream, kLabelNoiseStream}) {
+      CHECK(splitmix_stream_seed(seed, stream) == reference_mix(seed ^ stream));
+      for (uint64_t epoch :
+           {uint64_t{0}, uint64_t{1}, uint64_t{7}, ~uint64_t{0}}) {
+        INFO("seed " << seed << " stream " << stream << " epoch " << epoch);
+        CHECK(
+            splitmix_epoch_key(seed, epoch, stream) ==
+            reference_epoch_key(seed, epoch, stream));
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "epoch keys differ across seeds, epochs and streams",
+    "[batches][splitmix]") {
+  using namespace dlcore::detail;
+  std::set<uint64_t> keys;
+  std::set<uint64_t> stream_seeds;
+  for (uint64_t seed = 0; seed < 64; ++seed) {
+    for (uint64_t stream :
+         {kBatchesStream, kHashtagResamplerStream, kLabelNoiseStream}) {
+      stream_seeds.insert(splitmix_stream_seed(seed, stream));
+      for (uint64_t epoch = 0; epoch < 16; ++epoch) {
+        keys.insert(splitmix_epoch_key(seed, epoch, stream));
+      }
+    }
+  }
+  CHECK(stream_seeds.size() == 64 * 3);
+  CHECK(keys.size() == 64 * 3 * 16);
+}
+
+TEST_CASE(
+    "a shuffled epoch is torch::randperm under the epoch key of the Batches "
+    "stream",
+    "[batches][splitmix]") {
+  // The derivation with stream 0, mix(mix(seed) ^ (epoch * gamma + c)), is
+  // the one Batches has always used: its orders did not change.
+  for (uint64_t seed : {uint64_t{0}, uint64_t{7}, (uint64_t{1} << 63) + 5}) {
+    dlcore::Batches b(
+        ids(257), dlcore::BatchesOptions(10).shuffle(true).seed(seed));
+    for (int64_t epoch : {int64_t{-2}, int64_t{0}, int64_t{1}, int64_t{5}}) {
+      INFO("seed " << seed << " epoch " << epoch);
+      const uint64_t key = reference_mix(
+          reference_mix(seed) ^
+          (static_cast<uint64_t>(epoch) * 0x9E3779B97F4A7C15ULL +
+           0x632BE59BD9B4E019ULL));
+      const torch::Tensor expected = torch::randperm(
+          257, at::detail::createCPUGenerator(key), torch::kLong);
+      CHECK(torch::equal(b.order(epoch), expected));
+    }
+  }
 }

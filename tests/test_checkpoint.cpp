@@ -1,6 +1,7 @@
 #include <dlcore/nn/checkpoint.h>
 
-#include <dlcore/nn/freeze.h>
+#include <dlcore/nn/batch_norm_policy.h>
+#include <dlcore/nn/forward_child.h>
 
 #include "golden/checkpoint.h"
 

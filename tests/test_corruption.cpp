@@ -7,14 +7,17 @@
 // that names the file or option and the problem. (Plain IDX and CIFAR files
 // carry no checksum: a flipped pixel is valid data there.)
 
+#include <dlcore/data/batches.h>
 #include <dlcore/data/cifar.h>
 #include <dlcore/data/hashtag_resampler.h>
 #include <dlcore/data/idx.h>
 #include <dlcore/data/label_noise.h>
 #include <dlcore/data/pseudo_label.h>
-#include <dlcore/detail/archive_check.h>
-#include <dlcore/detail/parallel_tasks.h>
+#include <dlcore/detail/archive.h>
+#include <dlcore/detail/state.h>
+#include <dlcore/detail/thread_pool.h>
 #include <dlcore/nn/checkpoint.h>
+#include <dlcore/optim/step_lr.h>
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -423,6 +426,52 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "corruption: every byte flip of a Batches or StepLR state is an error "
+    "naming the file or loads the same state",
+    "[corruption]") {
+  TempDir dir;
+  const dlcore::TensorDataset ds{
+      torch::arange(12, torch::kFloat).view({6, 2}),
+      torch::arange(6, torch::kLong)};
+  const auto opts = dlcore::BatchesOptions(4).shuffle(true).seed(9);
+  dlcore::Batches saved(ds, opts);
+  saved.set_epoch(3);
+  const std::string good = dir / "batches.pt";
+  saved.save(good);
+  const std::string bad = dir / "flipped.pt";
+  {
+    const Bytes original = read_file(good);
+    const auto [rejected, same] = flip_every_byte(original, bad, 13, [&] {
+      dlcore::Batches b(ds, opts);
+      b.set_epoch(-1);
+      b.load(bad);
+      return b.epoch() == 3;
+    });
+    CAPTURE(original.size(), rejected, same);
+    CHECK(rejected > 2 * same);
+  }
+  torch::optim::SGD opt(
+      std::vector<torch::Tensor>{torch::zeros({2}, torch::requires_grad())},
+      torch::optim::SGDOptions(0.1));
+  dlcore::StepLR step(opt, dlcore::StepLROptions(2).gamma(0.5));
+  step.step();
+  step.step();
+  const std::string sched = dir / "step_lr.pt";
+  step.save(sched);
+  const Bytes original = read_file(sched);
+  const auto [rejected, same] = flip_every_byte(original, bad, 17, [&] {
+    torch::optim::SGD o(
+        std::vector<torch::Tensor>{torch::zeros({2}, torch::requires_grad())},
+        torch::optim::SGDOptions(0.1));
+    dlcore::StepLR s(o, dlcore::StepLROptions(2).gamma(0.5));
+    s.load(bad);
+    return s.last_epoch() == 2 && s.get_last_lr() == step.get_last_lr();
+  });
+  CAPTURE(original.size(), rejected, same);
+  CHECK(rejected > 2 * same);
+}
+
+TEST_CASE(
     "corruption: the hand-written archive loads, so the crafted ones below "
     "fail for the reason they name",
     "[corruption]") {
@@ -621,8 +670,8 @@ TEST_CASE(
     "[corruption]") {
   TempDir dir;
   const std::string path = dir / "state.pt";
-  // The state `save` writes for small_resampler(kReplicate), with one field
-  // replaced.
+  // The state of the legacy format (one 0-d buffer per key) for
+  // small_resampler(kReplicate), with one field replaced.
   auto write_state = [&](const std::string& key, const torch::Tensor& value) {
     std::map<std::string, torch::Tensor> f = {
         {"version", torch::tensor(int64_t{1})},
@@ -679,6 +728,51 @@ TEST_CASE(
   CHECK_THAT(
       message_of([&] { loader.load(path); }),
       Contains("expected the saved `position` to be one CPU Long value"));
+  // The same checks on the state format `save` writes now.
+  auto with_field = [&](const std::string& key, int64_t value) {
+    std::map<std::string, int64_t> f = {
+        {"seed", 5},
+        {"epoch", 1},
+        {"position", 2},
+        {"epoch_length", 8},
+        {"rank", 0},
+        {"world_size", 1},
+        {"num_images", 8},
+        {"num_tags", 3},
+        {"mode", 1}};
+    f[key] = value;
+    torch::serialize::OutputArchive a;
+    dlcore::detail::StateWriter state(a, "HashtagResampler", 1);
+    for (const auto& [k, v] : f) {
+      state.put_int(k, v);
+    }
+    state.put_double("alpha", 0.5);
+    a.save_to(path);
+    auto loader = small_resampler(dlcore::ResamplingMode::kReplicate);
+    loader.set_epoch(2);
+    const std::string m = message_of([&] { loader.load(path); });
+    if (m != "no error") {
+      CHECK(loader.epoch() == 2);
+      CHECK(loader.position() == 0);
+      CHECK(loader.epoch_length() == 8);
+    } else {
+      CHECK(loader.epoch() == f["epoch"]);
+      CHECK(loader.position() == f["position"]);
+    }
+    return m;
+  };
+  CHECK(with_field("position", 2) == "no error");
+  CHECK_THAT(
+      with_field("position", -3),
+      Contains("HashtagResampler::load: cannot load '" + path + "'") &&
+          Contains("expected a saved position in [0, 8]") &&
+          Contains("got -3"));
+  CHECK_THAT(with_field("position", 9), Contains("got 9"));
+  CHECK_THAT(with_field("epoch", -1), Contains("expected a saved epoch >= 0"));
+  CHECK_THAT(
+      with_field("epoch_length", int64_t{1} << 60),
+      Contains("kReplicate materializes the epoch"));
+  CHECK_THAT(with_field("num_images", 9), Contains("num_images = 9"));
   // A valid state round-trips through the file.
   auto r = small_resampler(dlcore::ResamplingMode::kReplicate);
   r.set_epoch(4);
@@ -698,7 +792,7 @@ TEST_CASE(
   TempDir dir;
   const std::string path = dir / "sel.pt";
   const int64_t c = 4, p = 1;
-  // A state as `save` writes it (C = 4, K = 12, P = 1, 10 rows), with
+  // A state of the legacy format (C = 4, K = 12, P = 1, 10 rows), with
   // fields replaced; loaded by a selector with `k`.
   TopKTopPSelector src({c, 12, p});
   src.ingest(chunk_scores(10, c, 3), 0);
@@ -769,6 +863,48 @@ TEST_CASE(
   CHECK_THAT(
       load_with({{"ckp", torch::tensor({int64_t{4}})}}),
       Contains("expected the saved `ckp` to hold 3 values"));
+  // The same invariants on the state format `save` writes now.
+  auto load_state_with = [&](std::map<std::string, torch::Tensor> edits,
+                             int64_t rows_seen = 10) {
+    std::map<std::string, torch::Tensor> f = {
+        {"ranges", src.ranges_tensor()},
+        {"indices", ind},
+        {"labels", lab},
+        {"scores", sco}};
+    for (const auto& [key, v] : edits) {
+      f[key] = v;
+    }
+    torch::serialize::OutputArchive a;
+    dlcore::detail::StateWriter state(a, "TopKTopPSelector", 1);
+    state.put_int("num_classes", c).put_int("k", 12).put_int("p", p);
+    state.put_int("rows_seen", rows_seen);
+    for (const auto& [key, v] : f) {
+      state.put_tensor(key, v);
+    }
+    a.save_to(path);
+    TopKTopPSelector loader({c, 12, p});
+    return message_of([&] { loader.load(path); });
+  };
+  CHECK(load_state_with({}) == "no error");
+  CHECK_THAT(
+      load_state_with({}, -100),
+      Contains("TopKTopPSelector: cannot load '" + path + "'") &&
+          Contains("field `rows_seen` of the dlcore.TopKTopPSelector state "
+                   "must be an integer >= 0, but it is an integer (-100)"));
+  CHECK_THAT(
+      load_state_with({{"indices", moved}}),
+      Contains("saved candidate image 500 lies outside every recorded range"));
+  CHECK_THAT(
+      load_state_with(
+          {{"indices", torch::cat({ind, ind.slice(0, 0, 1)})},
+           {"labels", torch::cat({lab, lab.slice(0, 0, 1)})},
+           {"scores", torch::cat({sco, sco.slice(0, 0, 1)})}}),
+      Contains("appears twice in class"));
+  CHECK_THAT(
+      load_state_with(
+          {{"ranges", torch::tensor({int64_t{0}, int64_t{20}}).view({1, 2})}}),
+      Contains("the saved ranges cover 20 rows, more than the saved "
+               "rows_seen (10)"));
 }
 
 TEST_CASE(
@@ -886,7 +1022,7 @@ TEST_CASE(
     "corruption: tasks whose threads cannot start run on the calling thread "
     "(probe finding 4)",
     "[corruption]") {
-  // run_tasks joins every started thread and rethrows the first error.
+  // run_tasks waits for every task and rethrows the first error.
   std::atomic<int> done{0};
   CHECK_THAT(
       message_of([&] {
@@ -925,6 +1061,8 @@ TEST_CASE(
         limit, limit
       };
       ::setrlimit(RLIMIT_AS, &rl);
+      // Let the pool try to start 63 workers: most cannot.
+      dlcore::set_pool_threads(64);
       TopKTopPSelector s(TopKTopPSelectorOptions(c, k, p).num_threads(64));
       s.ingest(x, 0);
       code = SelectorState(s) == expected ? 0 : 1;

@@ -6,7 +6,9 @@
 #include <dlcore/data/hashtag_resampler.h>
 #include <dlcore/data/label_noise.h>
 #include <dlcore/data/pseudo_label.h>
+#include <dlcore/nn/batch_norm_policy.h>
 #include <dlcore/nn/freeze.h>
+#include <dlcore/nn/heads.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/nn/models/resnet_cifar.h>
 #include <dlcore/optim/lr_finder.h>

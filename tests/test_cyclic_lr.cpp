@@ -418,7 +418,8 @@ TEST_CASE(
   CyclicLR sched(opt, CyclicLROptions(0.001, 0.1));
   CHECK_THAT(
       msg([&] { sched.load(in); }),
-      Catch::Contains("holds the state of OneCycleLR, not of CyclicLR"));
+      Catch::Contains("CyclicLR: expected a dlcore.CyclicLR state, but the "
+                      "archive holds a dlcore.OneCycleLR state"));
   CHECK(sched.last_epoch() == 0);
 }
 

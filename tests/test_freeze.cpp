@@ -1,4 +1,9 @@
+#include <dlcore/nn/batch_norm_policy.h>
+#include <dlcore/nn/forward_child.h>
 #include <dlcore/nn/freeze.h>
+#include <dlcore/nn/heads.h>
+#include <dlcore/optim/gradual_unfreezing.h>
+#include <dlcore/optim/param_groups.h>
 
 #include <random>
 #include <sstream>
@@ -558,4 +563,90 @@ TEST_CASE(
   CHECK(net->named_parameters()["bn.weight"].scalar_type() == torch::kDouble);
   CHECK(
       net->forward(batch().to(torch::kDouble)).scalar_type() == torch::kDouble);
+}
+
+namespace {
+
+// A module type forward_child does not know: y = x * factor.
+struct ScaleImpl : torch::nn::Cloneable<ScaleImpl> {
+  explicit ScaleImpl(double factor = 2.0) : factor(factor) {}
+  void reset() override {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    return x * factor;
+  }
+  double factor;
+};
+TORCH_MODULE(Scale);
+
+// A Linear subtype: forward_child calls it as a Linear unless the caller
+// names it first.
+struct NegatedLinearImpl : torch::nn::LinearImpl {
+  NegatedLinearImpl() : torch::nn::LinearImpl(4, 4) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    return -torch::nn::LinearImpl::forward(x);
+  }
+};
+
+} // namespace
+
+TEST_CASE(
+    "forward_child calls every built-in type and the caller's extra types",
+    "[freeze]") {
+  torch::manual_seed(3);
+  torch::nn::Module parent;
+  auto linear = parent.register_module("linear", torch::nn::Linear(4, 4));
+  auto conv = parent.register_module(
+      "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(2, 2, 1)));
+  auto bn = parent.register_module("bn", torch::nn::BatchNorm2d(2));
+  auto frozen = parent.register_module("frozen", dlcore::FrozenBatchNorm2d(2));
+  auto sticky =
+      parent.register_module("sticky", dlcore::EvalStickyBatchNorm2d(2));
+  auto identity = parent.register_module("identity", torch::nn::Identity());
+  auto seq = parent.register_module(
+      "seq", torch::nn::Sequential(torch::nn::Linear(4, 4)));
+  auto scale = parent.register_module("scale", Scale(3.0));
+  auto negated =
+      parent.register_module("negated", std::make_shared<NegatedLinearImpl>());
+
+  const auto x = torch::randn({3, 4});
+  const auto image = torch::randn({3, 2, 2, 2});
+  CHECK(torch::equal(
+      dlcore::forward_child(parent, "linear", x), linear->forward(x)));
+  CHECK(torch::equal(
+      dlcore::forward_child(parent, "conv", image), conv->forward(image)));
+  bn->eval();
+  CHECK(torch::equal(
+      dlcore::forward_child(parent, "bn", image), bn->forward(image)));
+  CHECK(torch::equal(
+      dlcore::forward_child(parent, "frozen", image), frozen->forward(image)));
+  CHECK(torch::equal(
+      dlcore::forward_child(parent, "sticky", image), sticky->forward(image)));
+  CHECK(torch::equal(dlcore::forward_child(parent, "identity", x), x));
+  CHECK(torch::equal(dlcore::forward_child(parent, "seq", x), seq->forward(x)));
+
+  // A subtype of a built-in type runs as the built-in type (the
+  // dynamic_cast finds it first) unless the caller names it.
+  CHECK(torch::equal(
+      dlcore::forward_child(parent, "negated", x),
+      negated->torch::nn::LinearImpl::forward(x)));
+  CHECK(torch::equal(
+      dlcore::forward_child<NegatedLinearImpl>(parent, "negated", x),
+      negated->forward(x)));
+
+  // An unknown type is an error, unless the caller names it.
+  CHECK_THROWS_WITH(
+      dlcore::forward_child(parent, "scale", x),
+      Catch::Contains(
+          "forward_child: expected 'scale' to be a Linear, Conv2d, "
+          "BatchNorm2d, EvalStickyBatchNorm2d, FrozenBatchNorm2d, Identity or "
+          "Sequential, but it is ") &&
+          Catch::Contains("ScaleImpl"));
+  CHECK(torch::equal(
+      dlcore::forward_child<ScaleImpl>(parent, "scale", x), x * 3.0));
+  parent.register_module("relu", torch::nn::ReLU());
+  CHECK_THROWS_WITH(
+      dlcore::forward_child<ScaleImpl>(parent, "relu", x),
+      Catch::Contains(
+          "Identity or Sequential or one of the extra types given to "
+          "forward_child, but it is torch::nn::ReLU"));
 }

@@ -25,6 +25,21 @@ torch::Tensor zipf_labels(int64_t num_tags, int64_t n0, double s) {
   return torch::tensor(labels, torch::kLong);
 }
 
+/// SplitMix64's finalizer as in Vigna's reference splitmix64.c, written out
+/// here independently of detail/splitmix.h.
+uint64_t reference_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+/// The documented epoch key: mix(mix(seed ^ stream) ^ (epoch * gamma + c)).
+uint64_t reference_epoch_key(uint64_t seed, uint64_t epoch, uint64_t stream) {
+  return reference_mix(
+      reference_mix(seed ^ stream) ^
+      (epoch * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL));
+}
+
 std::vector<int64_t> to_vec(const torch::Tensor& t) {
   auto c = t.to(torch::kLong).contiguous();
   return std::vector<int64_t>(
@@ -683,5 +698,37 @@ TEST_CASE(
   CHECK(chunks == all);
   for (int64_t p : {0, 1, 63, 64, 65, 999}) {
     CHECK(s.sample(4, p) == all[static_cast<size_t>(p)]);
+  }
+}
+
+TEST_CASE(
+    "draws are the counter stream of the resampler's epoch key",
+    "[hashtag_resampler][splitmix]") {
+  // One tag carried by all 16 images: the tag draw is trivial, and the image
+  // of position p is output 3p + 2 of the stream keyed by the epoch key,
+  // mapped to [0, 16) by Lemire's method, which for 16 = 2^4 is its top four
+  // bits (never a rejection).
+  const uint64_t resampler_stream = 0x6A09E667F3BCC909ULL;
+  for (uint64_t seed : {uint64_t{0}, uint64_t{5}, ~uint64_t{0}}) {
+    dlcore::HashtagResampler s(
+        torch::zeros({16}, torch::kLong),
+        dlcore::HashtagResamplerOptions().seed(seed).epoch_length(64));
+    for (int64_t e : {0, 1, 9}) {
+      INFO("seed " << seed << " epoch " << e);
+      const uint64_t key =
+          reference_epoch_key(seed, static_cast<uint64_t>(e), resampler_stream);
+      std::vector<int64_t> expected;
+      for (uint64_t p = 0; p < 64; ++p) {
+        const uint64_t word =
+            reference_mix(key + (3 * p + 3) * 0x9E3779B97F4A7C15ULL);
+        expected.push_back(static_cast<int64_t>(word >> 60));
+        CHECK(s.sample(e, static_cast<int64_t>(p)) == expected.back());
+      }
+      CHECK(to_vec(s.epoch_indices(e)) == expected);
+      s.set_epoch(e);
+      auto first = s.next(64);
+      REQUIRE(first.has_value());
+      CHECK(std::vector<int64_t>(first->begin(), first->end()) == expected);
+    }
   }
 }

@@ -1,5 +1,7 @@
 #include <dlcore/data/label_noise.h>
 
+#include <dlcore/data/hashtag_resampler.h>
+
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -9,6 +11,14 @@
 #include <vector>
 
 namespace {
+
+/// SplitMix64's finalizer as in Vigna's reference splitmix64.c, written out
+/// here independently of detail/splitmix.h.
+uint64_t reference_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
 
 using dlcore::LabelNoiseOptions;
 using dlcore::NoiseMode;
@@ -421,4 +431,41 @@ TEST_CASE("invalid noise options give clear errors", "[label_noise]") {
                 .marginal(torch::ones({3})));
       }),
       Catch::Contains("marginal is only used by kMarginal"));
+}
+
+TEST_CASE(
+    "selection follows the label-noise stream of the seed",
+    "[label_noise][splitmix]") {
+  // Without exact_count, entry k is selected when output k of the SplitMix64
+  // generator started at the stream seed mix(seed ^ stream), as a 53-bit
+  // uniform, is below the rate; kPairFlip's replacement (c + 1) mod C draws
+  // nothing, so the selection alone uses the stream.
+  const uint64_t label_noise_stream = 0xA54FF53A5F1D36F1ULL;
+  const torch::Tensor clean = torch::arange(500, torch::kLong) % 5;
+  for (uint64_t seed : {uint64_t{0}, uint64_t{9}, ~uint64_t{0}}) {
+    INFO("seed " << seed);
+    const auto res = dlcore::inject_label_noise(
+        clean,
+        LabelNoiseOptions(NoiseMode::kPairFlip, 0.3)
+            .exact_count(false)
+            .seed(seed));
+    const uint64_t state = reference_mix(seed ^ label_noise_stream);
+    std::vector<int64_t> expected_labels;
+    int64_t expected_selected = 0;
+    bool selection_matches = true;
+    for (uint64_t k = 0; k < 500; ++k) {
+      const uint64_t word =
+          reference_mix(state + (k + 1) * 0x9E3779B97F4A7C15ULL);
+      const bool sel = static_cast<double>(word >> 11) * 0x1.0p-53 < 0.3;
+      selection_matches =
+          selection_matches &&
+          res.selected[static_cast<int64_t>(k)].item<bool>() == sel;
+      expected_selected += sel ? 1 : 0;
+      const int64_t y = static_cast<int64_t>(k % 5);
+      expected_labels.push_back(sel ? (y + 1) % 5 : y);
+    }
+    CHECK(selection_matches);
+    CHECK(res.num_selected == expected_selected);
+    CHECK(torch::equal(res.labels, torch::tensor(expected_labels)));
+  }
 }

@@ -1,5 +1,6 @@
 #include <dlcore/nn/models/alexnet.h>
 #include <dlcore/nn/models/googlenet.h>
+#include <dlcore/nn/models/lenet5.h>
 #include <dlcore/nn/models/resnet.h>
 #include <dlcore/nn/models/rpn.h>
 #include <dlcore/nn/models/vgg.h>
@@ -461,4 +462,37 @@ TEST_CASE(
   b->eval();
   const auto x = torch::randn({1, 3, 64, 64});
   CHECK(torch::equal(a->forward(x), b->forward(x)));
+}
+
+TEST_CASE(
+    "LeNet-5 is traced: 61,706 parameters and 416,520 MACs, row by row as "
+    "lenet5_layers",
+    "[models]") {
+  dlcore::LeNet5 net;
+  const auto s = dlcore::summary(net, {1, 1, 28, 28});
+  CHECK(s.traced);
+  CHECK(s.total_params == 61706);
+  CHECK(s.total_macs == 416520);
+  CHECK(s.output_shape == std::vector<int64_t>{1, 10});
+  check_summary_matches_layer_math(
+      net.ptr(), dlcore::lenet5_layers(), {1, 28, 28});
+  // Every row, functional steps included: name, shape, params, MACs.
+  const auto a = dlcore::analyze_layers(dlcore::lenet5_layers(), {1, 28, 28});
+  REQUIRE(s.rows.size() == a.layers.size());
+  for (size_t i = 0; i < s.rows.size(); ++i) {
+    INFO("row " << i << " " << a.layers[i].name);
+    CHECK(s.rows[i].name == a.layers[i].name);
+    CHECK(s.rows[i].output_shape == with_batch(a.layers[i].output_shape));
+    CHECK(s.rows[i].params == a.layers[i].params);
+    CHECK(s.rows[i].macs == a.layers[i].macs);
+  }
+  // Other class counts, and a trace that leaves forward's result alone.
+  CHECK(
+      dlcore::analyze_layers(dlcore::lenet5_layers(5), {1, 28, 28}).params ==
+      61706 - 84 * 5 - 5);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({3, 1, 28, 28});
+  dlcore::SummaryTracer off;
+  CHECK(net->trace_forward(x, off).equal(net->forward(x)));
 }

@@ -1003,8 +1003,8 @@ TEST_CASE(
   dlcore::ExponentialLR exp(fresh_opt, 0.5);
   CHECK_THAT(
       error_of([&] { load_from_string(exp, bytes); }),
-      Contains("ExponentialLR: the archive holds the state of StepLR, not of "
-               "ExponentialLR"));
+      Contains("ExponentialLR: expected a dlcore.ExponentialLR state, but the "
+               "archive holds a dlcore.StepLR state"));
   dlcore::StepLR other(fresh_opt, dlcore::StepLROptions(3).gamma(0.25));
   exp.step();
   const auto before = dlcore::group_lrs(fresh_opt);
@@ -1053,15 +1053,15 @@ TEST_CASE(
               a.write("last_lr", c10::IValue(std::vector<double>{0.1, NAN}));
             }));
       }),
-      Contains("StepLR: archive entry `last_lr[1]` must be finite, but got "
-               "nan"));
+      Contains("StepLR: field `last_lr[1]` must be finite, but got nan"));
   CHECK_THAT(
       error_of([&] {
         load_from_string(target, archive_with([&](auto& a) {
                            a.write("base_lrs", c10::IValue(lrs));
                          }));
       }),
-      Contains("StepLR: the archive has no `last_lr` entry"));
+      Contains("StepLR: the dlcore.StepLR state (version 1) has no field "
+               "`last_lr`"));
   CHECK_THAT(
       error_of([&] {
         load_from_string(target, archive_with([&](auto& a) {
@@ -1069,7 +1069,8 @@ TEST_CASE(
                            a.write("last_lr", c10::IValue(lrs));
                          }));
       }),
-      Contains("StepLR: archive entry `base_lrs` is not a list of floats"));
+      Contains("StepLR: field `base_lrs` of the dlcore.StepLR state must be a "
+               "list of floats, but it is an integer (7)"));
   CHECK(target.last_epoch() == 0);
   load_from_string(
       target, archive_with([&](auto& a) {

@@ -268,7 +268,18 @@ TEST_CASE(
   CHECK(s.rows[3].params == 6);
   CHECK(s.total_params == 56 + 25 + 6);
   CHECK(s.output_shape.empty());
-  CHECK(s.to_string().find("(not traced)") != std::string::npos);
+  const std::string table = s.to_string();
+  CHECK(
+      table.find("Total mult-adds (G): -- (not traced)") != std::string::npos);
+  CHECK(
+      table.find("Forward pass size (MiB): -- (not traced)") !=
+      std::string::npos);
+  CHECK(table.find("Not traced: the module is neither") != std::string::npos);
+  // A traced model's table has no such note.
+  CHECK(
+      dlcore::summary(torch::nn::Sequential(torch::nn::Linear(3, 2)), {1, 3})
+          .to_string()
+          .find("not traced") == std::string::npos);
 }
 
 TEST_CASE(

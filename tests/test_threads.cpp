@@ -1,6 +1,18 @@
 #include <dlcore/train/allocator.h>
 #include <dlcore/train/threads.h>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -45,6 +57,8 @@ TEST_CASE("configure_threads sets LibTorch's thread count", "[threads]") {
     CHECK(t.torch_threads == n);
   }
 
+  CHECK(dlcore::pool_threads() == 3);
+
   // n <= 0: every core, and never fewer than one thread.
   for (int n : {0, -3}) {
     INFO("requested " << n);
@@ -52,6 +66,8 @@ TEST_CASE("configure_threads sets LibTorch's thread count", "[threads]") {
     CHECK(all.requested == n);
     CHECK(all.torch_threads >= 1);
     CHECK(at::get_num_threads() == all.torch_threads);
+    CHECK(all.pool_threads == dlcore::pool_threads());
+    CHECK(all.pool_threads >= 1);
     CHECK(all.hardware_concurrency >= 0);
     if (all.hardware_concurrency > 0) {
       CHECK(all.torch_threads == all.hardware_concurrency);
@@ -131,4 +147,120 @@ TEST_CASE(
                       "1099511627776"));
   // Back to the defaults of this header for the rest of the test run.
   dlcore::configure_allocator();
+}
+
+namespace {
+
+long thread_id() {
+  return static_cast<long>(::syscall(SYS_gettid));
+}
+
+/// The scheduler state letter of one of this process's threads ('R'
+/// running, 'S' sleeping, ...), or '?' when it is gone.
+char thread_state(long tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  const auto close = text.rfind(')');
+  return close == std::string::npos || close + 2 >= text.size()
+             ? '?'
+             : text[close + 2];
+}
+
+/// Restores the pool's size on exit.
+struct PoolSizeGuard {
+  int saved = dlcore::pool_threads();
+  ~PoolSizeGuard() {
+    dlcore::set_pool_threads(saved);
+  }
+};
+
+} // namespace
+
+TEST_CASE(
+    "the thread pool runs every task once, on at most pool_threads threads",
+    "[threads]") {
+  PoolSizeGuard guard;
+  for (int size : {1, 2, 3, 8}) {
+    dlcore::set_pool_threads(size);
+    CHECK(dlcore::pool_threads() == size);
+    for (int64_t n : {1, 2, 5, 64}) {
+      INFO("pool " << size << ", tasks " << n);
+      std::vector<int> runs(static_cast<size_t>(n), 0);
+      std::mutex mutex;
+      std::set<std::thread::id> threads;
+      dlcore::detail::run_tasks(n, [&](int64_t t) {
+        ++runs[static_cast<size_t>(t)];
+        std::lock_guard<std::mutex> lock(mutex);
+        threads.insert(std::this_thread::get_id());
+      });
+      CHECK(
+          std::all_of(runs.begin(), runs.end(), [](int r) { return r == 1; }));
+      CHECK(static_cast<int64_t>(threads.size()) <= std::min<int64_t>(n, size));
+      if (size == 1) {
+        CHECK(*threads.begin() == std::this_thread::get_id());
+      }
+    }
+  }
+  dlcore::detail::run_tasks(0, [](int64_t) { FAIL("no task to run"); });
+}
+
+TEST_CASE(
+    "the thread pool rethrows the first error in task order after all ran",
+    "[threads]") {
+  PoolSizeGuard guard;
+  dlcore::set_pool_threads(4);
+  std::atomic<int> done{0};
+  try {
+    dlcore::detail::run_tasks(16, [&](int64_t t) {
+      ++done;
+      TORCH_CHECK(t != 5 && t != 11, "task ", t, " failed");
+    });
+    FAIL("no error was thrown");
+  } catch (const c10::Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("task 5 failed"));
+  }
+  CHECK(done == 16);
+}
+
+TEST_CASE("nested pool calls finish, whatever the pool's size", "[threads]") {
+  PoolSizeGuard guard;
+  for (int size : {1, 2, 4}) {
+    INFO("pool " << size);
+    dlcore::set_pool_threads(size);
+    std::vector<std::atomic<int>> cells(8 * 8);
+    dlcore::detail::run_tasks(8, [&](int64_t outer) {
+      dlcore::detail::run_tasks(8, [&](int64_t inner) {
+        ++cells[static_cast<size_t>(outer * 8 + inner)];
+      });
+    });
+    CHECK(std::all_of(
+        cells.begin(), cells.end(), [](const auto& c) { return c == 1; }));
+  }
+}
+
+TEST_CASE("the thread pool's idle workers sleep", "[threads]") {
+  PoolSizeGuard guard;
+  dlcore::set_pool_threads(4);
+  std::mutex mutex;
+  std::set<long> tids;
+  const long caller = thread_id();
+  dlcore::detail::run_tasks(64, [&](int64_t) {
+    // Long enough for the workers to wake and take tasks.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::lock_guard<std::mutex> lock(mutex);
+    tids.insert(thread_id());
+  });
+  tids.erase(caller);
+  CHECK(!tids.empty());
+  // A worker leaves its last task and goes back to its condition variable;
+  // one that spun would be seen running ('R') every time.
+  for (long tid : tids) {
+    INFO("worker thread " << tid);
+    char state = 'R';
+    for (int tries = 0; tries < 200 && state == 'R'; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      state = thread_state(tid);
+    }
+    CHECK(state == 'S');
+  }
 }

@@ -13,9 +13,13 @@
 #include <dlcore/data/label_noise.h>
 #include <dlcore/data/pseudo_label.h>
 #include <dlcore/data/split.h>
+#include <dlcore/data/tag_lists.h>
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/nn/batch_norm_policy.h>
 #include <dlcore/nn/checkpoint.h>
+#include <dlcore/nn/forward_child.h>
 #include <dlcore/nn/freeze.h>
+#include <dlcore/nn/heads.h>
 #include <dlcore/nn/layer_math.h>
 #include <dlcore/nn/models/alexnet.h>
 #include <dlcore/nn/models/googlenet.h>
@@ -28,12 +32,14 @@
 #include <dlcore/nn/summary.h>
 #include <dlcore/optim/cosine_annealing_lr.h>
 #include <dlcore/optim/cyclic_lr.h>
+#include <dlcore/optim/gradual_unfreezing.h>
 #include <dlcore/optim/lambda_lr.h>
 #include <dlcore/optim/linear_lr.h>
 #include <dlcore/optim/lr_finder.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/optim/one_cycle_lr.h>
+#include <dlcore/optim/param_groups.h>
 #include <dlcore/optim/reduce_lr_on_plateau.h>
 #include <dlcore/optim/sequential_lr.h>
 #include <dlcore/optim/step_lr.h>
@@ -43,6 +49,7 @@
 #include <dlcore/train/history.h>
 #include <dlcore/train/losses.h>
 #include <dlcore/train/plot.h>
+#include <dlcore/train/predict.h>
 #include <dlcore/train/progress.h>
 #include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>

@@ -8,6 +8,9 @@
 #include <torch/types.h>
 
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/detail/archive.h>
+#include <dlcore/detail/splitmix.h>
+#include <dlcore/detail/state.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -49,19 +52,10 @@ struct Batch {
 
 namespace detail {
 
-/// splitmix64's finalizer: a bijective 64-bit mix.
-inline uint64_t batches_mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-/// Seed of the generator that draws epoch `epoch`'s order.
+/// Seed of the generator that draws epoch `epoch`'s order: the epoch key of
+/// the Batches stream (detail/splitmix.h).
 inline uint64_t batches_epoch_seed(uint64_t seed, int64_t epoch) {
-  return batches_mix64(
-      batches_mix64(seed) ^
-      (static_cast<uint64_t>(epoch) * 0x9E3779B97F4A7C15ULL +
-       0x632BE59BD9B4E019ULL));
+  return splitmix_epoch_key(seed, static_cast<uint64_t>(epoch), kBatchesStream);
 }
 
 } // namespace detail
@@ -243,50 +237,47 @@ class Batches {
     return dataset_;
   }
 
-  /// Writes the iteration state (format version, next epoch) and the
-  /// configuration it depends on (sample count, options) to `archive`, under
-  /// the key `dlcore.Batches`.
+  /// Writes the iteration state (the next epoch) and the configuration it
+  /// depends on (sample count, batch size, shuffle, drop_last, seed) to
+  /// `archive`, in dlcore's state format (detail/state.h, docs/state.md):
+  /// type `dlcore.Batches`, version 1, fields `epoch`, `seed`,
+  /// `num_samples`, `batch_size`, `shuffle`, `drop_last`. To keep it beside
+  /// other state, save it into a nested archive.
   void save(torch::serialize::OutputArchive& archive) const {
-    archive.write(
-        kArchiveKey,
-        at::tensor(
-            {kVersion,
-             epoch_,
-             static_cast<int64_t>(options_.seed()),
-             dataset_.size(),
-             options_.batch_size(),
-             int64_t{options_.shuffle()},
-             int64_t{options_.drop_last()}},
-            at::kLong));
+    detail::StateWriter(archive, "Batches", kVersion)
+        .put_int("epoch", epoch_)
+        .put_int("seed", static_cast<int64_t>(options_.seed()))
+        .put_int("num_samples", dataset_.size())
+        .put_int("batch_size", options_.batch_size())
+        .put_bool("shuffle", options_.shuffle())
+        .put_bool("drop_last", options_.drop_last());
   }
 
   /// Restores the next epoch saved by `save`, so that iteration resumes with
   /// the same orders. The saved sample count, batch size, shuffle, drop_last
   /// and seed must equal this object's (else the orders would differ).
+  /// Archives of the legacy format (one int64 tensor under `dlcore.Batches`)
+  /// load too. Nothing changes when the archive is refused.
   void load(torch::serialize::InputArchive& archive) {
-    torch::Tensor state;
-    archive.read(kArchiveKey, state);
+    Saved s;
+    torch::Tensor legacy;
+    if (!detail::holds_state(archive) && archive.try_read(kLegacyKey, legacy)) {
+      s = read_legacy(legacy);
+    } else {
+      const detail::StateReader state(archive, "Batches", "Batches", kVersion);
+      s.epoch = state.read_int("epoch");
+      s.seed = state.read_int("seed");
+      s.num_samples = state.read_int("num_samples");
+      s.batch_size = state.read_int("batch_size");
+      s.shuffle = state.read_bool("shuffle");
+      s.drop_last = state.read_bool("drop_last");
+    }
     TORCH_CHECK(
-        state.dim() == 1 && state.numel() >= 1 &&
-            state.scalar_type() == at::kLong,
-        "Batches: expected a saved state tensor of int64 but got ",
-        state.scalar_type(),
-        " ",
-        state.sizes());
-    const int64_t version = state[0].item<int64_t>();
-    TORCH_CHECK(
-        version == kVersion && state.numel() == 7,
-        "Batches: expected saved state version ",
-        kVersion,
-        " but got version ",
-        version);
-    const int64_t* s = state.data_ptr<int64_t>();
-    const int64_t seed = static_cast<int64_t>(options_.seed());
-    TORCH_CHECK(
-        s[2] == seed && s[3] == dataset_.size() &&
-            s[4] == options_.batch_size() &&
-            s[5] == int64_t{options_.shuffle()} &&
-            s[6] == int64_t{options_.drop_last()},
+        s.seed == static_cast<int64_t>(options_.seed()) &&
+            s.num_samples == dataset_.size() &&
+            s.batch_size == options_.batch_size() &&
+            s.shuffle == options_.shuffle() &&
+            s.drop_last == options_.drop_last(),
         "Batches: expected saved state for ",
         dataset_.size(),
         " samples, batch_size ",
@@ -298,16 +289,29 @@ class Batches {
         ", seed ",
         options_.seed(),
         " but got ",
-        s[3],
+        s.num_samples,
         " samples, batch_size ",
-        s[4],
+        s.batch_size,
         ", shuffle ",
-        s[5] != 0,
+        s.shuffle,
         ", drop_last ",
-        s[6] != 0,
+        s.drop_last,
         ", seed ",
-        static_cast<uint64_t>(s[2]));
-    epoch_ = s[1];
+        static_cast<uint64_t>(s.seed));
+    epoch_ = s.epoch;
+  }
+
+  /// Writes save()'s archive to `path`, atomically (a temporary file beside
+  /// it, then a rename).
+  void save(const std::string& path) const {
+    detail::save_archive_file(*this, path, "Batches");
+  }
+
+  /// Loads a file written by `save(path)`. Only a regular file is opened,
+  /// and the archive is checked (`detail::check_archive`) before LibTorch
+  /// parses it; every error is a `c10::Error` naming the file.
+  void load(const std::string& path) {
+    detail::load_archive_file(*this, path, "Batches");
   }
 
   const BatchesOptions& options() const {
@@ -316,7 +320,52 @@ class Batches {
 
  private:
   static constexpr int64_t kVersion = 1;
-  static constexpr const char* kArchiveKey = "dlcore.Batches";
+  /// The key of the legacy format's tensor.
+  static constexpr const char* kLegacyKey = "dlcore.Batches";
+
+  /// A saved state, read from either format.
+  struct Saved {
+    int64_t epoch = 0;
+    int64_t seed = 0;
+    int64_t num_samples = 0;
+    int64_t batch_size = 0;
+    bool shuffle = false;
+    bool drop_last = false;
+  };
+
+  /// The legacy format: int64 [version 1, epoch, seed, samples, batch_size,
+  /// shuffle, drop_last].
+  static Saved read_legacy(const torch::Tensor& state) {
+    TORCH_CHECK(
+        state.defined() && state.dim() == 1 && state.numel() == 7 &&
+            state.scalar_type() == at::kLong && state.device().is_cpu(),
+        "Batches: expected the legacy state to be a CPU int64 tensor of 7 "
+        "values but got ",
+        state.defined() ? state.toString() : std::string("undefined"),
+        " ",
+        state.defined() ? state.sizes() : at::IntArrayRef{});
+    const torch::Tensor c = state.contiguous();
+    const int64_t* v = c.data_ptr<int64_t>();
+    TORCH_CHECK(
+        v[0] == 1,
+        "Batches: expected the legacy state of version 1 but got version ",
+        v[0]);
+    TORCH_CHECK(
+        (v[5] == 0 || v[5] == 1) && (v[6] == 0 || v[6] == 1),
+        "Batches: expected the legacy state's shuffle and drop_last to be 0 "
+        "or 1 but got ",
+        v[5],
+        " and ",
+        v[6]);
+    Saved s;
+    s.epoch = v[1];
+    s.seed = v[2];
+    s.num_samples = v[3];
+    s.batch_size = v[4];
+    s.shuffle = v[5] != 0;
+    s.drop_last = v[6] != 0;
+    return s;
+  }
 
   TensorDataset dataset_;
   BatchesOptions options_;

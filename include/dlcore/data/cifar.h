@@ -2,9 +2,9 @@
 
 // Reader (and writer) of the CIFAR-10 / CIFAR-100 binary format.
 
+#include <dlcore/data/detail/dataset_folder.h>
 #include <dlcore/data/tensor_dataset.h>
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/detail/freeze_cifar.h>
 #include <dlcore/detail/regular_file.h>
 
 #include <ATen/core/Tensor.h>
@@ -265,7 +265,7 @@ inline TensorDataset load_cifar10(
   } else {
     files.push_back("test_batch.bin");
   }
-  const auto root = detail::freeze_cifar_resolve(
+  const auto root = detail::resolve_dataset_folder(
       dir, "cifar-10-batches-bin", files[0], "load_cifar10");
   std::vector<torch::Tensor> images;
   std::vector<torch::Tensor> labels;
@@ -289,7 +289,7 @@ inline TensorDataset load_cifar10(
 inline TensorDataset load_cifar100(
     const std::string& dir, bool train, const CifarOptions& options = {}) {
   const std::string file = train ? "train.bin" : "test.bin";
-  const auto root = detail::freeze_cifar_resolve(
+  const auto root = detail::resolve_dataset_folder(
       dir, "cifar-100-binary", file, "load_cifar100");
   auto r = read_cifar_file(root + "/" + file, CifarFormat::kCifar100);
   TensorDataset out;

@@ -1,10 +1,12 @@
 #pragma once
 
-#include <dlcore/detail/alias_huge_pages.h>
-#include <dlcore/detail/alias_random.h>
-#include <dlcore/detail/alias_table.h>
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/data/detail/alias_table.h>
+#include <dlcore/data/tag_lists.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/huge_pages.h>
+#include <dlcore/detail/splitmix.h>
+#include <dlcore/detail/state.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -24,95 +26,6 @@
 #include <unistd.h>
 
 namespace dlcore {
-
-/// Per-image tag lists in compressed sparse row form: image i carries the tags
-/// `tags[offsets[i] : offsets[i+1]]`. Single-label data is the special case of
-/// one tag per image (see `from_labels`); an image with an empty list has no
-/// tag.
-///
-/// Example:
-///   // image 0: tags {2, 5}; image 1: no tag; image 2: tag {5}
-///   dlcore::TagLists t{torch::tensor({0, 2, 2, 3}), torch::tensor({2, 5, 5})};
-struct TagLists {
-  /// int64 [N + 1], non-decreasing, offsets[0] = 0, offsets[N] = tags.numel().
-  torch::Tensor offsets;
-  /// int64 [P]: the tag ids of all images, image after image.
-  torch::Tensor tags;
-
-  /// Number of images N.
-  int64_t size() const {
-    return offsets.defined() && offsets.numel() > 0 ? offsets.numel() - 1 : 0;
-  }
-
-  /// One tag per image from single labels (int64 or int32 [N]); a negative
-  /// label means "no tag".
-  static TagLists from_labels(const torch::Tensor& labels) {
-    TORCH_CHECK(
-        labels.defined() && labels.dim() == 1 &&
-            (labels.scalar_type() == torch::kLong ||
-             labels.scalar_type() == torch::kInt),
-        "TagLists::from_labels: expected int64 or int32 labels of shape [N], "
-        "but got ",
-        labels.defined() ? labels.toString() : std::string("undefined"),
-        labels.defined() ? labels.sizes() : torch::IntArrayRef{});
-    auto l = labels.to(torch::kCPU, torch::kLong).contiguous();
-    auto has = l.ge(0);
-    TagLists out;
-    out.offsets = torch::zeros({l.numel() + 1}, torch::kLong);
-    out.offsets.slice(0, 1).copy_(has.to(torch::kLong).cumsum(0));
-    out.tags = l.masked_select(has);
-    return out;
-  }
-
-  /// Checks shapes, dtypes and offsets; `owner` names the caller in errors.
-  void check(const std::string& owner) const {
-    TORCH_CHECK(
-        offsets.defined() && tags.defined(),
-        owner,
-        ": expected TagLists with offsets and tags, but got an undefined "
-        "tensor");
-    TORCH_CHECK(
-        offsets.dim() == 1 && offsets.numel() >= 1 &&
-            offsets.scalar_type() == torch::kLong,
-        owner,
-        ": expected int64 offsets of shape [N + 1], but got ",
-        offsets.toString(),
-        offsets.sizes());
-    TORCH_CHECK(
-        tags.dim() == 1 && (tags.scalar_type() == torch::kLong ||
-                            tags.scalar_type() == torch::kInt),
-        owner,
-        ": expected int64 or int32 tags of shape [P], but got ",
-        tags.toString(),
-        tags.sizes());
-    // CUDA tag lists are copied to the CPU once, here and by the sampler.
-    auto off = offsets.to(torch::kCPU).contiguous();
-    const int64_t* o = off.data_ptr<int64_t>();
-    const int64_t n = off.numel() - 1;
-    TORCH_CHECK(
-        o[0] == 0 && o[n] == tags.numel(),
-        owner,
-        ": expected offsets[0] = 0 and offsets[N] = number of tags (",
-        tags.numel(),
-        "), but got ",
-        o[0],
-        " and ",
-        o[n]);
-    for (int64_t i = 0; i < n; ++i) {
-      TORCH_CHECK(
-          o[i + 1] >= o[i],
-          owner,
-          ": expected non-decreasing offsets, but offsets[",
-          i + 1,
-          "] = ",
-          o[i + 1],
-          " < offsets[",
-          i,
-          "] = ",
-          o[i]);
-    }
-  }
-};
 
 /// The three sampling schemes of Mahajan et al. (2018), Section 3.1: tag mass
 /// n_h^alpha with alpha = 1 (natural), 1/2 (square root) or 0 (uniform).
@@ -213,7 +126,8 @@ struct HashtagResamplerReport {
 /// `torch::multinomial` accepts).
 ///
 /// Randomness is counter-based: draw i of epoch e uses outputs 3i, 3i+1, 3i+2
-/// of the SplitMix64 stream keyed by (seed, e) (column word, coin, image word;
+/// of the SplitMix64 stream whose key is the epoch key of (seed, e) in the
+/// resampler's stream (`detail/splitmix.h`) (column word, coin, image word;
 /// bounded integers by Lemire's unbiased method, the coin with 53 bits). So
 /// every rank computes the same global epoch without materializing it, a rank
 /// takes positions i = rank, rank + W, rank + 2W, ... (DistributedSampler's
@@ -222,7 +136,8 @@ struct HashtagResamplerReport {
 ///
 /// In `kReplicate` mode the epoch is the fixed list described at
 /// `ResamplingMode::kReplicate`, materialized (8 bytes per entry) and
-/// shuffled by a Fisher-Yates pass seeded with (seed, epoch).
+/// shuffled by a Fisher-Yates pass with a sequential SplitMix64 started at the
+/// same epoch key.
 ///
 /// Like `DistributedSampler`, the epoch's stream only changes through
 /// `set_epoch`; `reset()` rewinds the current epoch.
@@ -372,8 +287,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     if (options_.mode() == ResamplingMode::kReplicate) {
       ensure_replicate_epoch(epoch_);
     }
-    const uint64_t key =
-        detail::stream_key(options_.seed(), static_cast<uint64_t>(epoch_));
+    const uint64_t key = epoch_key(epoch_);
     for (int64_t j = 0; j < n; ++j) {
       int64_t p = r + (position_ + j) * w;
       if (p >= epoch_length_) {
@@ -394,9 +308,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     TORCH_CHECK(
         options_.mode() == ResamplingMode::kDraw,
         "HashtagResampler::sample: only in kDraw mode");
-    return draw_at(
-        detail::stream_key(options_.seed(), static_cast<uint64_t>(e)),
-        static_cast<uint64_t>(p));
+    return draw_at(epoch_key(e), static_cast<uint64_t>(p));
   }
 
   /// Fills out[0 .. count) with global positions first .. first + count of
@@ -405,8 +317,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     TORCH_CHECK(
         options_.mode() == ResamplingMode::kDraw,
         "HashtagResampler::draw: only in kDraw mode");
-    const uint64_t key =
-        detail::stream_key(options_.seed(), static_cast<uint64_t>(e));
+    const uint64_t key = epoch_key(e);
     if (ids64_.empty()) {
       draw_loop(key, first, count, out, ids32_.data());
     } else {
@@ -465,100 +376,80 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     return out;
   }
 
-  /// Saves version, seed, epoch, position, epoch length and the configuration
-  /// the position refers to.
+  /// Saves the seed, epoch, position, epoch length and the configuration the
+  /// position refers to, in dlcore's state format (detail/state.h,
+  /// docs/state.md): type `dlcore.HashtagResampler`, version 1, integer
+  /// fields `seed` (the uint64 seed's bits), `epoch`, `position`,
+  /// `epoch_length`, `rank`, `world_size`, `num_images`, `num_tags`, `mode`
+  /// (0 kDraw, 1 kReplicate) and the float `alpha`.
   void save(torch::serialize::OutputArchive& archive) const override {
-    auto put = [&archive](const char* key, int64_t v) {
-      archive.write(key, torch::tensor(v, torch::kLong), /*is_buffer=*/true);
-    };
-    put("version", kVersion);
-    put("seed", static_cast<int64_t>(options_.seed()));
-    put("epoch", epoch_);
-    put("position", position_);
-    put("epoch_length", epoch_length_);
-    put("rank", options_.rank());
-    put("world_size", options_.world_size());
-    put("num_images", report_.num_images);
-    put("num_tags", report_.num_tags);
-    put("mode", static_cast<int64_t>(options_.mode()));
-    archive.write(
-        "alpha", torch::tensor(options_.alpha(), torch::kDouble), true);
+    detail::StateWriter(archive, "HashtagResampler", kVersion)
+        .put_int("seed", static_cast<int64_t>(options_.seed()))
+        .put_int("epoch", epoch_)
+        .put_int("position", position_)
+        .put_int("epoch_length", epoch_length_)
+        .put_int("rank", options_.rank())
+        .put_int("world_size", options_.world_size())
+        .put_int("num_images", report_.num_images)
+        .put_int("num_tags", report_.num_tags)
+        .put_int("mode", static_cast<int64_t>(options_.mode()))
+        .put_double("alpha", options_.alpha());
   }
 
   /// Restores what `save` wrote. The sampler must have been built on the same
   /// data (N, T), alpha, mode, rank and world size; the seed is restored.
-  /// Every field is checked as the setters would (int64 scalars, version,
-  /// epoch >= 0, an epoch length within `check_epoch_length`'s bounds, 0 <=
-  /// position <= this rank's share of the epoch) before anything changes: on
-  /// error the sampler is left as it was.
+  /// Every field is checked as the setters would (kinds, version, epoch >= 0,
+  /// an epoch length within `check_epoch_length`'s bounds, 0 <= position <=
+  /// this rank's share of the epoch) before anything changes: on error the
+  /// sampler is left as it was. Archives of the legacy format (one 0-d
+  /// buffer per key) load too.
   void load(torch::serialize::InputArchive& archive) override {
-    auto get = [&archive](const char* key, torch::ScalarType dtype) {
-      torch::Tensor t;
-      archive.read(key, t, /*is_buffer=*/true);
+    const char* owner = "HashtagResampler::load";
+    const SavedState saved =
+        !detail::holds_state(archive) &&
+                !detail::state_entry(archive, "num_tags").isNone()
+            ? read_legacy(archive)
+            : read_state(archive);
+    auto expect = [&](const char* key, int64_t value, int64_t mine) {
       TORCH_CHECK(
-          t.defined() && t.scalar_type() == dtype && t.numel() == 1 &&
-              t.device().is_cpu(),
-          "HashtagResampler::load: expected the saved `",
-          key,
-          "` to be one CPU ",
-          c10::toString(dtype),
-          " value, but got ",
-          t.defined() ? t.toString() : std::string("undefined"),
-          " of shape ",
-          t.defined() ? t.sizes() : torch::IntArrayRef{});
-      return t;
-    };
-    auto get_int = [&](const char* key) {
-      return get(key, torch::kLong).item<int64_t>();
-    };
-    const int64_t version = get_int("version");
-    TORCH_CHECK(
-        version >= 1 && version <= kVersion,
-        "HashtagResampler::load: expected version 1..",
-        kVersion,
-        ", but got ",
-        version);
-    auto expect = [&](const char* key, int64_t mine) {
-      const int64_t saved = get_int(key);
-      TORCH_CHECK(
-          saved == mine,
-          "HashtagResampler::load: the saved state has ",
+          value == mine,
+          owner,
+          ": the saved state has ",
           key,
           " = ",
-          saved,
+          value,
           ", but this sampler has ",
           mine);
     };
-    expect("num_images", report_.num_images);
-    expect("num_tags", report_.num_tags);
-    expect("rank", options_.rank());
-    expect("world_size", options_.world_size());
-    expect("mode", static_cast<int64_t>(options_.mode()));
-    const double alpha = get("alpha", torch::kDouble).item<double>();
+    expect("num_images", saved.num_images, report_.num_images);
+    expect("num_tags", saved.num_tags, report_.num_tags);
+    expect("rank", saved.rank, options_.rank());
+    expect("world_size", saved.world_size, options_.world_size());
+    expect("mode", saved.mode, static_cast<int64_t>(options_.mode()));
     TORCH_CHECK(
-        alpha == options_.alpha(),
-        "HashtagResampler::load: the saved state has alpha = ",
-        alpha,
+        saved.alpha == options_.alpha(),
+        owner,
+        ": the saved state has alpha = ",
+        saved.alpha,
         ", but this sampler has ",
         options_.alpha());
-    const int64_t length = get_int("epoch_length");
-    check_epoch_length(length, "HashtagResampler::load");
-    const int64_t epoch = get_int("epoch");
+    const int64_t length = saved.epoch_length;
+    check_epoch_length(length, owner);
+    const int64_t epoch = saved.epoch;
     TORCH_CHECK(
-        epoch >= 0,
-        "HashtagResampler::load: expected a saved epoch >= 0, but got ",
-        epoch);
-    const int64_t position = get_int("position");
+        epoch >= 0, owner, ": expected a saved epoch >= 0, but got ", epoch);
+    const int64_t position = saved.position;
     const int64_t local = local_length_of(length);
     TORCH_CHECK(
         position >= 0 && position <= local,
-        "HashtagResampler::load: expected a saved position in [0, ",
+        owner,
+        ": expected a saved position in [0, ",
         local,
         "] (this rank's draws of an epoch of ",
         length,
         "), but got ",
         position);
-    const int64_t seed = get_int("seed");
+    const int64_t seed = saved.seed;
     if (length != epoch_length_) {
       epoch_length_ = length;
       replicate_counts_.clear();
@@ -584,6 +475,72 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   }
 
  private:
+  /// A saved state, read from either format.
+  struct SavedState {
+    int64_t seed = 0, epoch = 0, position = 0, epoch_length = 0, rank = 0,
+            world_size = 0, num_images = 0, num_tags = 0, mode = 0;
+    double alpha = 0;
+  };
+
+  static SavedState read_state(torch::serialize::InputArchive& archive) {
+    const detail::StateReader state(
+        archive, "HashtagResampler::load", "HashtagResampler", kVersion);
+    SavedState s;
+    s.seed = state.read_int("seed");
+    s.epoch = state.read_int("epoch");
+    s.position = state.read_int("position");
+    s.epoch_length = state.read_int("epoch_length");
+    s.rank = state.read_int("rank");
+    s.world_size = state.read_int("world_size");
+    s.num_images = state.read_int("num_images");
+    s.num_tags = state.read_int("num_tags");
+    s.mode = state.read_int("mode");
+    s.alpha = state.read_double("alpha");
+    return s;
+  }
+
+  /// The legacy format: one 0-d buffer per key (int64, alpha float64) and
+  /// `version` 1.
+  static SavedState read_legacy(torch::serialize::InputArchive& archive) {
+    auto get = [&archive](const char* key, torch::ScalarType dtype) {
+      torch::Tensor t;
+      archive.read(key, t, /*is_buffer=*/true);
+      TORCH_CHECK(
+          t.defined() && t.scalar_type() == dtype && t.numel() == 1 &&
+              t.device().is_cpu(),
+          "HashtagResampler::load: expected the saved `",
+          key,
+          "` to be one CPU ",
+          c10::toString(dtype),
+          " value, but got ",
+          t.defined() ? t.toString() : std::string("undefined"),
+          " of shape ",
+          t.defined() ? t.sizes() : torch::IntArrayRef{});
+      return t;
+    };
+    auto get_int = [&](const char* key) {
+      return get(key, torch::kLong).item<int64_t>();
+    };
+    const int64_t version = get_int("version");
+    TORCH_CHECK(
+        version == 1,
+        "HashtagResampler::load: expected the legacy state of version 1, but "
+        "got ",
+        version);
+    SavedState s;
+    s.seed = get_int("seed");
+    s.epoch = get_int("epoch");
+    s.position = get_int("position");
+    s.epoch_length = get_int("epoch_length");
+    s.rank = get_int("rank");
+    s.world_size = get_int("world_size");
+    s.num_images = get_int("num_images");
+    s.num_tags = get_int("num_tags");
+    s.mode = get_int("mode");
+    s.alpha = get("alpha", torch::kDouble).item<double>();
+    return s;
+  }
+
   /// Draws this rank yields of an epoch of `length` draws.
   int64_t local_length_of(int64_t length) const {
     const int64_t w = options_.world_size();
@@ -809,6 +766,15 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
     });
   }
 
+  // The key of epoch `e`: the epoch key of the resampler's stream, the one
+  // (seed, epoch) derivation of detail/splitmix.h.
+  uint64_t epoch_key(int64_t e) const {
+    return detail::splitmix_epoch_key(
+        options_.seed(),
+        static_cast<uint64_t>(e),
+        detail::kHashtagResamplerStream);
+  }
+
   int64_t image_at(int64_t k) const {
     return ids64_.empty() ? static_cast<int64_t>(ids32_[k])
                           : static_cast<int64_t>(ids64_[k]);
@@ -899,8 +865,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
       }
     }
     TORCH_INTERNAL_ASSERT(k == static_cast<size_t>(length));
-    detail::SplitMix64 rng(
-        detail::stream_key(options_.seed(), static_cast<uint64_t>(e)));
+    detail::SplitMix64 rng(epoch_key(e));
     for (size_t i = replicate_list_.size(); i > 1; --i) {
       std::swap(replicate_list_[i - 1], replicate_list_[rng.below(i)]);
     }
@@ -921,81 +886,5 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
   std::vector<int64_t> replicate_list_;
   int64_t replicate_epoch_ = -1;
 };
-
-/// Soft targets of Mahajan et al.: row b of the result is 1/k on each of the
-/// k tags of image indices[b] (zero for an untagged image), float32 [B, T].
-///
-/// Example:
-///   auto y = dlcore::soft_targets(tags, batch_indices, num_tags);
-///   auto loss = dlcore::soft_target_cross_entropy(model->forward(x), y);
-inline torch::Tensor soft_targets(
-    const TagLists& tags, const torch::Tensor& indices, int64_t num_tags) {
-  TORCH_CHECK(
-      indices.defined() && indices.dim() == 1 &&
-          indices.scalar_type() == torch::kLong,
-      "soft_targets: expected int64 indices of shape [B], but got ",
-      indices.defined() ? indices.toString() : std::string("undefined"));
-  TORCH_CHECK(
-      num_tags >= 1, "soft_targets: num_tags must be >= 1, but got ", num_tags);
-  TORCH_CHECK(
-      tags.offsets.defined() && tags.offsets.scalar_type() == torch::kLong &&
-          tags.offsets.dim() == 1 && tags.offsets.numel() >= 1 &&
-          tags.tags.defined() && tags.tags.dim() == 1,
-      "soft_targets: expected TagLists with int64 offsets [N + 1] and tags "
-      "[P]");
-  auto off = tags.offsets.to(torch::kCPU).contiguous();
-  auto t = tags.tags.to(torch::kCPU, torch::kLong).contiguous();
-  auto idx = indices.to(torch::kCPU).contiguous();
-  const int64_t b = idx.numel();
-  auto out = torch::zeros({b, num_tags}, torch::kFloat);
-  const int64_t* o = off.data_ptr<int64_t>();
-  const int64_t* tp = t.data_ptr<int64_t>();
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  float* y = out.data_ptr<float>();
-  const int64_t n = tags.size();
-  for (int64_t r = 0; r < b; ++r) {
-    const int64_t i = ip[r];
-    TORCH_CHECK(
-        i >= 0 && i < n,
-        "soft_targets: index ",
-        i,
-        " is outside [0, N = ",
-        n,
-        ")");
-    // The offsets of the images in the batch are checked where they are
-    // used (O(B), not O(N) per call): inside [0, P] and non-decreasing.
-    TORCH_CHECK(
-        o[0] == 0 && o[n] == t.numel() && o[i] >= 0 && o[i] <= o[i + 1] &&
-            o[i + 1] <= t.numel(),
-        "soft_targets: expected offsets with offsets[0] = 0, offsets[N] = "
-        "number of tags (",
-        t.numel(),
-        ") and non-decreasing, but image ",
-        i,
-        " has offsets [",
-        o[i],
-        ", ",
-        o[i + 1],
-        "] (offsets[0] = ",
-        o[0],
-        ", offsets[N] = ",
-        o[n],
-        ")");
-    const int64_t k = o[i + 1] - o[i];
-    for (int64_t q = o[i]; q < o[i + 1]; ++q) {
-      TORCH_CHECK(
-          tp[q] >= 0 && tp[q] < num_tags,
-          "soft_targets: image ",
-          i,
-          " has tag id ",
-          tp[q],
-          ", outside [0, num_tags = ",
-          num_tags,
-          ")");
-      y[r * num_tags + tp[q]] += 1.0f / static_cast<float>(k);
-    }
-  }
-  return out.to(indices.device());
-}
 
 } // namespace dlcore

@@ -3,8 +3,8 @@
 #include <c10/util/Exception.h>
 #include <torch/types.h>
 
-#include <dlcore/detail/gzip_stream.h>
-#include <dlcore/detail/idx_format.h>
+#include <dlcore/data/detail/gzip_stream.h>
+#include <dlcore/data/detail/idx_format.h>
 
 #include <cstdint>
 #include <limits>

@@ -1,8 +1,8 @@
 #pragma once
 
-#include <dlcore/data/hashtag_resampler.h>
-#include <dlcore/detail/alias_random.h>
-#include <dlcore/detail/noise_rows.h>
+#include <dlcore/data/detail/noise_rows.h>
+#include <dlcore/data/tag_lists.h>
+#include <dlcore/detail/splitmix.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <iomanip>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dlcore {
@@ -277,7 +278,8 @@ inline LabelNoiseResult inject_label_noise_impl(
       std::move(marginal));
 
   // Selection.
-  SplitMix64 rng(splitmix_finalize(o.seed() ^ 0xA54FF53A5F1D36F1ULL));
+  // The label-noise stream of the one seed derivation (detail/splitmix.h).
+  SplitMix64 rng(splitmix_stream_seed(o.seed(), kLabelNoiseStream));
   auto selected = torch::zeros({m}, torch::kBool);
   bool* sel = selected.data_ptr<bool>();
   int64_t num_selected = 0;
@@ -374,7 +376,8 @@ inline LabelNoiseResult inject_label_noise_impl(
 /// label-noise injection; DivideMix's "sym" noise draws from all classes
 /// (our kUniform), while most papers' "symmetric" excludes the true class
 /// (our kSymmetric). Selection and replacement use SplitMix64 seeded by
-/// `seed`, not torch's generator.
+/// `seed` (its label-noise stream, detail/splitmix.h), not torch's
+/// generator.
 inline LabelNoiseResult inject_label_noise(
     const torch::Tensor& labels, const LabelNoiseOptions& options) {
   TORCH_CHECK(

@@ -1,11 +1,12 @@
 #pragma once
 
+#include <dlcore/data/detail/selector/class_buffers.h>
+#include <dlcore/data/detail/selector/row_scan.h>
 #include <dlcore/data/tensor_dataset.h>
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/detail/parallel_tasks.h>
-#include <dlcore/detail/topk_buffer.h>
-#include <dlcore/detail/topk_row.h>
+#include <dlcore/detail/state.h>
+#include <dlcore/detail/thread_pool.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -57,7 +58,9 @@ struct TopKTopPSelectorOptions {
   TORCH_ARG(bool, softmax) = false;
   /// Threads that ingest one chunk (row blocks, each thread with its own
   /// per-class buffers, merged exactly when the result is taken) and that
-  /// sort the classes in `result()`. Default: 1
+  /// sort the classes in `result()`. They run on the library's thread pool,
+  /// at most `pool_threads()` at once; the result is the same for any
+  /// value. Default: 1
   TORCH_ARG(int64_t, num_threads) = 1;
 
  public:
@@ -549,21 +552,24 @@ class TopKTopPSelector {
     return {ranges_.begin(), ranges_.end()};
   }
 
-  /// Writes the state (version, C, K, P, rows seen, ranges, the best K of
-  /// every class) so a long pass can checkpoint and resume.
+  /// Writes the state so a long pass can checkpoint and resume, in dlcore's
+  /// state format (detail/state.h, docs/state.md): type
+  /// `dlcore.TopKTopPSelector`, version 1, fields `num_classes`, `k`, `p`
+  /// (the options the candidates depend on), `rows_seen`, `ranges` (int64
+  /// [R, 2], the recorded [begin, end) index ranges), and the best K of every
+  /// class as `indices`, `labels` (int64 [M]) and `scores` (float64 [M]).
   void save(torch::serialize::OutputArchive& archive) const {
     check_whole("save");
     const auto cand = candidates();
-    archive.write("version", at::tensor({kVersion}, at::kLong));
-    archive.write(
-        "ckp",
-        at::tensor(
-            {options_.num_classes(), options_.k(), options_.p()}, at::kLong));
-    archive.write("rows_seen", at::tensor({rows_seen_}, at::kLong));
-    archive.write("ranges", ranges_tensor());
-    archive.write("indices", std::get<0>(cand));
-    archive.write("labels", std::get<1>(cand));
-    archive.write("scores", std::get<2>(cand));
+    detail::StateWriter(archive, "TopKTopPSelector", kVersion)
+        .put_int("num_classes", options_.num_classes())
+        .put_int("k", options_.k())
+        .put_int("p", options_.p())
+        .put_int("rows_seen", rows_seen_)
+        .put_tensor("ranges", ranges_tensor())
+        .put_tensor("indices", std::get<0>(cand))
+        .put_tensor("labels", std::get<1>(cand))
+        .put_tensor("scores", std::get<2>(cand));
   }
 
   /// Restores a state written by `save`; C, K and P must match this
@@ -573,61 +579,16 @@ class TopKTopPSelector {
   /// more than P classes, no more images than rows seen, ranges that fit the
   /// row count and, when chunks were only given by first index, every index
   /// inside a recorded range) before anything changes: on error the
-  /// selector is left as it was.
+  /// selector is left as it was. Archives of the legacy format (tensors with
+  /// a `version` tensor and `ckp` = C, K, P) load too.
   void load(torch::serialize::InputArchive& archive) {
-    at::Tensor version, ckp, rows, ranges, indices, labels, scores;
-    auto read =
-        [&](const char* key, at::Tensor& t, at::ScalarType dtype, int64_t dim) {
-          archive.read(key, t);
-          TORCH_CHECK(
-              t.defined() && t.scalar_type() == dtype && t.dim() == dim &&
-                  t.device().is_cpu(),
-              "TopKTopPSelector: expected the saved `",
-              key,
-              "` to be a CPU ",
-              c10::toString(dtype),
-              " tensor with ",
-              dim,
-              " dimension(s), but got ",
-              t.defined() ? t.toString() : std::string("undefined"),
-              " of shape ",
-              t.defined() ? t.sizes() : at::IntArrayRef{});
-          t = t.contiguous();
-        };
-    read("version", version, at::kLong, 1);
-    TORCH_CHECK(
-        version.numel() == 1 && version.item<int64_t>() == kVersion,
-        "TopKTopPSelector: expected a saved state of version ",
-        kVersion,
-        ", but got version ",
-        version.numel() == 1 ? version.item<int64_t>() : -1);
-    read("ckp", ckp, at::kLong, 1);
-    TORCH_CHECK(
-        ckp.numel() == 3,
-        "TopKTopPSelector: expected the saved `ckp` to hold 3 values (C, K, "
-        "P), but got ",
-        ckp.numel());
-    TopKTopPSelectorOptions saved(
-        ckp[0].item<int64_t>(), ckp[1].item<int64_t>(), ckp[2].item<int64_t>());
-    check_compatible(saved, "load");
-    read("rows_seen", rows, at::kLong, 1);
-    TORCH_CHECK(
-        rows.numel() == 1 && rows.item<int64_t>() >= 0,
-        "TopKTopPSelector: expected the saved rows_seen to be one value >= 0, "
-        "but got ",
-        rows.numel() == 1 ? std::to_string(rows.item<int64_t>())
-                          : std::to_string(rows.numel()) + " values");
-    read("ranges", ranges, at::kLong, 2);
-    TORCH_CHECK(
-        ranges.size(1) == 2,
-        "TopKTopPSelector: expected the saved ranges of shape [R, 2], but got ",
-        ranges.sizes());
-    read("indices", indices, at::kLong, 1);
-    read("labels", labels, at::kLong, 1);
-    read("scores", scores, at::kDouble, 1);
-    const int64_t rows_seen = rows.item<int64_t>();
-    check_saved_candidates(rows_seen, ranges, indices, labels);
-    restore(rows_seen, ranges, indices, labels, scores);
+    const SavedState s = !detail::holds_state(archive) &&
+                                 !detail::state_entry(archive, "ckp").isNone()
+                             ? read_legacy(archive)
+                             : read_state(archive);
+    check_compatible(TopKTopPSelectorOptions(s.c, s.k, s.p), "load");
+    check_saved_candidates(s.rows_seen, s.ranges, s.indices, s.labels);
+    restore(s.rows_seen, s.ranges, s.indices, s.labels, s.scores);
   }
 
   /// Saves to a file, atomically (a temporary file in the same folder,
@@ -804,6 +765,87 @@ class TopKTopPSelector {
 
  private:
   static constexpr int64_t kVersion = 1;
+
+  /// A saved state, read from either format (fields checked for kind,
+  /// dtype and shape only).
+  struct SavedState {
+    int64_t c = 0, k = 0, p = 0, rows_seen = 0;
+    at::Tensor ranges, indices, labels, scores;
+  };
+
+  static SavedState read_state(torch::serialize::InputArchive& archive) {
+    const detail::StateReader state(
+        archive, "TopKTopPSelector", "TopKTopPSelector", kVersion);
+    SavedState s;
+    s.c = state.read_int("num_classes");
+    s.k = state.read_int("k");
+    s.p = state.read_int("p");
+    s.rows_seen = state.read_int("rows_seen");
+    state.expect(s.rows_seen >= 0, "rows_seen", "an integer >= 0", s.rows_seen);
+    s.ranges = state.read_tensor("ranges", at::kLong, {-1, 2});
+    s.indices = state.read_tensor("indices", at::kLong, {-1});
+    s.labels = state.read_tensor("labels", at::kLong, {-1});
+    s.scores = state.read_tensor("scores", at::kDouble, {-1});
+    return s;
+  }
+
+  /// The legacy format: int64 tensors `version` ([1]), `ckp` ([C, K, P]),
+  /// `rows_seen` ([1]), `ranges` ([R, 2]), `indices` and `labels` ([M]),
+  /// and float64 `scores` ([M]).
+  static SavedState read_legacy(torch::serialize::InputArchive& archive) {
+    SavedState s;
+    at::Tensor version, ckp, rows;
+    auto read =
+        [&](const char* key, at::Tensor& t, at::ScalarType dtype, int64_t dim) {
+          archive.read(key, t);
+          TORCH_CHECK(
+              t.defined() && t.scalar_type() == dtype && t.dim() == dim &&
+                  t.device().is_cpu(),
+              "TopKTopPSelector: expected the saved `",
+              key,
+              "` to be a CPU ",
+              c10::toString(dtype),
+              " tensor with ",
+              dim,
+              " dimension(s), but got ",
+              t.defined() ? t.toString() : std::string("undefined"),
+              " of shape ",
+              t.defined() ? t.sizes() : at::IntArrayRef{});
+          t = t.contiguous();
+        };
+    read("version", version, at::kLong, 1);
+    TORCH_CHECK(
+        version.numel() == 1 && version.item<int64_t>() == 1,
+        "TopKTopPSelector: expected a saved state of version 1, but got "
+        "version ",
+        version.numel() == 1 ? version.item<int64_t>() : -1);
+    read("ckp", ckp, at::kLong, 1);
+    TORCH_CHECK(
+        ckp.numel() == 3,
+        "TopKTopPSelector: expected the saved `ckp` to hold 3 values (C, K, "
+        "P), but got ",
+        ckp.numel());
+    s.c = ckp[0].item<int64_t>();
+    s.k = ckp[1].item<int64_t>();
+    s.p = ckp[2].item<int64_t>();
+    read("rows_seen", rows, at::kLong, 1);
+    TORCH_CHECK(
+        rows.numel() == 1 && rows.item<int64_t>() >= 0,
+        "TopKTopPSelector: expected the saved rows_seen to be one value >= 0, "
+        "but got ",
+        rows.numel() == 1 ? std::to_string(rows.item<int64_t>())
+                          : std::to_string(rows.numel()) + " values");
+    s.rows_seen = rows.item<int64_t>();
+    read("ranges", s.ranges, at::kLong, 2);
+    TORCH_CHECK(
+        s.ranges.size(1) == 2,
+        "TopKTopPSelector: expected the saved ranges of shape [R, 2], but got ",
+        s.ranges.sizes());
+    read("indices", s.indices, at::kLong, 1);
+    read("labels", s.labels, at::kLong, 1);
+    read("scores", s.scores, at::kDouble, 1);
+    return s;
+  }
 
   /// Runs `f`, which allocates per-class buffers, turning an allocation
   /// failure into an error that names the size.

@@ -10,8 +10,8 @@
 // (distributed/selection.h, distributed/collectives.h) need no Gloo headers
 // and take any c10d group the caller has.
 
-#include <dlcore/detail/dist_env.h>
 #include <dlcore/detail/torch_compat.h>
+#include <dlcore/distributed/detail/env.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

@@ -3,10 +3,10 @@
 // Saving and loading module weights by name, with every name and shape
 // mismatch reported before anything is loaded.
 
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/detail/freeze_archive.h>
 #include <dlcore/detail/regular_file.h>
+#include <dlcore/nn/detail/archive_names.h>
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/Tensor.h>
@@ -118,7 +118,7 @@ inline std::map<std::string, torch::Tensor> read_weights(
     detail::archive_errors_named(path, kOwner, [&] {
       torch::serialize::InputArchive archive;
       archive.load_from(bytes.data(), bytes.size());
-      detail::freeze_flatten_archive(archive, "", out);
+      detail::flatten_archive_names(archive, "", out);
     });
     return out;
   } catch (const c10::Error& e) {

@@ -361,4 +361,4 @@ inline int64_t conv_output_size(
 
 } // namespace dlcore
 
-#include <dlcore/detail/layer_math_impl.h>
+#include <dlcore/nn/detail/layer_math_impl.h>

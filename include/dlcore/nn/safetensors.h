@@ -5,8 +5,8 @@
 // pickle, so a file from anywhere can be read without trusting it.
 
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/detail/safetensors_format.h>
 #include <dlcore/nn/checkpoint.h>
+#include <dlcore/nn/detail/safetensors_format.h>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>

@@ -219,4 +219,4 @@ ModelSummary summary(
 
 } // namespace dlcore
 
-#include <dlcore/detail/summary_impl.h>
+#include <dlcore/nn/detail/summary_impl.h>

@@ -134,20 +134,17 @@ class CosineAnnealingLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("t_max", c10::IValue(options_.t_max()));
-    archive.write(
-        "eta_min", c10::IValue(std::vector<double>{options_.eta_min()}));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_int("t_max", options_.t_max());
+    state.put_doubles("eta_min", {options_.eta_min()});
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same_int(archive, "t_max", options_.t_max());
-    check_same(archive, "eta_min", options_.eta_min());
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_int(state, "t_max", options_.t_max());
+    check_same(state, "eta_min", options_.eta_min());
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:
@@ -303,43 +300,36 @@ class CosineAnnealingWarmRestarts : public LRScheduler {
     step(0.0);
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("t_0", c10::IValue(options_.t_0()));
-    archive.write("t_mult", c10::IValue(options_.t_mult()));
-    archive.write(
-        "eta_min", c10::IValue(std::vector<double>{options_.eta_min()}));
-    archive.write("t_i", c10::IValue(t_i_));
-    archive.write("t_cur", c10::IValue(std::vector<double>{t_cur_}));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_int("t_0", options_.t_0());
+    state.put_int("t_mult", options_.t_mult());
+    state.put_doubles("eta_min", {options_.eta_min()});
+    state.put_int("t_i", t_i_);
+    state.put_doubles("t_cur", {t_cur_});
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same_int(archive, "t_0", options_.t_0());
-    check_same_int(archive, "t_mult", options_.t_mult());
-    check_same(archive, "eta_min", options_.eta_min());
-    const c10::IValue t_i = read(archive, "t_i");
-    TORCH_CHECK(
-        t_i.isInt() && t_i.toInt() >= options_.t_0(),
-        "CosineAnnealingWarmRestarts: archive entry `t_i` must be an integer "
-        ">= t_0 (",
-        options_.t_0(),
-        "), but got ",
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_int(state, "t_0", options_.t_0());
+    check_same_int(state, "t_mult", options_.t_mult());
+    check_same(state, "eta_min", options_.eta_min());
+    const int64_t t_i = state.read_int("t_i");
+    state.expect(
+        t_i >= options_.t_0(),
+        "t_i",
+        "an integer >= t_0 (" + std::to_string(options_.t_0()) + ")",
         t_i);
-    const c10::IValue t_cur = read(archive, "t_cur");
-    TORCH_CHECK(
-        t_cur.isDoubleList() && t_cur.toDoubleVector().size() == 1 &&
-            std::isfinite(t_cur.toDoubleVector()[0]) &&
-            t_cur.toDoubleVector()[0] >= 0,
-        "CosineAnnealingWarmRestarts: archive entry `t_cur` must hold one "
-        "finite value >= 0, but got ",
-        t_cur);
-    SavedLRs lrs = read_lrs(archive);
+    const std::vector<double> t_cur = state.read_doubles("t_cur");
+    state.expect(
+        t_cur.size() == 1 && std::isfinite(t_cur[0]) && t_cur[0] >= 0,
+        "t_cur",
+        "a list of one finite float >= 0",
+        state.read("t_cur"));
+    SavedLRs lrs = read_lrs(state);
     restore_lrs(std::move(lrs), last_epoch);
-    t_i_ = t_i.toInt();
-    t_cur_ = t_cur.toDoubleVector()[0];
+    t_i_ = t_i;
+    t_cur_ = t_cur[0];
   }
 
  private:

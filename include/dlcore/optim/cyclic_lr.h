@@ -1,6 +1,6 @@
 #pragma once
 
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/per_group.h>
@@ -266,32 +266,30 @@ class CyclicLR : public LRScheduler {
   // continues the saved run exactly.
 
  protected:
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("base_lr", c10::IValue(lower_lrs_));
-    archive.write("max_lr", c10::IValue(max_lrs_));
-    archive.write("total_size", c10::IValue(std::vector<double>{total_size_}));
-    archive.write("step_ratio", c10::IValue(std::vector<double>{step_ratio_}));
-    archive.write("mode", c10::IValue(mode_code()));
-    archive.write("gamma", c10::IValue(std::vector<double>{options_.gamma()}));
-    archive.write("cycle_momentum", c10::IValue(options_.cycle_momentum()));
+  void save_state(detail::StateWriter& state) const override {
+    state.put_doubles("base_lr", lower_lrs_);
+    state.put_doubles("max_lr", max_lrs_);
+    state.put_doubles("total_size", {total_size_});
+    state.put_doubles("step_ratio", {step_ratio_});
+    state.put_int("mode", mode_code());
+    state.put_doubles("gamma", {options_.gamma()});
+    state.put_bool("cycle_momentum", options_.cycle_momentum());
     if (options_.cycle_momentum()) {
-      archive.write("base_momentum", c10::IValue(base_momenta_));
-      archive.write("max_momentum", c10::IValue(max_momenta_));
+      state.put_doubles("base_momentum", base_momenta_);
+      state.put_doubles("max_momentum", max_momenta_);
     }
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
+      const detail::StateReader& state, int64_t last_epoch) override {
     const char* owner = "CyclicLR";
-    detail::sched_check_same(archive, owner, "base_lr", lower_lrs_);
-    detail::sched_check_same(archive, owner, "max_lr", max_lrs_);
-    detail::sched_check_same(archive, owner, "total_size", total_size_);
-    detail::sched_check_same(archive, owner, "step_ratio", step_ratio_);
-    const c10::IValue mode = detail::sched_read(archive, owner, "mode");
+    check_same(state, "base_lr", lower_lrs_);
+    check_same(state, "max_lr", max_lrs_);
+    check_same(state, "total_size", total_size_);
+    check_same(state, "step_ratio", step_ratio_);
+    const int64_t mode = state.read_int("mode");
     TORCH_CHECK(
-        mode.isInt() && mode.toInt() == mode_code(),
+        mode == mode_code(),
         owner,
         ": the archive was saved with another mode or scale_fn (code ",
         mode,
@@ -299,18 +297,11 @@ class CyclicLR : public LRScheduler {
         mode_code(),
         " (0 triangular, 1 triangular2, 2 exp_range, 3 custom scale_fn "
         "per cycle, 4 custom scale_fn per iteration)");
-    detail::sched_check_same(archive, owner, "gamma", options_.gamma());
-    const c10::IValue cm = detail::sched_read(archive, owner, "cycle_momentum");
-    TORCH_CHECK(
-        cm.isBool() && cm.toBool() == options_.cycle_momentum(),
-        owner,
-        ": the archive was saved with cycle_momentum = ",
-        cm,
-        ", but this scheduler has ",
-        options_.cycle_momentum());
+    check_same(state, "gamma", options_.gamma());
+    check_same_bool(state, "cycle_momentum", options_.cycle_momentum());
     if (options_.cycle_momentum()) {
-      detail::sched_check_same(archive, owner, "base_momentum", base_momenta_);
-      detail::sched_check_same(archive, owner, "max_momentum", max_momenta_);
+      check_same(state, "base_momentum", base_momenta_);
+      check_same(state, "max_momentum", max_momenta_);
     }
     if (last_epoch < 0) {
       // A child of SequentialLR whose turn has not come: nothing to write.

@@ -2,7 +2,7 @@
 
 // LambdaLR and MultiplicativeLR: schedules given by a function of the epoch.
 
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/per_group.h>
 
@@ -108,15 +108,13 @@ class LambdaLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:
@@ -184,15 +182,13 @@ class MultiplicativeLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:

@@ -108,20 +108,17 @@ class ConstantLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write(
-        "factor", c10::IValue(std::vector<double>{options_.factor()}));
-    archive.write("total_iters", c10::IValue(options_.total_iters()));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_doubles("factor", {options_.factor()});
+    state.put_int("total_iters", options_.total_iters());
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same(archive, "factor", options_.factor());
-    check_same_int(archive, "total_iters", options_.total_iters());
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same(state, "factor", options_.factor());
+    check_same_int(state, "total_iters", options_.total_iters());
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:
@@ -223,24 +220,19 @@ class LinearLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write(
-        "start_factor",
-        c10::IValue(std::vector<double>{options_.start_factor()}));
-    archive.write(
-        "end_factor", c10::IValue(std::vector<double>{options_.end_factor()}));
-    archive.write("total_iters", c10::IValue(options_.total_iters()));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_doubles("start_factor", {options_.start_factor()});
+    state.put_doubles("end_factor", {options_.end_factor()});
+    state.put_int("total_iters", options_.total_iters());
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same(archive, "start_factor", options_.start_factor());
-    check_same(archive, "end_factor", options_.end_factor());
-    check_same_int(archive, "total_iters", options_.total_iters());
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same(state, "start_factor", options_.start_factor());
+    check_same(state, "end_factor", options_.end_factor());
+    check_same_int(state, "total_iters", options_.total_iters());
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:
@@ -331,19 +323,17 @@ class PolynomialLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("total_iters", c10::IValue(options_.total_iters()));
-    archive.write("power", c10::IValue(std::vector<double>{options_.power()}));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_int("total_iters", options_.total_iters());
+    state.put_doubles("power", {options_.power()});
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same_int(archive, "total_iters", options_.total_iters());
-    check_same(archive, "power", options_.power());
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_int(state, "total_iters", options_.total_iters());
+    check_same(state, "power", options_.power());
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:

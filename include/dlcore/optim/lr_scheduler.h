@@ -5,9 +5,10 @@
 // guards) and LRScheduler (the schedulers stepped by step(), which
 // SequentialLR and ChainedScheduler compose).
 
-#include <dlcore/detail/archive_check.h>
+#include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/detail/state.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 
 #include <ATen/core/ivalue.h>
 #include <c10/util/Exception.h>
@@ -41,11 +42,13 @@ class ChainedScheduler;
 /// - `last_epoch` never overflows: stepping at INT64_MAX is an error;
 /// - the optimizer must keep the param groups the scheduler was built for.
 ///
-/// Archives hold `type` (the class name), `version`, `last_epoch` and named
+/// Archives hold dlcore's state format (detail/state.h, docs/state.md):
+/// `type` ("dlcore." and the class name), `version`, `last_epoch` and named
 /// fields; `load` checks the type, the version and every field (a scheduler
 /// built with other options refuses the archive), changes nothing when a check
 /// fails (a composite keeps the children it loaded before the failing one),
-/// and writes the restored LRs into the optimizer.
+/// and writes the restored LRs into the optimizer. Archives written before
+/// this format (the type without "dlcore.") load too.
 ///
 /// Example (checkpoint and resume any scheduler):
 ///   sched.save("sched.pt");
@@ -90,10 +93,9 @@ class SchedulerBase {
 
   /// Writes `type`, `version`, `last_epoch` and the scheduler's fields.
   void save(torch::serialize::OutputArchive& archive) const {
-    archive.write("type", c10::IValue(std::string(name_)));
-    archive.write("version", c10::IValue(version_));
-    archive.write("last_epoch", c10::IValue(last_epoch_));
-    save_state(archive);
+    detail::StateWriter state(archive, name_, version_);
+    state.put_int("last_epoch", last_epoch_);
+    save_state(state);
   }
 
   /// Restores the state written by save() into a scheduler built with the
@@ -101,16 +103,12 @@ class SchedulerBase {
   /// so the next step continues the saved run exactly. Nothing changes when
   /// the archive is refused.
   void load(torch::serialize::InputArchive& archive) {
-    const int64_t version =
-        detail::sched_check_header(archive, name_, version_);
-    const c10::IValue le = read(archive, "last_epoch");
+    const detail::StateReader state(archive, name_, name_, version_);
+    const int64_t last_epoch = state.read_int("last_epoch");
     // -1: a child of SequentialLR whose turn has not come.
-    TORCH_CHECK(
-        le.isInt() && le.toInt() >= -1,
-        name_,
-        ": archive entry `last_epoch` must be an integer >= -1, but got ",
-        le);
-    load_state(archive, version, le.toInt());
+    state.expect(
+        last_epoch >= -1, "last_epoch", "an integer >= -1", last_epoch);
+    load_state(state, last_epoch);
   }
 
   /// Writes save()'s archive to `path`, atomically (a temporary file beside
@@ -151,13 +149,12 @@ class SchedulerBase {
   }
 
   /// Writes the fields after `type`, `version` and `last_epoch`.
-  virtual void save_state(torch::serialize::OutputArchive& archive) const = 0;
-  /// Reads and checks every field, then (only then) restores the state with
-  /// `last_epoch` and writes the restored LRs into the optimizer.
+  virtual void save_state(detail::StateWriter& state) const = 0;
+  /// Reads and checks every field (`state.version()` tells the layout), then
+  /// (only then) restores the state with `last_epoch` and writes the restored
+  /// LRs into the optimizer.
   virtual void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t version,
-      int64_t last_epoch) = 0;
+      const detail::StateReader& state, int64_t last_epoch) = 0;
 
   std::size_t num_groups() const noexcept {
     return base_lrs_.size();
@@ -251,23 +248,10 @@ class SchedulerBase {
     detail::sched_write_lrs(optimizer_, last_lr_);
   }
 
-  /// A required archive entry.
-  c10::IValue read(
-      torch::serialize::InputArchive& archive, const std::string& key) const {
-    return detail::sched_read(archive, name_, key);
-  }
-
   /// A list of one finite double per param group.
   std::vector<double> read_group_values(
-      torch::serialize::InputArchive& archive, const std::string& key) const {
-    const c10::IValue value = read(archive, key);
-    TORCH_CHECK(
-        value.isDoubleList(),
-        name_,
-        ": archive entry `",
-        key,
-        "` is not a list of floats");
-    std::vector<double> out = value.toDoubleVector();
+      const detail::StateReader& state, const std::string& key) const {
+    std::vector<double> out = state.read_doubles(key);
     TORCH_CHECK(
         out.size() == num_groups(),
         name_,
@@ -279,7 +263,7 @@ class SchedulerBase {
       TORCH_CHECK(
           std::isfinite(out[i]),
           name_,
-          ": archive entry `",
+          ": field `",
           key,
           "[",
           i,
@@ -289,30 +273,71 @@ class SchedulerBase {
     return out;
   }
 
-  /// Checks that a saved list of doubles equals this scheduler's.
+  /// Checks that a saved list of doubles (one per group) equals this
+  /// scheduler's.
   void check_same(
-      torch::serialize::InputArchive& archive,
+      const detail::StateReader& state,
       const std::string& key,
       const std::vector<double>& expected) const {
-    detail::sched_check_same(archive, name_, key, expected);
+    const std::vector<double> saved = state.read_doubles(key);
+    TORCH_CHECK(
+        saved.size() == expected.size(),
+        name_,
+        ": the archive was saved for ",
+        saved.size(),
+        " param groups, but this optimizer has ",
+        expected.size());
+    for (std::size_t i = 0; i < saved.size(); ++i) {
+      TORCH_CHECK(
+          saved[i] == expected[i],
+          name_,
+          ": the archive was saved with ",
+          key,
+          "[",
+          i,
+          "] = ",
+          saved[i],
+          ", but this scheduler has ",
+          expected[i],
+          "; construct it with the options of the saved run");
+    }
   }
 
-  /// Checks that a saved double equals this scheduler's.
+  /// Checks that a saved double (a list of one float) equals this
+  /// scheduler's.
   void check_same(
-      torch::serialize::InputArchive& archive,
+      const detail::StateReader& state,
       const std::string& key,
       double expected) const {
-    detail::sched_check_same(archive, name_, key, expected);
+    check_same(state, key, std::vector<double>{expected});
   }
 
   /// Checks that a saved integer equals this scheduler's.
   void check_same_int(
-      torch::serialize::InputArchive& archive,
+      const detail::StateReader& state,
       const std::string& key,
       int64_t expected) const {
-    const c10::IValue saved = read(archive, key);
+    const int64_t saved = state.read_int(key);
     TORCH_CHECK(
-        saved.isInt() && saved.toInt() == expected,
+        saved == expected,
+        name_,
+        ": the archive was saved with ",
+        key,
+        " = ",
+        saved,
+        ", but this scheduler has ",
+        expected,
+        "; construct it with the options of the saved run");
+  }
+
+  /// Checks that a saved bool equals this scheduler's.
+  void check_same_bool(
+      const detail::StateReader& state,
+      const std::string& key,
+      bool expected) const {
+    const bool saved = state.read_bool(key);
+    TORCH_CHECK(
+        saved == expected,
         name_,
         ": the archive was saved with ",
         key,
@@ -325,17 +350,17 @@ class SchedulerBase {
 
   /// Checks that a saved list of integers equals this scheduler's.
   void check_same_ints(
-      torch::serialize::InputArchive& archive,
+      const detail::StateReader& state,
       const std::string& key,
       const std::vector<int64_t>& expected) const {
-    const c10::IValue saved = read(archive, key);
+    const std::vector<int64_t> saved = state.read_ints(key);
     TORCH_CHECK(
-        saved.isIntList() && saved.toIntVector() == expected,
+        saved == expected,
         name_,
         ": the archive was saved with other ",
         key,
         " (",
-        saved,
+        c10::IValue(saved),
         "), but this scheduler has ",
         c10::IValue(expected),
         "; construct it with the options of the saved run");
@@ -343,9 +368,9 @@ class SchedulerBase {
 
   /// Writes `base_lrs` and `last_lr` (the state of every chainable
   /// scheduler).
-  void save_lrs(torch::serialize::OutputArchive& archive) const {
-    archive.write("base_lrs", c10::IValue(base_lrs_));
-    archive.write("last_lr", c10::IValue(last_lr_));
+  void save_lrs(detail::StateWriter& state) const {
+    state.put_doubles("base_lrs", base_lrs_);
+    state.put_doubles("last_lr", last_lr_);
   }
 
   /// The `base_lrs` and `last_lr` of an archive, checked.
@@ -353,10 +378,10 @@ class SchedulerBase {
     std::vector<double> base_lrs;
     std::vector<double> last_lr;
   };
-  SavedLRs read_lrs(torch::serialize::InputArchive& archive) const {
+  SavedLRs read_lrs(const detail::StateReader& state) const {
     SavedLRs s;
-    s.base_lrs = read_group_values(archive, "base_lrs");
-    s.last_lr = read_group_values(archive, "last_lr");
+    s.base_lrs = read_group_values(state, "base_lrs");
+    s.last_lr = read_group_values(state, "last_lr");
     return s;
   }
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/per_group.h>
@@ -336,56 +336,34 @@ class OneCycleLR : public LRScheduler {
   // continues the saved run exactly.
 
  protected:
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("total_steps", c10::IValue(total_steps_));
-    archive.write("phase_ends", c10::IValue(phase_ends()));
-    archive.write(
-        "anneal_strategy",
-        c10::IValue(static_cast<int64_t>(options_.anneal_strategy())));
+  void save_state(detail::StateWriter& state) const override {
+    state.put_int("total_steps", total_steps_);
+    state.put_doubles("phase_ends", phase_ends());
+    state.put_int(
+        "anneal_strategy", static_cast<int64_t>(options_.anneal_strategy()));
     for (int k = 0; k < kNumValues; ++k) {
-      archive.write(kValueNames[k], c10::IValue(column(k)));
+      state.put_doubles(kValueNames[k], column(k));
     }
-    archive.write("cycle_momentum", c10::IValue(options_.cycle_momentum()));
+    state.put_bool("cycle_momentum", options_.cycle_momentum());
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    const char* owner = "OneCycleLR";
-    const c10::IValue total = detail::sched_read(archive, owner, "total_steps");
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_int(state, "total_steps", total_steps_);
+    check_same(state, "phase_ends", phase_ends());
+    const int64_t strategy = state.read_int("anneal_strategy");
     TORCH_CHECK(
-        total.isInt() && total.toInt() == total_steps_,
-        owner,
-        ": the archive was saved with total_steps = ",
-        total,
-        ", but this scheduler has ",
-        total_steps_);
-    detail::sched_check_same(archive, owner, "phase_ends", phase_ends());
-    const c10::IValue strategy =
-        detail::sched_read(archive, owner, "anneal_strategy");
-    TORCH_CHECK(
-        strategy.isInt() && strategy.toInt() == static_cast<int64_t>(
-                                                    options_.anneal_strategy()),
-        owner,
-        ": the archive was saved with another anneal_strategy");
+        strategy == static_cast<int64_t>(options_.anneal_strategy()),
+        "OneCycleLR: the archive was saved with another anneal_strategy");
     for (int k = 0; k < kNumValues; ++k) {
-      detail::sched_check_same(archive, owner, kValueNames[k], column(k));
+      check_same(state, kValueNames[k], column(k));
     }
-    const c10::IValue cm = detail::sched_read(archive, owner, "cycle_momentum");
-    TORCH_CHECK(
-        cm.isBool() && cm.toBool() == options_.cycle_momentum(),
-        owner,
-        ": the archive was saved with cycle_momentum = ",
-        cm,
-        ", but this scheduler has ",
-        options_.cycle_momentum());
-    TORCH_CHECK(
+    check_same_bool(state, "cycle_momentum", options_.cycle_momentum());
+    state.expect(
         last_epoch <= total_steps_,
-        owner,
-        ": archive entry `last_epoch` must be an integer in [0, ",
-        total_steps_,
-        "], but got ",
+        "last_epoch",
+        "an integer in [-1, total_steps = " + std::to_string(total_steps_) +
+            "]",
         last_epoch);
     if (last_epoch < 0) {
       // A child of SequentialLR whose turn has not come: nothing to write.

@@ -2,7 +2,7 @@
 
 // ReduceLROnPlateau: lower the LR when a metric stops improving.
 
-#include <dlcore/detail/sched_common.h>
+#include <dlcore/optim/detail/scheduler_common.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/per_group.h>
 
@@ -233,74 +233,61 @@ class ReduceLROnPlateau : public SchedulerBase {
   }
 
  protected:
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("mode", c10::IValue(static_cast<int64_t>(options_.mode())));
-    archive.write(
-        "threshold_mode",
-        c10::IValue(static_cast<int64_t>(options_.threshold_mode())));
-    archive.write(
-        "factor", c10::IValue(std::vector<double>{options_.factor()}));
-    archive.write("patience", c10::IValue(options_.patience()));
-    archive.write(
-        "threshold", c10::IValue(std::vector<double>{options_.threshold()}));
-    archive.write("cooldown", c10::IValue(options_.cooldown()));
-    archive.write("min_lr", c10::IValue(min_lrs_));
-    archive.write("eps", c10::IValue(std::vector<double>{options_.eps()}));
-    archive.write("best", c10::IValue(std::vector<double>{best_}));
-    archive.write("num_bad_epochs", c10::IValue(num_bad_epochs_));
-    archive.write("cooldown_counter", c10::IValue(cooldown_counter_));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_int("mode", static_cast<int64_t>(options_.mode()));
+    state.put_int(
+        "threshold_mode", static_cast<int64_t>(options_.threshold_mode()));
+    state.put_doubles("factor", {options_.factor()});
+    state.put_int("patience", options_.patience());
+    state.put_doubles("threshold", {options_.threshold()});
+    state.put_int("cooldown", options_.cooldown());
+    state.put_doubles("min_lr", min_lrs_);
+    state.put_doubles("eps", {options_.eps()});
+    state.put_doubles("best", {best_});
+    state.put_int("num_bad_epochs", num_bad_epochs_);
+    state.put_int("cooldown_counter", cooldown_counter_);
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    const char* owner = "ReduceLROnPlateau";
-    check_same_int(archive, "mode", static_cast<int64_t>(options_.mode()));
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_int(state, "mode", static_cast<int64_t>(options_.mode()));
     check_same_int(
-        archive,
+        state,
         "threshold_mode",
         static_cast<int64_t>(options_.threshold_mode()));
-    check_same(archive, "factor", options_.factor());
-    check_same_int(archive, "patience", options_.patience());
-    check_same(archive, "threshold", options_.threshold());
-    check_same_int(archive, "cooldown", options_.cooldown());
-    check_same(archive, "min_lr", min_lrs_);
-    check_same(archive, "eps", options_.eps());
-    const c10::IValue best = read(archive, "best");
-    TORCH_CHECK(
-        best.isDoubleList() && best.toDoubleVector().size() == 1 &&
-            !std::isnan(best.toDoubleVector()[0]),
-        owner,
-        ": archive entry `best` must hold one value that is not nan, but got ",
-        best);
-    const c10::IValue bad = read(archive, "num_bad_epochs");
+    check_same(state, "factor", options_.factor());
+    check_same_int(state, "patience", options_.patience());
+    check_same(state, "threshold", options_.threshold());
+    check_same_int(state, "cooldown", options_.cooldown());
+    check_same(state, "min_lr", min_lrs_);
+    check_same(state, "eps", options_.eps());
+    const std::vector<double> best = state.read_doubles("best");
+    state.expect(
+        best.size() == 1 && !std::isnan(best[0]),
+        "best",
+        "a list of one float that is not nan",
+        state.read("best"));
+    const int64_t bad = state.read_int("num_bad_epochs");
     // At most one bad epoch per step and at most patience of them.
-    TORCH_CHECK(
-        bad.isInt() && bad.toInt() >= 0 && bad.toInt() <= options_.patience() &&
-            bad.toInt() <= last_epoch,
-        owner,
-        ": archive entry `num_bad_epochs` must be an integer in [0, min("
-        "patience, last_epoch)] = [0, ",
-        std::min(options_.patience(), last_epoch),
-        "], but got ",
+    state.expect(
+        bad >= 0 && bad <= options_.patience() && bad <= last_epoch,
+        "num_bad_epochs",
+        "an integer in [0, min(patience, last_epoch)] = [0, " +
+            std::to_string(std::min(options_.patience(), last_epoch)) + "]",
         bad);
-    const c10::IValue cooldown = read(archive, "cooldown_counter");
-    TORCH_CHECK(
-        cooldown.isInt() && cooldown.toInt() >= 0 &&
-            cooldown.toInt() <= options_.cooldown(),
-        owner,
-        ": archive entry `cooldown_counter` must be an integer in [0, "
-        "cooldown = ",
-        options_.cooldown(),
-        "], but got ",
+    const int64_t cooldown = state.read_int("cooldown_counter");
+    state.expect(
+        cooldown >= 0 && cooldown <= options_.cooldown(),
+        "cooldown_counter",
+        "an integer in [0, cooldown = " + std::to_string(options_.cooldown()) +
+            "]",
         cooldown);
-    SavedLRs lrs = read_lrs(archive);
+    SavedLRs lrs = read_lrs(state);
     restore_lrs(std::move(lrs), last_epoch);
-    best_ = best.toDoubleVector()[0];
-    num_bad_epochs_ = bad.toInt();
-    cooldown_counter_ = cooldown.toInt();
+    best_ = best[0];
+    num_bad_epochs_ = bad;
+    cooldown_counter_ = cooldown;
   }
 
  private:

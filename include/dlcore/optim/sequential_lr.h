@@ -197,34 +197,26 @@ class SequentialLR : public LRScheduler {
     return true;
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("milestones", c10::IValue(milestones_));
-    archive.write(
-        "num_schedulers",
-        c10::IValue(static_cast<int64_t>(schedulers_.size())));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_ints("milestones", milestones_);
+    state.put_int("num_schedulers", static_cast<int64_t>(schedulers_.size()));
+    save_lrs(state);
     for (std::size_t i = 0; i < schedulers_.size(); ++i) {
       torch::serialize::OutputArchive child;
       schedulers_[i]->save(child);
-      archive.write(detail::composite_key(i), child);
+      state.put_archive(detail::composite_key(i), child);
     }
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same_ints(archive, "milestones", milestones_);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_ints(state, "milestones", milestones_);
     check_same_int(
-        archive, "num_schedulers", static_cast<int64_t>(schedulers_.size()));
-    SavedLRs lrs = read_lrs(archive);
+        state, "num_schedulers", static_cast<int64_t>(schedulers_.size()));
+    SavedLRs lrs = read_lrs(state);
     std::vector<torch::serialize::InputArchive> children(schedulers_.size());
     for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      TORCH_CHECK(
-          archive.try_read(detail::composite_key(i), children[i]),
-          "SequentialLR: the archive has no `",
-          detail::composite_key(i),
-          "` entry; was it written by SequentialLR::save?");
+      state.read_archive(detail::composite_key(i), children[i]);
     }
     // A child that refuses its archive throws; children before it keep what
     // they loaded.
@@ -322,32 +314,24 @@ class ChainedScheduler : public LRScheduler {
     return true;
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write(
-        "num_schedulers",
-        c10::IValue(static_cast<int64_t>(schedulers_.size())));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_int("num_schedulers", static_cast<int64_t>(schedulers_.size()));
+    save_lrs(state);
     for (std::size_t i = 0; i < schedulers_.size(); ++i) {
       torch::serialize::OutputArchive child;
       schedulers_[i]->save(child);
-      archive.write(detail::composite_key(i), child);
+      state.put_archive(detail::composite_key(i), child);
     }
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
+      const detail::StateReader& state, int64_t last_epoch) override {
     check_same_int(
-        archive, "num_schedulers", static_cast<int64_t>(schedulers_.size()));
-    SavedLRs lrs = read_lrs(archive);
+        state, "num_schedulers", static_cast<int64_t>(schedulers_.size()));
+    SavedLRs lrs = read_lrs(state);
     std::vector<torch::serialize::InputArchive> children(schedulers_.size());
     for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      TORCH_CHECK(
-          archive.try_read(detail::composite_key(i), children[i]),
-          "ChainedScheduler: the archive has no `",
-          detail::composite_key(i),
-          "` entry; was it written by ChainedScheduler::save?");
+      state.read_archive(detail::composite_key(i), children[i]);
     }
     for (std::size_t i = 0; i < schedulers_.size(); ++i) {
       schedulers_[i]->load(children[i]);

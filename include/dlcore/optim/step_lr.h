@@ -101,19 +101,17 @@ class StepLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("step_size", c10::IValue(options_.step_size()));
-    archive.write("gamma", c10::IValue(std::vector<double>{options_.gamma()}));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_int("step_size", options_.step_size());
+    state.put_doubles("gamma", {options_.gamma()});
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same_int(archive, "step_size", options_.step_size());
-    check_same(archive, "gamma", options_.gamma());
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_int(state, "step_size", options_.step_size());
+    check_same(state, "gamma", options_.gamma());
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:
@@ -204,19 +202,17 @@ class MultiStepLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("milestones", c10::IValue(sorted_));
-    archive.write("gamma", c10::IValue(std::vector<double>{options_.gamma()}));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_ints("milestones", sorted_);
+    state.put_doubles("gamma", {options_.gamma()});
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same_ints(archive, "milestones", sorted_);
-    check_same(archive, "gamma", options_.gamma());
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same_ints(state, "milestones", sorted_);
+    check_same(state, "gamma", options_.gamma());
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:
@@ -283,17 +279,15 @@ class ExponentialLR : public LRScheduler {
     }
   }
 
-  void save_state(torch::serialize::OutputArchive& archive) const override {
-    archive.write("gamma", c10::IValue(std::vector<double>{options_.gamma()}));
-    save_lrs(archive);
+  void save_state(detail::StateWriter& state) const override {
+    state.put_doubles("gamma", {options_.gamma()});
+    save_lrs(state);
   }
 
   void load_state(
-      torch::serialize::InputArchive& archive,
-      int64_t /*version*/,
-      int64_t last_epoch) override {
-    check_same(archive, "gamma", options_.gamma());
-    restore_lrs(read_lrs(archive), last_epoch);
+      const detail::StateReader& state, int64_t last_epoch) override {
+    check_same(state, "gamma", options_.gamma());
+    restore_lrs(read_lrs(state), last_epoch);
   }
 
  private:

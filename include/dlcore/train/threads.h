@@ -1,5 +1,7 @@
 #pragma once
 
+#include <dlcore/detail/thread_pool.h>
+
 #include <ATen/Parallel.h>
 
 #include <dlfcn.h>
@@ -19,6 +21,8 @@ struct ThreadConfig {
   /// LibTorch's intra-op thread count after the call
   /// (`at::get_num_threads()`).
   int torch_threads = 0;
+  /// Threads of dlcore's own pool after the call (`pool_threads()`).
+  int pool_threads = 0;
   /// True when OpenBLAS was found in the process and set to one thread.
   bool openblas_found = false;
   /// OpenBLAS's thread count after the call (-1 when OpenBLAS is not loaded).
@@ -39,7 +43,9 @@ struct ThreadConfig {
   }
 };
 
-/// Sets LibTorch's intra-op thread count and keeps OpenBLAS single-threaded.
+/// Sets LibTorch's intra-op thread count and dlcore's own thread pool
+/// (`set_pool_threads`) to the same number, and keeps OpenBLAS
+/// single-threaded.
 ///
 /// `num_threads <= 0` means every core (`std::thread::hardware_concurrency`,
 /// or LibTorch's current count when that is unknown). LibTorch's own thread
@@ -72,6 +78,8 @@ inline ThreadConfig configure_threads(int num_threads) {
   }
   at::set_num_threads(n);
   config.torch_threads = at::get_num_threads();
+  set_pool_threads(n);
+  config.pool_threads = pool_threads();
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   config.omp_wait_policy = policy != nullptr ? policy : "";
 

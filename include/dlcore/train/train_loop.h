@@ -1,5 +1,6 @@
 #pragma once
 
+#include <dlcore/detail/thread_pool.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/train/losses.h>
 #include <dlcore/train/progress.h>
@@ -19,15 +20,12 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -136,8 +134,9 @@ struct TrainOptions {
   /// Default: true
   TORCH_ARG(bool, set_to_none) = true;
   /// Split each batch into this many chunks, run forward and backward of the
-  /// chunks on as many threads (each with one intra-op thread, the calling
-  /// thread's count restored afterwards), and sum the chunks' gradients in a
+  /// chunks on the library's thread pool, up to this many at once (each
+  /// thread with one intra-op thread, the calling thread's count restored
+  /// afterwards; see `set_pool_threads`), and sum the chunks' gradients in a
   /// fixed order, each chunk's loss weighted by its share of the batch. The
   /// update equals the whole-batch one up to float rounding for a model that
   /// treats samples independently (not for BatchNorm in training mode), and
@@ -312,135 +311,31 @@ struct IntraOpThreadsGuard {
   }
 };
 
-/// `threads - 1` worker threads (each with one LibTorch intra-op thread)
-/// that, with the calling thread, run the chunks of a batch (see
-/// `TrainOptions::data_parallel`).
-class ChunkPool {
- public:
-  explicit ChunkPool(int threads) : workers_(threads - 1) {
-    for (auto& w : workers_) {
-      w.thread = std::thread([&w] { loop(w); });
-    }
-  }
-  ChunkPool(const ChunkPool&) = delete;
-  ChunkPool& operator=(const ChunkPool&) = delete;
-  ~ChunkPool() {
-    for (auto& w : workers_) {
-      {
-        std::lock_guard<std::mutex> lock(w.mutex);
-        w.quit = true;
-      }
-      w.cv.notify_all();
-    }
-    for (auto& w : workers_) {
-      w.thread.join();
-    }
-  }
-
-  /// Number of threads, the caller's included.
-  int64_t size() const {
-    return static_cast<int64_t>(workers_.size()) + 1;
-  }
-
-  /// Runs `fn(i)` for i in [0, chunks) (chunks <= size()): chunk 0 on the
-  /// calling thread, the others on the workers; rethrows the first error.
-  void run(int64_t chunks, const std::function<void(int64_t)>& fn) {
-    TORCH_INTERNAL_ASSERT(chunks >= 1 && chunks <= size());
-    for (int64_t i = 1; i < chunks; ++i) {
-      Worker& w = workers_[i - 1];
-      {
-        std::lock_guard<std::mutex> lock(w.mutex);
-        w.job = [&fn, i] { fn(i); };
-        w.has_job = true;
-        w.done = false;
-        w.error = nullptr;
-      }
-      w.cv.notify_all();
-    }
-    std::exception_ptr error;
-    try {
-      fn(0);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    for (int64_t i = 1; i < chunks; ++i) {
-      Worker& w = workers_[i - 1];
-      std::unique_lock<std::mutex> lock(w.mutex);
-      w.cv.wait(lock, [&w] { return w.done; });
-      if (!error && w.error) {
-        error = w.error;
-      }
-    }
-    if (error) {
-      std::rethrow_exception(error);
-    }
-  }
-
- private:
-  struct Worker {
-    std::thread thread;
-    std::mutex mutex;
-    std::condition_variable cv;
-    std::function<void()> job;
-    bool has_job = false;
-    bool done = false;
-    bool quit = false;
-    std::exception_ptr error;
-  };
-
-  static void loop(Worker& w) {
-    at::set_num_threads(1);
-    while (true) {
-      std::function<void()> job;
-      {
-        std::unique_lock<std::mutex> lock(w.mutex);
-        w.cv.wait(lock, [&w] { return w.has_job || w.quit; });
-        if (!w.has_job) {
-          return;
-        }
-        job = std::move(w.job);
-        w.has_job = false;
-      }
-      std::exception_ptr error;
-      try {
-        job();
-      } catch (...) {
-        error = std::current_exception();
-      }
-      {
-        std::lock_guard<std::mutex> lock(w.mutex);
-        w.error = error;
-        w.done = true;
-      }
-      w.cv.notify_all();
-    }
-  }
-
-  std::vector<Worker> workers_;
-};
-
-/// A `ChunkPool` for the duration of a pass, with the calling thread's
-/// intra-op thread count set to 1 and restored afterwards.
+/// The chunks of each batch of a pass (see `TrainOptions::data_parallel`)
+/// run on the library's thread pool, with the calling thread's intra-op
+/// thread count set to 1 for the pass and restored afterwards (the pool's
+/// workers always run with 1).
 struct ChunkedPass {
   IntraOpThreadsGuard guard;
-  ChunkPool pool;
-  explicit ChunkedPass(int threads) : pool((at::set_num_threads(1), threads)) {}
+  int64_t chunks;
+  explicit ChunkedPass(int threads)
+      : chunks((at::set_num_threads(1), threads)) {}
 };
 
-/// A batch split into chunks on `pool`: forward and loss per chunk, each
-/// chunk's loss weighted by its share of the batch; returns (logits, batch
-/// mean loss), detached. With `params` (training), also backward per chunk,
-/// and every parameter's gradient set to the chunks' sum (fixed order);
-/// without (evaluation), no gradients at all.
+/// A batch split into at most `pass.chunks` chunks on the thread pool: forward
+/// and loss per chunk, each chunk's loss weighted by its share of the batch;
+/// returns (logits, batch mean loss), detached. With `params` (training), also
+/// backward per chunk, and every parameter's gradient set to the chunks' sum
+/// (fixed order); without (evaluation), no gradients at all.
 template <typename Module>
 std::pair<torch::Tensor, torch::Tensor> chunked_step(
-    ChunkPool& pool,
+    const ChunkedPass& pass,
     Module& module,
     const std::vector<torch::Tensor>* params,
     const torch::Tensor& data,
     const torch::Tensor& targets,
     const LossFunction& loss_fn) {
-  const int64_t k = std::min<int64_t>(pool.size(), data.size(0));
+  const int64_t k = std::min<int64_t>(pass.chunks, data.size(0));
   std::vector<torch::Tensor> xs = data.chunk(k);
   std::vector<torch::Tensor> ys = targets.chunk(k);
   const int64_t chunks = static_cast<int64_t>(xs.size());
@@ -448,7 +343,7 @@ std::pair<torch::Tensor, torch::Tensor> chunked_step(
   std::vector<torch::Tensor> logits(chunks);
   std::vector<torch::Tensor> losses(chunks);
   std::vector<std::vector<torch::Tensor>> grads(chunks);
-  pool.run(chunks, [&](int64_t i) {
+  run_tasks(chunks, [&](int64_t i) {
     torch::AutoGradMode grad_mode(params != nullptr);
     torch::Tensor z = module.forward(xs[i]);
     torch::Tensor l = loss_fn ? loss_fn(z, ys[i]) : default_loss(z, ys[i]);
@@ -548,7 +443,7 @@ EpochMetrics train_epoch_impl(
     torch::Tensor loss;
     if (chunked.has_value() && n >= 2) {
       std::tie(logits, loss) = detail::chunked_step(
-          chunked->pool, module, &params, data, targets, loss_fn);
+          *chunked, module, &params, data, targets, loss_fn);
     } else {
       clear_grads(optimizer, options.set_to_none());
       logits = module.forward(data);
@@ -727,7 +622,7 @@ EpochMetrics evaluate(
     torch::Tensor loss;
     if (chunked.has_value() && data.size(0) >= 2) {
       std::tie(logits, loss) = detail::chunked_step(
-          chunked->pool, module, nullptr, data, targets, loss_fn);
+          *chunked, module, nullptr, data, targets, loss_fn);
     } else {
       logits = module.forward(data);
       loss = loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);

@@ -1,6 +1,8 @@
 #pragma once
 
-#include <dlcore/detail/conv_single_channel.h>
+#include <dlcore/nn/detail/conv_single_channel.h>
+#include <dlcore/nn/layer_math.h>
+#include <dlcore/nn/summary.h>
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/max_pool2d_with_indices_backward.h>
@@ -233,7 +235,7 @@ inline torch::Tensor max_pool2x2(const torch::Tensor& x) {
 /// different batch; here an input that is not `[N, 1, 28, 28]` is an error.
 /// Initialisation is LibTorch's default (the same rule as Python's, a
 /// different random stream).
-class LeNet5Impl : public torch::nn::Module {
+class LeNet5Impl : public torch::nn::Module, public SummaryTraceable {
  public:
   /// `num_classes` outputs of the last layer (>= 1).
   explicit LeNet5Impl(int64_t num_classes = 10) : num_classes_(num_classes) {
@@ -253,10 +255,7 @@ class LeNet5Impl : public torch::nn::Module {
 
   /// Logits `[N, num_classes]` for images `[N, 1, 28, 28]`.
   torch::Tensor forward(torch::Tensor x) {
-    TORCH_CHECK(
-        x.dim() == 4 && x.size(1) == 1 && x.size(2) == 28 && x.size(3) == 28,
-        "LeNet5: expected input of shape [N, 1, 28, 28], but got ",
-        x.sizes());
+    check_input(x);
     if (detail::conv1ch_applies(x, conv1->weight, conv1->bias)) {
       // The same function through a direct kernel (see
       // detail/conv_single_channel.h); equal up to float rounding order.
@@ -272,6 +271,30 @@ class LeNet5Impl : public torch::nn::Module {
     return fc3->forward(x);
   }
 
+  /// `forward`, step by step (see `summary()`): the same layers, with
+  /// conv1 through `torch::nn::Conv2d` and the pooling and activations as
+  /// functional steps named `relu1`, `pool1`, `relu2`, `pool2`, `flatten`,
+  /// `relu3`, `relu4`. An inactive tracer runs `forward` itself.
+  torch::Tensor trace_forward(
+      const torch::Tensor& input, SummaryTracer& t) override {
+    if (!t.recording()) {
+      return forward(input);
+    }
+    check_input(input);
+    auto x = t("conv1", conv1, input);
+    x = t.functional("relu1", x, torch::relu(x));
+    x = t.functional("pool1", x, detail::max_pool2x2(x));
+    x = t("conv2", conv2, x);
+    x = t.functional("relu2", x, torch::relu(x));
+    x = t.functional("pool2", x, detail::max_pool2x2(x));
+    x = t.functional("flatten", x, x.flatten(1));
+    x = t("fc1", fc1, x);
+    x = t.functional("relu3", x, torch::relu(x));
+    x = t("fc2", fc2, x);
+    x = t.functional("relu4", x, torch::relu(x));
+    return t("fc3", fc3, x);
+  }
+
   /// Number of outputs.
   int64_t num_classes() const {
     return num_classes_;
@@ -284,10 +307,41 @@ class LeNet5Impl : public torch::nn::Module {
   torch::nn::Linear fc3{nullptr};
 
  private:
+  static void check_input(const torch::Tensor& x) {
+    TORCH_CHECK(
+        x.dim() == 4 && x.size(1) == 1 && x.size(2) == 28 && x.size(3) == 28,
+        "LeNet5: expected input of shape [N, 1, 28, 28], but got ",
+        x.sizes());
+  }
+
   int64_t num_classes_;
 };
 
 /// Module holder of `LeNet5Impl` (`dlcore::LeNet5 net(10); net->forward(x)`).
 TORCH_MODULE(LeNet5);
+
+/// LeNet-5 as layer specs for `analyze_layers()` (input {1, 28, 28}), layer
+/// for layer the same as `LeNet5`'s `summary()` rows, with the same names.
+///
+/// Example:
+///   auto stats = dlcore::analyze_layers(dlcore::lenet5_layers(), {1, 28, 28});
+///   // stats.params == 61706, stats.macs == 416520
+inline std::vector<LayerSpec> lenet5_layers(int64_t num_classes = 10) {
+  using L = LayerSpec;
+  return {
+      L::conv2d(1, 6, 5).padding(2).name("conv1"),
+      L::relu(/*inplace=*/false).name("relu1"),
+      L::max_pool2d(2).name("pool1"),
+      L::conv2d(6, 16, 5).name("conv2"),
+      L::relu(/*inplace=*/false).name("relu2"),
+      L::max_pool2d(2).name("pool2"),
+      L::flatten().name("flatten"),
+      L::linear(16 * 5 * 5, 120).name("fc1"),
+      L::relu(/*inplace=*/false).name("relu3"),
+      L::linear(120, 84).name("fc2"),
+      L::relu(/*inplace=*/false).name("relu4"),
+      L::linear(84, num_classes).name("fc3"),
+  };
+}
 
 } // namespace dlcore

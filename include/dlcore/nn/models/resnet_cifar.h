@@ -3,6 +3,7 @@
 // Residual networks for small images (CIFAR-style): ResNet-8/20/32/56/110 of
 // He et al. 2016, §4.2, and ResNet-18 with a 3x3 stem and no max-pool.
 
+#include <dlcore/nn/forward_child.h>
 #include <dlcore/nn/freeze.h>
 
 #include <ATen/CPUGeneratorImpl.h>

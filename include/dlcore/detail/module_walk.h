@@ -1,5 +1,10 @@
 #pragma once
 
+// Walking a module tree for the transfer-learning headers (nn/freeze.h,
+// nn/batch_norm_policy.h, nn/forward_child.h, nn/heads.h,
+// optim/gradual_unfreezing.h): distinct named parameters, requires_grad
+// changes, parent-child edges and submodules by dotted path.
+
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -18,7 +23,7 @@ namespace detail {
 /// Named parameters of `module` (recursive), each tensor once even when a
 /// module shares it (the first name wins), in registration order.
 inline std::vector<std::pair<std::string, torch::Tensor>>
-freeze_unique_named_parameters(const torch::nn::Module& module) {
+unique_named_parameters(const torch::nn::Module& module) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   std::unordered_set<const c10::TensorImpl*> seen;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
@@ -30,7 +35,7 @@ freeze_unique_named_parameters(const torch::nn::Module& module) {
 }
 
 /// Sets `requires_grad` on each distinct tensor; returns how many changed.
-inline int64_t freeze_set_requires_grad(
+inline int64_t set_requires_grad(
     const std::vector<torch::Tensor>& tensors, bool requires_grad) {
   int64_t changed = 0;
   std::unordered_set<const c10::TensorImpl*> seen;
@@ -55,34 +60,34 @@ inline int64_t freeze_set_requires_grad(
 /// children in registration order. `prefix` is the dotted path of `root`.
 /// The visitor may replace the child in the parent's registry; the walk then
 /// continues into the replacement.
-using FreezeEdgeVisitor = std::function<void(
+using ChildEdgeVisitor = std::function<void(
     torch::nn::Module& parent,
     const std::string& child_name,
     const std::string& dotted_name,
     const std::shared_ptr<torch::nn::Module>& child)>;
 
-inline void freeze_walk_edges(
+inline void walk_child_edges(
     torch::nn::Module& root,
     const std::string& prefix,
-    const FreezeEdgeVisitor& visit) {
+    const ChildEdgeVisitor& visit) {
   for (const auto& item : root.named_children()) {
     const std::string dotted =
         prefix.empty() ? item.key() : prefix + "." + item.key();
     visit(root, item.key(), dotted, item.value());
     // Re-read: the visitor may have replaced it.
     auto now = root.named_children()[item.key()];
-    freeze_walk_edges(*now, dotted, visit);
+    walk_child_edges(*now, dotted, visit);
   }
 }
 
 /// True when `module` is a torch::nn::Sequential, whose forward() runs its
 /// own list of modules rather than the registry.
-inline bool freeze_is_sequential(const torch::nn::Module& module) {
+inline bool is_sequential(const torch::nn::Module& module) {
   return dynamic_cast<const torch::nn::SequentialImpl*>(&module) != nullptr;
 }
 
 /// Splits "a.b.c" into ("a.b", "c"); ("", "c") for "c".
-inline std::pair<std::string, std::string> freeze_split_last(
+inline std::pair<std::string, std::string> split_last_name(
     const std::string& dotted) {
   const auto pos = dotted.rfind('.');
   if (pos == std::string::npos) {
@@ -93,7 +98,7 @@ inline std::pair<std::string, std::string> freeze_split_last(
 
 /// The submodule at dotted path `path` below `root` (`root` itself for "").
 /// `owner` names the caller in the error.
-inline torch::nn::Module& freeze_find_module(
+inline torch::nn::Module& find_submodule(
     torch::nn::Module& root,
     const std::string& path,
     const std::string& owner) {

@@ -1,7 +1,7 @@
 #pragma once
 
 // Internals of dlcore::TopKTopPSelector: which SIMD instruction set the hot
-// loops (topk_row.h, topk_buffer.h) use, chosen at run time so that the
+// loops (row_scan.h, class_buffers.h) use, chosen at run time so that the
 // headers need no -m flags.
 
 #include <atomic>
@@ -18,7 +18,7 @@ namespace dlcore {
 namespace detail {
 
 /// Instruction sets of the selector's hot loops. For the row scan
-/// (topk_row.h), `kScalar` is the exact block method alone and the others
+/// (row_scan.h), `kScalar` is the exact block method alone and the others
 /// guess a threshold and collect candidates with SIMD; with `kAvx512`, the
 /// compaction of 8-byte buffers (`topk_keep_best`) partitions with SIMD too.
 enum class TopKIsa : int { kScalar = 0, kSse2 = 1, kAvx2 = 2, kAvx512 = 3 };

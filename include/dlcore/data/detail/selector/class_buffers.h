@@ -4,8 +4,8 @@
 // keeps the best K (score, index) pairs under the total order
 // (score descending, index ascending).
 
-#include <dlcore/detail/alias_huge_pages.h>
-#include <dlcore/detail/topk_isa.h>
+#include <dlcore/data/detail/selector/isa.h>
+#include <dlcore/detail/huge_pages.h>
 
 #include <algorithm>
 #include <cfloat>
@@ -268,14 +268,14 @@ topk_partition_avx512(
 /// 0 < k < n, distinct indices) to its front, unordered, and returns the
 /// k-th best; the entries after the first k are left unspecified.
 ///
-/// Same result as std::nth_element, faster on large buffers (the compaction
-/// of a 16k-per-class selector): a strided sample of the scores brackets the
-/// k-th best score, a branch-free partition (one scalar pass, or two AVX-512
-/// passes for 8-byte entries: `topk_partition_avx512`) keeps the entries
-/// above the bracket in place and gathers those inside it, and the selection
-/// runs on that small middle part only (`topk_select_bracket`). When the
-/// bracket misses (the sample's ranks are off by more than the margin), the
-/// plain std::nth_element runs on everything.
+/// Same result as std::nth_element, for the large buffers of the compaction
+/// of a 16k-per-class selector (docs/selector_isa.md): a strided sample of the
+/// scores brackets the k-th best score, a branch-free partition (one scalar
+/// pass, or two AVX-512 passes for 8-byte entries: `topk_partition_avx512`)
+/// keeps the entries above the bracket in place and gathers those inside it,
+/// and the selection runs on that small middle part only
+/// (`topk_select_bracket`). When the bracket misses (the sample's ranks are off
+/// by more than the margin), the plain std::nth_element runs on everything.
 template <typename E>
 E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
   using S = TopKScore<E>;
@@ -344,7 +344,7 @@ E topk_keep_best(E* v, size_t n, size_t k, std::vector<E>& scratch) {
 ///
 /// The slots belong to the caller (a `TopKState` holds the slots of all its
 /// classes in one allocation); the row scan appends to them in place
-/// (`TopKOffers` in topk_row.h). `E` is `TopKEntry` or `TopKEntry32`.
+/// (`TopKOffers` in row_scan.h). `E` is `TopKEntry` or `TopKEntry32`.
 template <typename E>
 class TopKBuffer {
  public:
@@ -496,9 +496,8 @@ class TopKBuffer {
 /// pages). From 2 MB up it is aligned to 2 MB and, on Linux, advised to use
 /// transparent huge pages (`huge_page_alloc`): the row scan writes to the tails
 /// of C buffers spread over C * 1.5 K entries (192 MB of 8-byte entries at C =
-/// 1000, K = 16000), 1000 pages at a time. With the dense writer of topk_row.h
-/// this made ingestion 0-8% faster on 1 thread and 6-15% on 2
-/// (docs/performance/pseudo_label.md).
+/// 1000, K = 16000), 1000 pages at a time (what it bought:
+/// docs/selector_isa.md).
 template <typename E>
 class TopKSlots {
  public:

@@ -4,8 +4,8 @@
 // sampling conditioned on an excluded set (the other tags of a multi-label
 // image).
 
-#include <dlcore/detail/alias_random.h>
-#include <dlcore/detail/alias_table.h>
+#include <dlcore/data/detail/alias_table.h>
+#include <dlcore/detail/splitmix.h>
 
 #include <c10/util/Exception.h>
 

@@ -281,20 +281,30 @@ inline std::string ModelSummary::to_string(int64_t max_depth) const {
      << "\n";
   os << "Non-trainable params: "
      << detail::format_thousands(non_trainable_params) << "\n";
-  os << "Total mult-adds (G): " << detail::summary_fixed(total_macs / 1e9, 3)
-     << (traced ? "" : " (not traced)") << "\n";
+  // Without a trace, MACs and activations are unknown, not zero.
+  const std::string unknown = "-- (not traced)";
+  os << "Total mult-adds (G): "
+     << (traced ? detail::summary_fixed(total_macs / 1e9, 3) : unknown) << "\n";
   os << rule << "\n";
   os << "Input size (MiB): " << detail::summary_fixed(input_bytes / mib, 2)
      << "\n";
   os << "Forward pass size (MiB): "
-     << detail::summary_fixed(forward_bytes / mib, 2) << "\n";
+     << (traced ? detail::summary_fixed(forward_bytes / mib, 2) : unknown)
+     << "\n";
   os << "Params size (MiB): " << detail::summary_fixed(param_bytes / mib, 2)
      << "\n";
   os << "Estimated total size (MiB): "
-     << detail::summary_fixed(
-            (input_bytes + forward_bytes + param_bytes) / mib, 2)
+     << (traced ? detail::summary_fixed(
+                      (input_bytes + forward_bytes + param_bytes) / mib, 2)
+                : unknown)
      << "\n";
   os << rule << "\n";
+  if (!traced) {
+    os << "Not traced: the module is neither a torch::nn::Sequential nor a\n"
+          "dlcore::SummaryTraceable, so output shapes, mult-adds and the\n"
+          "forward pass's memory are unknown; only parameters are listed.\n"
+          "docs/summary.md shows how a module opts in.\n";
+  }
   return os.str();
 }
 

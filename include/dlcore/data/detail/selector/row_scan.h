@@ -4,8 +4,8 @@
 // top-P classes and offers them to the per-class buffers. Plain C++ over a
 // contiguous pointer; no tensor operation per row.
 
-#include <dlcore/detail/topk_buffer.h>
-#include <dlcore/detail/topk_isa.h>
+#include <dlcore/data/detail/selector/class_buffers.h>
+#include <dlcore/data/detail/selector/isa.h>
 
 #include <cmath>
 #include <cstdint>
@@ -24,7 +24,7 @@ namespace detail {
 constexpr int64_t kTopKBlock = 16;
 
 /// Rows ahead of the current one whose scores are prefetched (one 64-byte
-/// line per block of the current row; 1 to 2 measured best here).
+/// line per block of the current row; docs/selector_isa.md).
 constexpr int64_t kTopKPrefetchRows = 2;
 
 /// Rows per block of the guess window (`TopKGuessWindow`).
@@ -33,11 +33,8 @@ constexpr int64_t kTopKGuessRows = 16;
 /// The p-th best scores of recent rows, from which the next row's
 /// threshold is guessed: their minimum and maximum over the last complete
 /// block of kTopKGuessRows rows and the rows since (kTopKGuessRows to
-/// 2 * kTopKGuessRows - 1 rows). Four scalars, no array: an array of the
-/// last rows' scores, written one float at a time and reduced with vector
-/// loads, made each load wait for the latest store to reach the cache
-/// (store forwarding fails on a wider load), and that store waits behind
-/// the buffers' stores that miss it: 14% of ingestion time in a profile.
+/// 2 * kTopKGuessRows - 1 rows). Four scalars, no array, so that no vector
+/// load reads a float just stored (why: docs/performance/pseudo_label.md).
 struct TopKGuessWindow {
   float block_lo = 0;
   float block_hi = 0;
@@ -698,8 +695,7 @@ inline void topk_finish_row(
 
 /// `topk_ingest_rows` for float rows with a SIMD `isa`, software-pipelined:
 /// row r + 1 is scanned before row r's candidates are ranked and offered,
-/// so the ranking and the buffer pushes overlap the next row's loads (11%
-/// faster at C = 1000 than scanning and finishing one row at a time). Row
+/// so the ranking and the buffer pushes overlap the next row's loads. Row
 /// r + 1's guess therefore comes from the rows before r. Each row, in turn:
 /// one SIMD pass collects the classes whose score is >= the guess g (and
 /// checks finiteness); when at least p are collected, the row's p-th best
@@ -765,10 +761,8 @@ int64_t topk_ingest_rows_pipelined(
 /// `topk_ingest_rows_pipelined`, with row r's ranking and offers placed in
 /// the middle of row r + 1's scan (`TopKScanAvx512` in two pieces), so that
 /// they run while that row's loads and the prefetches of the row after are
-/// in flight. In the benchmark (10 M rows) 10-20% faster than scanning row
-/// r + 1 whole first, the order of the other instruction sets
-/// (docs/performance/pseudo_label.md); finer interleaving (one offer per
-/// piece) was slower. Same result as `topk_row_top_p` on every row.
+/// in flight (what it bought: docs/selector_isa.md). Same result as
+/// `topk_row_top_p` on every row.
 template <typename IndexOf, typename E>
 DLCORE_TOPK_AVX512 int64_t topk_ingest_rows_avx512(
     const float* data,

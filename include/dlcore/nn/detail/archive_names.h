@@ -10,7 +10,7 @@ namespace dlcore {
 namespace detail {
 
 /// Flattens a (nested) `torch::save(module)` archive into dotted names.
-inline void freeze_flatten_archive(
+inline void flatten_archive_names(
     torch::serialize::InputArchive& archive,
     const std::string& prefix,
     std::map<std::string, torch::Tensor>& out) {
@@ -24,7 +24,7 @@ inline void freeze_flatten_archive(
     }
     torch::serialize::InputArchive sub;
     if (archive.try_read(key, sub)) {
-      freeze_flatten_archive(sub, name, out);
+      flatten_archive_names(sub, name, out);
     }
   }
 }

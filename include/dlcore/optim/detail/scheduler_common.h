@@ -1,17 +1,15 @@
 #pragma once
 
 // Internals shared by dlcore's schedulers: per-group option expansion and
-// validation, writing values into an optimizer's param groups, and versioned
-// archive helpers (used through SchedulerBase in optim/lr_scheduler.h).
+// validation and writing values into an optimizer's param groups (used
+// through SchedulerBase in optim/lr_scheduler.h; their state goes through
+// detail/state.h).
 
 #include <dlcore/optim/momentum.h>
 #include <dlcore/per_group.h>
 
-#include <ATen/core/ivalue.h>
 #include <c10/util/Exception.h>
 #include <torch/optim/optimizer.h>
-#include <torch/serialize/input-archive.h>
-#include <torch/serialize/output-archive.h>
 
 #include <cmath>
 #include <cstddef>
@@ -199,96 +197,6 @@ class SchedMomentumWriter {
 
   std::vector<Entry> cache_;
 };
-
-/// Reads a required entry of a scheduler archive, with a clear error when it
-/// is missing.
-inline c10::IValue sched_read(
-    torch::serialize::InputArchive& archive,
-    const char* owner,
-    const std::string& key) {
-  c10::IValue value;
-  TORCH_CHECK(
-      archive.try_read(key, value),
-      owner,
-      ": the archive has no `",
-      key,
-      "` entry; was it written by ",
-      owner,
-      "::save?");
-  return value;
-}
-
-/// Checks that a saved list of per-group values equals this scheduler's.
-inline void sched_check_same(
-    torch::serialize::InputArchive& archive,
-    const char* owner,
-    const std::string& key,
-    const std::vector<double>& expected) {
-  const c10::IValue saved_value = sched_read(archive, owner, key);
-  TORCH_CHECK(
-      saved_value.isDoubleList(),
-      owner,
-      ": archive entry `",
-      key,
-      "` is not a list of floats");
-  const std::vector<double> saved = saved_value.toDoubleVector();
-  TORCH_CHECK(
-      saved.size() == expected.size(),
-      owner,
-      ": the archive was saved for ",
-      saved.size(),
-      " param groups, but this optimizer has ",
-      expected.size());
-  for (std::size_t i = 0; i < saved.size(); ++i) {
-    TORCH_CHECK(
-        saved[i] == expected[i],
-        owner,
-        ": the archive was saved with ",
-        key,
-        "[",
-        i,
-        "] = ",
-        saved[i],
-        ", but this scheduler has ",
-        expected[i],
-        "; construct it with the options of the saved run");
-  }
-}
-
-/// Checks that a saved scalar equals this scheduler's.
-inline void sched_check_same(
-    torch::serialize::InputArchive& archive,
-    const char* owner,
-    const std::string& key,
-    double expected) {
-  sched_check_same(archive, owner, key, std::vector<double>{expected});
-}
-
-/// Reads the `type` and `version` entries, checks them and returns the
-/// version.
-inline int64_t sched_check_header(
-    torch::serialize::InputArchive& archive,
-    const char* owner,
-    int64_t max_version) {
-  const c10::IValue type = sched_read(archive, owner, "type");
-  TORCH_CHECK(
-      type.isString() && type.toStringRef() == owner,
-      owner,
-      ": the archive holds the state of ",
-      type.isString() ? type.toStringRef() : std::string("<not a string>"),
-      ", not of ",
-      owner);
-  const c10::IValue version = sched_read(archive, owner, "version");
-  TORCH_CHECK(
-      version.isInt() && version.toInt() >= 1 && version.toInt() <= max_version,
-      owner,
-      ": unsupported archive version ",
-      version,
-      " (this build reads versions 1 to ",
-      max_version,
-      ")");
-  return version.toInt();
-}
 
 } // namespace detail
 } // namespace dlcore

@@ -4,7 +4,7 @@
 // (Vose, "A linear algorithm for generating random numbers with a given
 // distribution", IEEE TSE 1991): O(K) set-up in double precision, O(1) draw.
 
-#include <dlcore/detail/alias_random.h>
+#include <dlcore/detail/splitmix.h>
 
 #include <c10/util/Exception.h>
 

@@ -10,7 +10,7 @@ namespace dlcore {
 namespace detail {
 // `dir` itself, or its subfolder `sub` (the archives' folder name), whichever
 // holds `probe`.
-inline std::string freeze_cifar_resolve(
+inline std::string resolve_dataset_folder(
     const std::string& dir,
     const std::string& sub,
     const std::string& probe,

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Checks that the library's headers respect its rooms (docs/architecture.md).
+
+    scripts/check-layers.py [include-dir]
+
+Rooms, lowest first: detail (and the root headers per_group.h, version.h),
+io, data, nn, optim, train, study, distributed; dlcore.h includes everything.
+A header may include a header of its own room or of a lower one, never of a
+higher one. A room's private helpers (`<room>/detail/...`) may be included
+only from that room. Exits 1 and names every offending include.
+"""
+
+import os
+import re
+import sys
+
+RANK = {
+    "detail": 0,
+    "io": 1,
+    "data": 2,
+    "nn": 3,
+    "optim": 4,
+    "train": 5,
+    "study": 6,
+    "distributed": 7,
+}
+ROOT_HEADERS = {"per_group.h": 0, "version.h": 0, "dlcore.h": 99}
+INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]dlcore/([^>"]+)[>"]', re.M)
+
+
+def room_of(rel):
+    """(room name, rank) of a header path relative to include/dlcore."""
+    parts = rel.split("/")
+    if len(parts) == 1:
+        if rel not in ROOT_HEADERS:
+            raise SystemExit(f"check-layers: {rel}: a header at the top "
+                             "level that has no room; add it to a room")
+        return rel, ROOT_HEADERS[rel]
+    if parts[0] not in RANK:
+        raise SystemExit(f"check-layers: {rel}: folder '{parts[0]}' is not "
+                         f"a room ({', '.join(RANK)})")
+    return parts[0], RANK[parts[0]]
+
+
+def private_room(rel):
+    """The room whose private helper this is (`<room>/detail/...`), or None."""
+    parts = rel.split("/")
+    if len(parts) >= 3 and parts[1] == "detail":
+        return parts[0]
+    return None
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    base = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        here, "..", "include")
+    base = os.path.join(base, "dlcore")
+    errors = []
+    headers = 0
+    for dirpath, _, names in os.walk(base):
+        for name in sorted(names):
+            if not name.endswith(".h"):
+                continue
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, base).replace(os.sep, "/")
+            headers += 1
+            room, rank = room_of(rel)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for target in INCLUDE.findall(text):
+                if not os.path.isfile(os.path.join(base, target)):
+                    errors.append(f"{rel}: includes dlcore/{target}, which "
+                                  "does not exist")
+                    continue
+                troom, trank = room_of(target)
+                if trank > rank:
+                    errors.append(f"{rel} ({room}) includes dlcore/{target} "
+                                  f"of the higher room {troom}")
+                owner = private_room(target)
+                if owner is not None and owner != room and rank != 99:
+                    errors.append(f"{rel} ({room}) includes dlcore/{target}, "
+                                  f"a private helper of {owner}")
+    if headers == 0:
+        errors.append(f"no headers under {base}")
+    for e in errors:
+        print("check-layers:", e)
+    if errors:
+        return 1
+    print(f"check-layers: {headers} headers, no include goes up a room or "
+          "into another room's detail/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
