@@ -5,11 +5,19 @@
 // Markdown section beginning `## Problem N — title` whose image links are
 // relative to the --out folder (`![loss](curves.png)`). The runner
 // concatenates the summaries into results/REPORT.md.
+//
+// Every example has the same shape: `main` registers its flags, parses them,
+// checks every flag before any work (`check_flag` and friends, then
+// `CommonFlags::validate`: ranges, the input files, a writable --out, the
+// device and the thread count; a bad flag ends the program with a message
+// naming it and exit status 1), then calls one named step per homework part
+// and writes the report through `Output`. Errors reach `report_error`.
 #pragma once
 
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/tensor_dataset.h>
 #include <dlcore/train/allocator.h>
+#include <dlcore/train/plot.h>
 #include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
 
@@ -17,14 +25,27 @@
 #include <torch/types.h>
 #include <CLI/CLI.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <map>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace dlcore::examples {
 
@@ -66,6 +87,88 @@ T by_scale(Scale s, T quick, T default_value, T full) {
   return default_value;
 }
 
+/// A flag that cannot run: found after parsing, before any work.
+class FlagError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Throws `FlagError` with `parts` concatenated unless `ok`.
+template <typename... Parts>
+void check_flag(bool ok, const Parts&... parts) {
+  if (!ok) {
+    std::ostringstream s;
+    (s << ... << parts);
+    throw FlagError(s.str());
+  }
+}
+
+/// `flag` (an explicit value) must lie in [lo, hi].
+inline void check_range(
+    const std::string& flag, int64_t value, int64_t lo, int64_t hi) {
+  check_flag(
+      value >= lo && value <= hi,
+      flag,
+      " must be in [",
+      lo,
+      ", ",
+      hi,
+      "], got ",
+      value);
+}
+
+/// `flag` must be a finite number in (0, hi].
+inline void check_positive(
+    const std::string& flag,
+    double value,
+    double hi = std::numeric_limits<double>::max()) {
+  check_flag(
+      std::isfinite(value) && value > 0.0 && value <= hi,
+      flag,
+      " must be a finite number in (0, ",
+      hi,
+      "], got ",
+      value);
+}
+
+/// `flag` must be a fraction in [0, 1].
+inline void check_fraction(const std::string& flag, double value) {
+  check_flag(
+      value >= 0.0 && value <= 1.0, flag, " must be in [0, 1], got ", value);
+}
+
+/// What a path names, by `stat` (links followed).
+enum class PathKind { kMissing, kRegular, kFolder, kOther };
+
+inline PathKind path_kind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return PathKind::kMissing;
+  }
+  if (S_ISREG(st.st_mode)) {
+    return PathKind::kRegular;
+  }
+  return S_ISDIR(st.st_mode) ? PathKind::kFolder : PathKind::kOther;
+}
+
+/// `flag` must name a regular file this process can read (a FIFO or a
+/// folder is refused before anything opens it).
+inline void check_readable_file(
+    const std::string& flag, const std::string& path) {
+  const PathKind kind = path_kind(path);
+  check_flag(kind != PathKind::kMissing, flag, " ", path, ": no such file");
+  check_flag(
+      kind == PathKind::kRegular, flag, " ", path, ": not a regular file");
+  check_flag(
+      ::access(path.c_str(), R_OK) == 0,
+      flag,
+      " ",
+      path,
+      ": not readable (",
+      std::strerror(errno),
+      ")");
+}
+
 /// The flags every example takes. `add_to` registers them on a CLI11 app;
 /// after parsing, the fields hold the values.
 struct CommonFlags {
@@ -87,7 +190,27 @@ struct CommonFlags {
     app.add_option("--scale", scale, "quick | default | full")
         ->transform(CLI::CheckedTransformer(scales, CLI::ignore_case))
         ->capture_default_str();
+    // CLI11 would read "-1" into the unsigned seed as 2^64 - 1, and a seed
+    // above 2^63 - 1 would be recorded negative in the JSON summaries.
     app.add_option("--seed", seed, "random seed (split, shuffling, init)")
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+              uint64_t x = 0;
+              std::size_t used = 0;
+              try {
+                x = std::stoull(v, &used);
+              } catch (const std::exception&) {
+                used = 0;
+              }
+              if (v.empty() || v[0] == '-' || v[0] == '+' || used != v.size() ||
+                  x > static_cast<uint64_t>(
+                          std::numeric_limits<int64_t>::max())) {
+                return "must be an integer in [0, 2^63 - 1], got " + v;
+              }
+              return {};
+            },
+            "",
+            "SEED"))
         ->capture_default_str();
     app.add_option(
            "--data-dir",
@@ -112,7 +235,7 @@ struct CommonFlags {
     const bool cuda = torch::cuda::is_available();
     if (device == "cuda") {
       if (!cuda) {
-        throw std::runtime_error(
+        throw FlagError(
             "--device cuda: LibTorch sees no CUDA device (a CPU-only "
             "LibTorch, or no GPU); use --device cpu or auto");
       }
@@ -129,11 +252,25 @@ struct CommonFlags {
     std::filesystem::path dir(out);
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    if (ec) {
-      throw std::runtime_error(
-          "cannot create output folder '" + out + "': " + ec.message());
-    }
+    check_flag(
+        !ec, "--out ", out, ": cannot create the folder: ", ec.message());
+    check_flag(
+        path_kind(out) == PathKind::kFolder, "--out ", out, ": not a folder");
     return dir;
+  }
+
+  /// Checks the common flags before any work, so that a bad one fails in
+  /// milliseconds rather than after a training run: --threads within the
+  /// machine's cores, --device available, the FashionMNIST files in
+  /// --data-dir (when `reads_data`), and --out created and writable (a file
+  /// is created in it and removed). Throws `FlagError` naming the flag.
+  void validate(bool reads_data = true) const {
+    check_threads();
+    resolve_device();
+    if (reads_data) {
+      check_data_dir();
+    }
+    check_out_writable();
   }
 
   /// Configures threads (`dlcore::configure_threads(threads)`) and the
@@ -141,17 +278,7 @@ struct CommonFlags {
   /// what was done to stdout.
   dlcore::ThreadConfig apply_threads() const {
     const torch::Device dev = resolve_device();
-    // More LibTorch threads than cores only oversubscribe them; a huge
-    // count would start threads until memory runs out.
-    const int cores = static_cast<int>(std::thread::hardware_concurrency());
-    const int most = cores > 0 ? cores : 256;
-    if (threads > most) {
-      throw std::runtime_error(
-          "--threads " + std::to_string(threads) + " exceeds this machine's " +
-          (cores > 0 ? std::to_string(cores) + " cores"
-                     : std::string("limit of 256 threads")) +
-          "; use 0 (all cores) or a number up to " + std::to_string(most));
-    }
+    check_threads();
     dlcore::ThreadConfig t = dlcore::configure_threads(threads);
     std::cout << "device: " << dev << "\n";
     std::cout << "threads: " << t.describe() << "\n";
@@ -171,6 +298,76 @@ struct CommonFlags {
     j["device"] = resolve_device().str();
     return j;
   }
+
+ private:
+  // More LibTorch threads than cores only oversubscribe them; a huge count
+  // would start threads until memory runs out.
+  void check_threads() const {
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    const int most = cores > 0 ? cores : 256;
+    check_flag(
+        threads >= 0,
+        "--threads must be 0 (all cores) or a positive count, got ",
+        threads);
+    check_flag(
+        threads <= most,
+        "--threads ",
+        threads,
+        " exceeds this machine's ",
+        cores > 0 ? std::to_string(cores) + " cores"
+                  : std::string("limit of 256 threads"),
+        "; use 0 (all cores) or a number up to ",
+        most);
+  }
+
+  // The four IDX files, each gzipped or plain, as load_fashion_mnist looks
+  // for them.
+  void check_data_dir() const {
+    const PathKind kind = path_kind(data_dir);
+    check_flag(
+        kind == PathKind::kFolder,
+        "--data-dir ",
+        data_dir,
+        kind == PathKind::kMissing ? ": no such folder" : ": not a folder",
+        " (install Debian's dataset-fashion-mnist, pass the "
+        "folder holding the IDX files, or set DLCORE_FASHION_MNIST_DIR)");
+    for (const char* stem :
+         {"train-images-idx3-ubyte",
+          "train-labels-idx1-ubyte",
+          "t10k-images-idx3-ubyte",
+          "t10k-labels-idx1-ubyte"}) {
+      const std::string plain = data_dir + "/" + stem;
+      const std::string gz = plain + ".gz";
+      const bool has_gz = path_kind(gz) != PathKind::kMissing;
+      check_flag(
+          has_gz || path_kind(plain) != PathKind::kMissing,
+          "--data-dir ",
+          data_dir,
+          ": expected ",
+          stem,
+          ".gz or ",
+          stem,
+          " in it, found neither");
+      check_readable_file("--data-dir", has_gz ? gz : plain);
+    }
+  }
+
+  // Creates --out and a file in it, then removes the file: permissions
+  // alone do not tell (a read-only file system, or root).
+  void check_out_writable() const {
+    const std::filesystem::path dir = prepare_out();
+    std::string probe = (dir / ".write-check.XXXXXX").string();
+    const int fd = ::mkstemp(probe.data());
+    check_flag(
+        fd >= 0,
+        "--out ",
+        out,
+        ": the folder is not writable (",
+        std::strerror(errno),
+        ")");
+    ::close(fd);
+    ::unlink(probe.c_str());
+  }
 };
 
 /// `dataset` with both tensors moved to `device` (the same tensors when they
@@ -185,6 +382,84 @@ inline dlcore::TensorDataset on_device(
 inline void write_summary_md(
     const std::filesystem::path& out_dir, const std::string& markdown) {
   dlcore::write_file_atomic((out_dir / "summary.md").string(), markdown);
+}
+
+/// The --out folder of one example: file paths in it, and the JSON, plot and
+/// Markdown files every example writes there.
+class Output {
+ public:
+  /// `program` prefixes warnings; `dir` must exist (`prepare_out`).
+  Output(std::string program, std::filesystem::path dir)
+      : program_(std::move(program)), dir_(std::move(dir)) {}
+
+  /// The folder.
+  const std::filesystem::path& dir() const {
+    return dir_;
+  }
+
+  /// `<dir>/<name>`.
+  std::string path(const std::string& name) const {
+    return (dir_ / name).string();
+  }
+
+  /// Writes `json` to `<dir>/<name>` (atomically, as `dlcore::write_json`).
+  void write_json(const std::string& name, const dlcore::Json& json) const {
+    dlcore::write_json(path(name), json);
+  }
+
+  /// Writes `<dir>/summary.md` (see `write_summary_md`).
+  void write_summary(const std::string& markdown) const {
+    write_summary_md(dir_, markdown);
+  }
+
+  /// Renders `panels` into `<dir>/<name>` with gnuplot; when it cannot,
+  /// says so on stderr (naming `what`) and returns the failed result: a
+  /// missing plot is not an error.
+  dlcore::PlotResult plot(
+      const std::string& name,
+      const std::vector<dlcore::PlotPanel>& panels,
+      const dlcore::PlotOptions& options,
+      const std::string& what) const {
+    dlcore::PlotResult r = dlcore::plot_png(path(name), panels, options);
+    if (!r) {
+      std::cerr << program_ << ": no " << what << " plot: " << r.message
+                << "\n";
+    }
+    return r;
+  }
+
+ private:
+  std::string program_;
+  std::filesystem::path dir_;
+};
+
+/// A panel of columns of `csv` against `x`: one series per (column, title),
+/// drawn in `style`.
+inline dlcore::PlotPanel csv_panel(
+    const std::string& title,
+    const std::string& xlabel,
+    const std::string& ylabel,
+    const std::string& csv,
+    const std::string& x,
+    const std::vector<std::pair<std::string, std::string>>& series,
+    const std::string& style = "linespoints") {
+  dlcore::PlotPanel p;
+  p.title(title).xlabel(xlabel).ylabel(ylabel);
+  for (const auto& [column, name] : series) {
+    p.add(dlcore::PlotSeries(csv, x, column).title(name).style(style));
+  }
+  return p;
+}
+
+/// Prints what went wrong as `<program>: error: <message>` (a LibTorch
+/// error without its C++ backtrace) and returns the exit status, 1.
+inline int report_error(const std::string& program, const std::exception& e) {
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  std::cerr << program << ": error: "
+            << (torch_error != nullptr ? torch_error->what_without_backtrace()
+                                       : e.what())
+            << "\n";
+  return 1;
 }
 
 /// Seconds since construction.

@@ -37,6 +37,11 @@
 //   batch_size_wide.csv, batch_size.png  loss and val accuracy vs log2(bs)
 //   summary.json       settings, suggestions, bounds, every result, seconds
 //   summary.md         "## Problem 1 — ..." section for results/REPORT.md
+//
+// Shape: main() parses and checks every flag before any work, loads the data,
+// then calls one step per homework part (lr_range_test, lr_grid,
+// train_with_clr, study_batch_sizes); each step writes its CSVs and plot, and
+// summary_json / summary_md write the report.
 #include "common.h"
 
 #include <dlcore/data/batches.h>
@@ -82,79 +87,101 @@ std::string epochs_text(int64_t n) {
   return fmt::format("{} epoch{}", n, n == 1 ? "" : "s");
 }
 
-void warn_plot(const dlcore::PlotResult& r, const std::string& what) {
-  if (!r) {
-    std::cerr << "problem1: no " << what << " plot: " << r.message << "\n";
-  }
-}
+// ---- settings: the flags, then the values the run uses ----
 
-} // namespace
-
-int main(int argc, char** argv) try {
-  CLI::App app{
-      "Problem 1: LR range test, CyclicLR and batch-size study, LeNet-5 on "
-      "FashionMNIST"};
+struct Settings {
   ex::CommonFlags flags;
-  flags.add_to(app, "problem1");
-  int64_t clr_epochs = -1;
+  int64_t clr_epochs = -1; // -1: by scale
   int64_t bs_epochs = -1;
-  int64_t sweep_iters = -1;
+  int64_t sweep_iters = -1; // -1: by scale, once the data is loaded
   int64_t batch_size = 64;
   bool grid = false;
   bool skip_grid = false;
   bool skip_study = false;
   bool no_linear = false;
   int64_t cycles = -1;
+  int64_t grid_epochs = 0;
+};
+
+void add_flags(CLI::App& app, Settings& s) {
+  s.flags.add_to(app, "problem1");
   app.add_option(
       "--clr-epochs",
-      clr_epochs,
+      s.clr_epochs,
       "CyclicLR training epochs (by scale: quick 1, default 5, full 15)");
   app.add_option(
       "--bs-epochs",
-      bs_epochs,
+      s.bs_epochs,
       "epochs per batch size (by scale: quick 1, default 1, full 5)");
   app.add_option(
       "--sweep-iters",
-      sweep_iters,
+      s.sweep_iters,
       "LR range test iterations (by scale: quick 40, otherwise 1 epoch of "
       "batches)");
-  app.add_option("--batch-size", batch_size, "batch size of sweep and CLR")
+  app.add_option("--batch-size", s.batch_size, "batch size of sweep and CLR")
       ->capture_default_str();
-  app.add_flag(
-      "--grid", grid, "also run the homework's 10-LR grid (always at full)");
-  app.add_flag(
-      "--no-linear", no_linear, "batch-size study without the linear-LR rule");
-  app.add_flag("--skip-grid", skip_grid, "skip the LR grid (even at full)");
-  app.add_flag("--skip-study", skip_study, "skip the batch-size study");
+  auto* grid = app.add_flag(
+      "--grid", s.grid, "also run the homework's 10-LR grid (always at full)");
+  auto* no_linear = app.add_flag(
+      "--no-linear",
+      s.no_linear,
+      "batch-size study without the linear-LR rule");
+  app.add_flag("--skip-grid", s.skip_grid, "skip the LR grid (even at full)")
+      ->excludes(grid);
+  app.add_flag("--skip-study", s.skip_study, "skip the batch-size study")
+      ->excludes(no_linear);
   app.add_option(
       "--cycles",
-      cycles,
+      s.cycles,
       "complete CyclicLR cycles over the run (by scale: quick 1, default 2, "
       "full 3)");
-  CLI11_PARSE(app, argc, argv);
-  const ex::Scale scale = flags.scale;
-  if (clr_epochs < 0) {
-    clr_epochs = ex::by_scale<int64_t>(scale, 1, 5, 15);
-  }
-  if (bs_epochs < 0) {
-    bs_epochs = ex::by_scale<int64_t>(scale, 1, 1, 5);
-  }
-  grid = (grid || scale == ex::Scale::kFull) && !skip_grid;
-  if (cycles < 1) {
-    cycles = ex::by_scale<int64_t>(scale, 1, 2, 3);
-  }
-  const int64_t grid_epochs = ex::by_scale<int64_t>(scale, 1, 1, 5);
-  const auto out = flags.prepare_out();
-  flags.apply_threads();
-  ex::Stopwatch total;
-  dlcore::Json seconds = dlcore::Json::object();
+}
 
-  // ---- data ----
+// Checks every flag given and fills in the by-scale values of the others.
+void finish_settings(const CLI::App& app, Settings& s) {
+  const ex::Scale scale = s.flags.scale;
+  const auto given = [&](const char* flag) { return app.count(flag) > 0; };
+  if (given("--clr-epochs")) {
+    ex::check_range("--clr-epochs", s.clr_epochs, 1, 10000);
+  } else {
+    s.clr_epochs = ex::by_scale<int64_t>(scale, 1, 5, 15);
+  }
+  if (given("--bs-epochs")) {
+    ex::check_range("--bs-epochs", s.bs_epochs, 1, 10000);
+  } else {
+    s.bs_epochs = ex::by_scale<int64_t>(scale, 1, 1, 5);
+  }
+  if (given("--sweep-iters")) {
+    // The suggestions skip max(1, n/10) points at the start and 5 at the
+    // end, and need a few left.
+    ex::check_range("--sweep-iters", s.sweep_iters, 20, 1000000);
+  }
+  // The training split holds 48000 images.
+  ex::check_range("--batch-size", s.batch_size, 1, 48000);
+  if (given("--cycles")) {
+    ex::check_range("--cycles", s.cycles, 1, 10000);
+  } else {
+    s.cycles = ex::by_scale<int64_t>(scale, 1, 2, 3);
+  }
+  s.grid = (s.grid || scale == ex::Scale::kFull) && !s.skip_grid;
+  s.grid_epochs = ex::by_scale<int64_t>(scale, 1, 1, 5);
+}
+
+// ---- data: the 80/20 split of the training images, and the test set ----
+
+struct Data {
+  dlcore::TensorDataset train, val, test;
+  dlcore::Batches train_batches, val_batches, test_batches;
+  int64_t per_epoch; // training steps per epoch
+};
+
+Data load_data(const Settings& s, const torch::Device& device) {
+  const ex::CommonFlags& flags = s.flags;
   dlcore::TensorDataset full = dlcore::load_fashion_mnist(flags.data_dir, true);
   dlcore::TensorDataset test =
       dlcore::load_fashion_mnist(flags.data_dir, false);
   auto [train, val] = dlcore::random_split(full, 0.8, flags.seed);
-  if (scale == ex::Scale::kQuick) {
+  if (flags.scale == ex::Scale::kQuick) {
     train = dlcore::subset(train, torch::arange(2000));
     val = dlcore::subset(val, torch::arange(500));
     test = dlcore::subset(test, torch::arange(1000));
@@ -162,32 +189,30 @@ int main(int argc, char** argv) try {
   // Everything trains where --device says: the data sets live there, so
   // every loop (range test, grid, CLR run, batch-size study) finds its
   // batches on the model's device.
-  const torch::Device device = flags.resolve_device();
   train = ex::on_device(train, device);
   val = ex::on_device(val, device);
   test = ex::on_device(test, device);
   dlcore::Batches train_batches(
-      train, dlcore::BatchesOptions(batch_size).shuffle(true).seed(flags.seed));
-  dlcore::Batches val_batches(val, dlcore::BatchesOptions(1024));
-  dlcore::Batches test_batches(test, dlcore::BatchesOptions(1024));
+      train,
+      dlcore::BatchesOptions(s.batch_size).shuffle(true).seed(flags.seed));
   const int64_t per_epoch = train_batches.size();
-  if (sweep_iters < 0) {
-    sweep_iters = ex::by_scale<int64_t>(scale, 40, per_epoch, per_epoch);
-  }
-  std::cout << fmt::format(
-      "problem1: {} train, {} validation, {} test images; batch {} ({} "
-      "steps/epoch), scale {}\n",
-      train.size(),
-      val.size(),
-      test.size(),
-      batch_size,
-      per_epoch,
-      ex::scale_name(scale));
+  return {
+      train,
+      val,
+      test,
+      std::move(train_batches),
+      dlcore::Batches(val, dlcore::BatchesOptions(1024)),
+      dlcore::Batches(test, dlcore::BatchesOptions(1024)),
+      per_epoch};
+}
 
-  // One initial LeNet-5 for every stage (sweep, grid, CLR, batch sizes).
-  torch::manual_seed(flags.seed);
+// One initial LeNet-5 for every stage (sweep, grid, CLR, batch sizes): each
+// call returns a copy of it on the device.
+struct SameStart {
   dlcore::LeNet5 initial;
-  auto make_model = [&] {
+  torch::Device device;
+
+  dlcore::LeNet5 operator()() const {
     dlcore::LeNet5 net;
     net->to(device);
     torch::NoGradGuard no_grad;
@@ -197,29 +222,47 @@ int main(int argc, char** argv) try {
       dst[i].copy_(src[i]);
     }
     return net;
-  };
+  }
+};
 
-  // ---- 1. LR range test (Smith's sweep) ----
+// ---- 1. LR range test (Smith's sweep) ----
+
+struct Sweep {
+  dlcore::LRFinderOptions options;
+  dlcore::LRFinderResult result;
+  int64_t skip_start = 1;
+  int64_t skip_end = 5;
+  dlcore::LRSuggestion steepest, min10, valley;
+  dlcore::CyclicBounds bounds;
+  double seconds = 0;
+};
+
+Sweep lr_range_test(
+    const Settings& s,
+    Data& data,
+    const SameStart& make_model,
+    const ex::Output& out) {
   ex::Stopwatch sw;
-  const auto finder_opts =
-      dlcore::LRFinderOptions().start_lr(1e-7).end_lr(10.0).num_iter(
-          sweep_iters);
-  dlcore::LRFinderResult sweep;
+  Sweep w;
+  w.options = dlcore::LRFinderOptions().start_lr(1e-7).end_lr(10.0).num_iter(
+      s.sweep_iters);
   {
     dlcore::LeNet5 net = make_model();
     torch::optim::SGD sgd = make_sgd(net, 1e-3);
-    dlcore::LRFinder finder(net, sgd, finder_opts);
-    sweep = finder.range_test(train_batches);
+    dlcore::LRFinder finder(net, sgd, w.options);
+    w.result = finder.range_test(data.train_batches);
   }
-  const int64_t skip_start = std::max<int64_t>(1, sweep_iters / 10);
-  const int64_t skip_end = 5;
-  const auto steepest = dlcore::suggest_steepest(sweep, skip_start, skip_end);
-  const auto min10 = dlcore::suggest_min_div10(sweep, skip_start, skip_end);
-  const auto valley = dlcore::suggest_valley(sweep, skip_start, skip_end);
-  const dlcore::CyclicBounds bounds = dlcore::suggest_cyclic_bounds(
+  const auto& sweep = w.result;
+  w.skip_start = std::max<int64_t>(1, s.sweep_iters / 10);
+  w.steepest = dlcore::suggest_steepest(sweep, w.skip_start, w.skip_end);
+  w.min10 = dlcore::suggest_min_div10(sweep, w.skip_start, w.skip_end);
+  w.valley = dlcore::suggest_valley(sweep, w.skip_start, w.skip_end);
+  w.bounds = dlcore::suggest_cyclic_bounds(
       sweep,
-      dlcore::CyclicBoundsOptions().skip_start(skip_start).skip_end(skip_end));
-  seconds["lr_sweep"] = sw.seconds();
+      dlcore::CyclicBoundsOptions()
+          .skip_start(w.skip_start)
+          .skip_end(w.skip_end));
+  w.seconds = sw.seconds();
   std::cout << fmt::format(
       "LR sweep: {} iterations ({}), best smoothed loss {:.4f} at lr {:.3g}; "
       "steepest {:.3g}, min/10 {:.3g}, valley {:.3g} → CLR base_lr {:.3g}, "
@@ -228,116 +271,138 @@ int main(int argc, char** argv) try {
       dlcore::to_string(sweep.stop_reason),
       sweep.best_loss,
       sweep.best_lr,
-      steepest.lr,
-      min10.lr,
-      valley.lr,
-      bounds.base_lr,
-      bounds.max_lr,
+      w.steepest.lr,
+      w.min10.lr,
+      w.valley.lr,
+      w.bounds.base_lr,
+      w.bounds.max_lr,
       sw.seconds());
-  const std::string sweep_csv = (out / "lr_finder.csv").string();
-  {
-    dlcore::CsvTable t(
-        {"iteration", "lr", "log10_lr", "loss", "smoothed_loss"});
-    for (int64_t i = 0; i < sweep.iterations(); ++i) {
-      t.add_row(
-          {i,
-           sweep.lrs[i],
-           std::log10(sweep.lrs[i]),
-           sweep.losses[i],
-           sweep.smoothed_losses[i]});
-    }
-    t.write(sweep_csv);
+  const std::string csv = out.path("lr_finder.csv");
+  dlcore::CsvTable t({"iteration", "lr", "log10_lr", "loss", "smoothed_loss"});
+  for (int64_t i = 0; i < sweep.iterations(); ++i) {
+    t.add_row(
+        {i,
+         sweep.lrs[i],
+         std::log10(sweep.lrs[i]),
+         sweep.losses[i],
+         sweep.smoothed_losses[i]});
   }
-  {
-    dlcore::PlotPanel p;
-    p.title("LR range test (loss vs log10 LR)")
-        .xlabel("log10(learning rate)")
-        .ylabel("training loss")
-        .add(dlcore::PlotSeries(sweep_csv, "log10_lr", "loss")
-                 .title("raw")
-                 .style("lines"))
-        .add(dlcore::PlotSeries(sweep_csv, "log10_lr", "smoothed_loss")
-                 .title("smoothed (EMA 0.98)")
-                 .style("lines"))
-        .marker(std::log10(bounds.base_lr), "base_lr")
-        .marker(std::log10(bounds.max_lr), "max_lr");
-    warn_plot(
-        dlcore::plot_png(
-            (out / "lr_finder.png").string(),
-            {p},
-            dlcore::PlotOptions().width(900).height(550)),
-        "LR finder");
-  }
+  t.write(csv);
+  dlcore::PlotPanel p = ex::csv_panel(
+      "LR range test (loss vs log10 LR)",
+      "log10(learning rate)",
+      "training loss",
+      csv,
+      "log10_lr",
+      {{"loss", "raw"}, {"smoothed_loss", "smoothed (EMA 0.98)"}},
+      "lines");
+  p.marker(std::log10(w.bounds.base_lr), "base_lr")
+      .marker(std::log10(w.bounds.max_lr), "max_lr");
+  out.plot(
+      "lr_finder.png",
+      {p},
+      dlcore::PlotOptions().width(900).height(550),
+      "LR finder");
+  return w;
+}
 
-  // ---- 1b. the homework's grid ----
-  dlcore::LRGridResult grid_result;
-  dlcore::CyclicBounds grid_bounds{};
-  if (grid) {
-    sw = ex::Stopwatch();
-    grid_result = dlcore::lr_grid_search(
-        make_model,
-        make_sgd,
-        train_batches,
-        val_batches,
-        dlcore::LRGridOptions()
-            .epochs(grid_epochs)
-            .on_point([](const dlcore::LRGridPoint& p) {
-              std::cout << fmt::format(
-                  "  grid lr {:.3g}: final train loss {} val acc {} "
-                  "({:.1f}s)\n",
-                  p.lr,
-                  num(p.final_loss),
-                  pct(p.val_accuracy),
-                  p.seconds);
-            }));
-    grid_bounds = dlcore::suggest_grid_bounds(
-        grid_result, dlcore::GridBoundsRule::kHomework);
-    seconds["lr_grid"] = sw.seconds();
-    const std::string grid_csv = (out / "lr_grid.csv").string();
-    dlcore::CsvTable t(
-        {"lr", "log10_lr", "final_train_loss", "val_accuracy", "diverged"});
-    for (const auto& p : grid_result.points) {
-      t.add_row(
-          {p.lr,
-           std::log10(p.lr),
-           p.final_loss,
-           p.val_accuracy,
-           static_cast<int64_t>(p.diverged)});
-    }
-    t.write(grid_csv);
-    dlcore::PlotPanel p;
-    p.title(fmt::format(
-                "LR grid ({} per LR): final training loss",
-                epochs_text(grid_epochs)))
-        .xlabel("log10(learning rate)")
-        .ylabel("final training loss")
-        .key("off")
-        .add(dlcore::PlotSeries(grid_csv, "log10_lr", "final_train_loss"))
-        .marker(std::log10(grid_bounds.base_lr), "lr_min")
-        .marker(std::log10(grid_bounds.max_lr), "lr_max");
-    warn_plot(
-        dlcore::plot_png(
-            (out / "lr_grid.png").string(),
-            {p},
-            dlcore::PlotOptions().width(900).height(550)),
-        "LR grid");
-  }
+// ---- 1b. the homework's grid: 10 LRs, each from the same weights ----
 
-  // ---- 2-3. LeNet-5 with CyclicLR (exp_range, cycled momentum) ----
-  sw = ex::Stopwatch();
+struct Grid {
+  dlcore::LRGridResult result;
+  dlcore::CyclicBounds bounds{};
+  double seconds = 0;
+};
+
+Grid lr_grid(
+    const Settings& s,
+    Data& data,
+    const SameStart& make_model,
+    const ex::Output& out) {
+  ex::Stopwatch sw;
+  Grid g;
+  g.result = dlcore::lr_grid_search(
+      make_model,
+      make_sgd,
+      data.train_batches,
+      data.val_batches,
+      dlcore::LRGridOptions()
+          .epochs(s.grid_epochs)
+          .on_point([](const dlcore::LRGridPoint& p) {
+            std::cout << fmt::format(
+                "  grid lr {:.3g}: final train loss {} val acc {} "
+                "({:.1f}s)\n",
+                p.lr,
+                num(p.final_loss),
+                pct(p.val_accuracy),
+                p.seconds);
+          }));
+  g.bounds =
+      dlcore::suggest_grid_bounds(g.result, dlcore::GridBoundsRule::kHomework);
+  g.seconds = sw.seconds();
+  const std::string csv = out.path("lr_grid.csv");
+  dlcore::CsvTable t(
+      {"lr", "log10_lr", "final_train_loss", "val_accuracy", "diverged"});
+  for (const auto& p : g.result.points) {
+    t.add_row(
+        {p.lr,
+         std::log10(p.lr),
+         p.final_loss,
+         p.val_accuracy,
+         static_cast<int64_t>(p.diverged)});
+  }
+  t.write(csv);
+  dlcore::PlotPanel p = ex::csv_panel(
+      fmt::format(
+          "LR grid ({} per LR): final training loss",
+          epochs_text(s.grid_epochs)),
+      "log10(learning rate)",
+      "final training loss",
+      csv,
+      "log10_lr",
+      {{"final_train_loss", ""}});
+  p.key("off")
+      .marker(std::log10(g.bounds.base_lr), "lr_min")
+      .marker(std::log10(g.bounds.max_lr), "lr_max");
+  out.plot(
+      "lr_grid.png",
+      {p},
+      dlcore::PlotOptions().width(900).height(550),
+      "LR grid");
+  return g;
+}
+
+// ---- 2-3. LeNet-5 with CyclicLR (exp_range, cycled momentum) ----
+
+struct ClrRun {
+  int64_t step_size_up = 0;
+  double gamma = 0;
+  dlcore::History history;
+  dlcore::EpochMetrics test;
+  double seconds = 0;
+};
+
+ClrRun train_with_clr(
+    const Settings& s,
+    Data& data,
+    const SameStart& make_model,
+    const dlcore::CyclicBounds& bounds,
+    const ex::Output& out) {
+  ex::Stopwatch sw;
+  ClrRun c;
   // Whole cycles, so the run ends at base_lr (Smith: stop at the end of a
   // cycle); full scale: 3 cycles over 15 epochs, step_size_up 2.5 epochs.
-  const int64_t total_steps = clr_epochs * per_epoch;
-  const int64_t step_size_up = std::max<int64_t>(1, total_steps / (2 * cycles));
-  const double gamma = std::pow(0.5, 1.0 / static_cast<double>(total_steps));
+  const int64_t total_steps = s.clr_epochs * data.per_epoch;
+  c.step_size_up = std::max<int64_t>(1, total_steps / (2 * s.cycles));
+  c.gamma = std::pow(0.5, 1.0 / static_cast<double>(total_steps));
   dlcore::LeNet5 net = make_model();
   torch::optim::SGD sgd = make_sgd(net, bounds.base_lr);
   dlcore::CyclicLR clr(
       sgd,
       dlcore::CyclicLROptions(bounds.base_lr, bounds.max_lr)
-          .step_size_up(step_size_up)
+          .step_size_up(c.step_size_up)
           .mode(dlcore::CyclicMode::kExpRange)
-          .gamma(gamma)
+          .gamma(c.gamma)
           .cycle_momentum(true)
           .base_momentum(0.8)
           .max_momentum(0.9));
@@ -346,237 +411,266 @@ int main(int argc, char** argv) try {
       "gamma {:.7f}, momentum 0.9 → 0.8; {} epochs\n",
       bounds.base_lr,
       bounds.max_lr,
-      step_size_up,
-      gamma,
-      clr_epochs);
-  dlcore::History history;
+      c.step_size_up,
+      c.gamma,
+      s.clr_epochs);
+  dlcore::History& history = c.history;
   auto train_opts = dlcore::TrainOptions()
                         .on_step(history.step_recorder())
                         .loss_average(dlcore::LossAverage::kPerBatch);
-  for (int64_t epoch = 1; epoch <= clr_epochs; ++epoch) {
-    train_batches.set_epoch(epoch - 1);
+  for (int64_t epoch = 1; epoch <= s.clr_epochs; ++epoch) {
+    data.train_batches.set_epoch(epoch - 1);
     auto tr = dlcore::train_epoch(
         net,
-        train_batches,
+        data.train_batches,
         sgd,
         clr,
-        train_opts.epoch(epoch).global_step((epoch - 1) * per_epoch));
-    auto va = dlcore::evaluate(net, val_batches);
+        train_opts.epoch(epoch).global_step((epoch - 1) * data.per_epoch));
+    auto va = dlcore::evaluate(net, data.val_batches);
     history.add_epoch(epoch, tr, va);
     std::cout << fmt::format(
         "  epoch {}/{}: train loss {:.4f} acc {} | val loss {:.4f} acc {} | "
         "{:.1f}s\n",
         epoch,
-        clr_epochs,
+        s.clr_epochs,
         tr.loss,
         pct(tr.accuracy),
         va.loss,
         pct(va.accuracy),
         tr.seconds + va.seconds);
   }
-  auto te = dlcore::evaluate(net, test_batches);
-  seconds["clr_training"] = sw.seconds();
+  c.test = dlcore::evaluate(net, data.test_batches);
+  c.seconds = sw.seconds();
   std::cout << fmt::format(
       "CLR: val acc {}, test acc {} ({:.1f}s)\n",
       pct(history.last("val_accuracy")),
-      pct(te.accuracy),
+      pct(c.test.accuracy),
       sw.seconds());
-  const std::string curves = (out / "curves.csv").string();
-  const std::string steps = (out / "steps.csv").string();
+  const std::string curves = out.path("curves.csv");
+  const std::string steps = out.path("steps.csv");
   history.epochs_table().write(curves);
   history.steps_table().write(steps);
-  {
-    dlcore::PlotPanel loss_panel;
-    loss_panel.title("Loss")
-        .xlabel("epoch")
-        .ylabel("cross-entropy")
-        .add(dlcore::PlotSeries(curves, "epoch", "train_loss").title("train"))
-        .add(dlcore::PlotSeries(curves, "epoch", "val_loss")
-                 .title("validation"));
-    dlcore::PlotPanel acc_panel;
-    acc_panel.title("Accuracy")
-        .xlabel("epoch")
-        .ylabel("accuracy (fraction)")
-        .key("bottom right")
-        .add(dlcore::PlotSeries(curves, "epoch", "train_accuracy")
-                 .title("train"))
-        .add(dlcore::PlotSeries(curves, "epoch", "val_accuracy")
-                 .title("validation"));
-    dlcore::PlotPanel lr_panel;
-    lr_panel.title("Learning rate over training steps")
-        .xlabel("step")
-        .ylabel("learning rate")
-        .key("off")
-        .add(dlcore::PlotSeries(steps, "global_step", "lr_0").style("lines"));
-    dlcore::PlotPanel mom_panel;
-    mom_panel.title("Momentum over training steps")
-        .xlabel("step")
-        .ylabel("momentum")
-        .key("off")
-        .add(dlcore::PlotSeries(steps, "global_step", "momentum_0")
-                 .style("lines"));
-    warn_plot(
-        dlcore::plot_png(
-            (out / "clr_training.png").string(),
-            {loss_panel, acc_panel, lr_panel, mom_panel},
-            dlcore::PlotOptions().width(1200).height(900).columns(2).title(
-                "Problem 1: LeNet-5 with CyclicLR (exp_range, cycled "
-                "momentum)")),
-        "CLR training");
-  }
+  const auto loss_panel = ex::csv_panel(
+      "Loss",
+      "epoch",
+      "cross-entropy",
+      curves,
+      "epoch",
+      {{"train_loss", "train"}, {"val_loss", "validation"}});
+  auto acc_panel = ex::csv_panel(
+      "Accuracy",
+      "epoch",
+      "accuracy (fraction)",
+      curves,
+      "epoch",
+      {{"train_accuracy", "train"}, {"val_accuracy", "validation"}});
+  acc_panel.key("bottom right");
+  auto lr_panel = ex::csv_panel(
+      "Learning rate over training steps",
+      "step",
+      "learning rate",
+      steps,
+      "global_step",
+      {{"lr_0", ""}},
+      "lines");
+  lr_panel.key("off");
+  auto mom_panel = ex::csv_panel(
+      "Momentum over training steps",
+      "step",
+      "momentum",
+      steps,
+      "global_step",
+      {{"momentum_0", ""}},
+      "lines");
+  mom_panel.key("off");
+  out.plot(
+      "clr_training.png",
+      {loss_panel, acc_panel, lr_panel, mom_panel},
+      dlcore::PlotOptions().width(1200).height(900).columns(2).title(
+          "Problem 1: LeNet-5 with CyclicLR (exp_range, cycled momentum)"),
+      "CLR training");
+  return c;
+}
 
-  // ---- 4. batch-size study ----
-  dlcore::BatchSizeStudyResult study;
+// ---- 4. batch-size study ----
+
+struct Study {
+  dlcore::BatchSizeStudyResult result;
   std::vector<int64_t> batch_sizes;
   std::vector<dlcore::BatchLRRule> rules;
-  if (!skip_study) {
-    sw = ex::Stopwatch();
-    batch_sizes =
-        scale == ex::Scale::kQuick
-            ? std::vector<int64_t>{64, 1024}
-            : std::vector<int64_t>{32, 64, 128, 256, 512, 1024, 2048, 4096};
-    rules = {dlcore::BatchLRRule::kFixed};
-    if (!no_linear) {
-      rules.push_back(dlcore::BatchLRRule::kLinear);
-    }
-    study = dlcore::batch_size_study(
-        make_model,
-        make_sgd,
-        train,
-        val,
-        dlcore::BatchSizeStudyOptions(bounds.max_lr)
-            .batch_sizes(batch_sizes)
-            .rules(rules)
-            .base_batch_size(batch_size)
-            .epochs(bs_epochs)
-            .seed(flags.seed)
-            .on_run([](const dlcore::BatchSizeRun& r) {
-              std::cout << fmt::format(
-                  "  batch {:5d} {:6s} lr {:.3g}: train loss {} val acc {} "
-                  "({} steps, {:.1f}s)\n",
-                  r.batch_size,
-                  dlcore::to_string(r.rule),
-                  r.lr,
-                  num(r.final_train_loss),
-                  pct(r.final_val_accuracy),
-                  r.steps,
-                  r.seconds);
-            }));
-    seconds["batch_size_study"] = sw.seconds();
-    const std::string bs_csv = (out / "batch_size.csv").string();
-    const std::string bs_wide = (out / "batch_size_wide.csv").string();
-    {
-      dlcore::CsvTable t(
-          {"batch_size",
-           "log2_batch_size",
-           "rule",
-           "lr",
-           "final_train_loss",
-           "final_val_loss",
-           "final_val_accuracy",
-           "steps",
-           "seconds",
-           "diverged",
-           "reused"});
-      for (const auto& r : study.runs) {
-        t.add_row(
-            {r.batch_size,
-             std::log2(static_cast<double>(r.batch_size)),
-             std::string(dlcore::to_string(r.rule)),
-             r.lr,
-             r.final_train_loss,
-             r.final_val_loss,
-             r.final_val_accuracy,
-             r.steps,
-             r.seconds,
-             static_cast<int64_t>(r.diverged),
-             static_cast<int64_t>(r.reused)});
-      }
-      t.write(bs_csv);
-      std::vector<std::string> header = {"batch_size", "log2_batch_size"};
-      for (auto rule : rules) {
-        header.push_back(std::string(dlcore::to_string(rule)) + "_train_loss");
-        header.push_back(
-            std::string(dlcore::to_string(rule)) + "_val_accuracy");
-      }
-      dlcore::CsvTable w(header);
-      for (std::size_t b = 0; b < batch_sizes.size(); ++b) {
-        std::vector<dlcore::CsvCell> row = {
-            batch_sizes[b], std::log2(static_cast<double>(batch_sizes[b]))};
-        for (std::size_t k = 0; k < rules.size(); ++k) {
-          const auto& r = study.runs[b * rules.size() + k];
-          row.emplace_back(r.final_train_loss);
-          row.emplace_back(r.final_val_accuracy);
-        }
-        w.add_row(row);
-      }
-      w.write(bs_wide);
-      dlcore::PlotPanel loss_panel;
-      loss_panel
-          .title(
-              fmt::format("Final training loss ({})", epochs_text(bs_epochs)))
-          .xlabel("log2(batch size)")
-          .ylabel("training loss");
-      dlcore::PlotPanel acc_panel;
-      acc_panel.title("Final validation accuracy")
-          .xlabel("log2(batch size)")
-          .ylabel("accuracy (fraction)")
-          .key("bottom left");
-      for (auto rule : rules) {
-        const std::string name = dlcore::to_string(rule);
-        const std::string label =
-            rule == dlcore::BatchLRRule::kFixed
-                ? fmt::format("fixed LR {:.3g}", bounds.max_lr)
-                : fmt::format("LR x bs/{}", batch_size);
-        loss_panel.add(
-            dlcore::PlotSeries(bs_wide, "log2_batch_size", name + "_train_loss")
-                .title(label));
-        acc_panel.add(dlcore::PlotSeries(
-                          bs_wide, "log2_batch_size", name + "_val_accuracy")
-                          .title(label));
-      }
-      warn_plot(
-          dlcore::plot_png(
-              (out / "batch_size.png").string(),
-              {loss_panel, acc_panel},
-              dlcore::PlotOptions().width(1300).height(500).title(
-                  "Problem 1: batch-size study, LeNet-5, SGD momentum 0.9")),
-          "batch-size");
-    }
-  }
+  double seconds = 0;
+};
 
-  // ---- summary.json ----
+void write_study_files(
+    const Settings& s, const Study& st, double max_lr, const ex::Output& out) {
+  const std::string bs_csv = out.path("batch_size.csv");
+  const std::string bs_wide = out.path("batch_size_wide.csv");
+  dlcore::CsvTable t(
+      {"batch_size",
+       "log2_batch_size",
+       "rule",
+       "lr",
+       "final_train_loss",
+       "final_val_loss",
+       "final_val_accuracy",
+       "steps",
+       "seconds",
+       "diverged",
+       "reused"});
+  for (const auto& r : st.result.runs) {
+    t.add_row(
+        {r.batch_size,
+         std::log2(static_cast<double>(r.batch_size)),
+         std::string(dlcore::to_string(r.rule)),
+         r.lr,
+         r.final_train_loss,
+         r.final_val_loss,
+         r.final_val_accuracy,
+         r.steps,
+         r.seconds,
+         static_cast<int64_t>(r.diverged),
+         static_cast<int64_t>(r.reused)});
+  }
+  t.write(bs_csv);
+  std::vector<std::string> header = {"batch_size", "log2_batch_size"};
+  for (auto rule : st.rules) {
+    header.push_back(std::string(dlcore::to_string(rule)) + "_train_loss");
+    header.push_back(std::string(dlcore::to_string(rule)) + "_val_accuracy");
+  }
+  dlcore::CsvTable w(header);
+  for (std::size_t b = 0; b < st.batch_sizes.size(); ++b) {
+    std::vector<dlcore::CsvCell> row = {
+        st.batch_sizes[b], std::log2(static_cast<double>(st.batch_sizes[b]))};
+    for (std::size_t k = 0; k < st.rules.size(); ++k) {
+      const auto& r = st.result.runs[b * st.rules.size() + k];
+      row.emplace_back(r.final_train_loss);
+      row.emplace_back(r.final_val_accuracy);
+    }
+    w.add_row(row);
+  }
+  w.write(bs_wide);
+  std::vector<std::pair<std::string, std::string>> losses, accuracies;
+  for (auto rule : st.rules) {
+    const std::string name = dlcore::to_string(rule);
+    const std::string label = rule == dlcore::BatchLRRule::kFixed
+                                  ? fmt::format("fixed LR {:.3g}", max_lr)
+                                  : fmt::format("LR x bs/{}", s.batch_size);
+    losses.emplace_back(name + "_train_loss", label);
+    accuracies.emplace_back(name + "_val_accuracy", label);
+  }
+  const auto loss_panel = ex::csv_panel(
+      fmt::format("Final training loss ({})", epochs_text(s.bs_epochs)),
+      "log2(batch size)",
+      "training loss",
+      bs_wide,
+      "log2_batch_size",
+      losses);
+  auto acc_panel = ex::csv_panel(
+      "Final validation accuracy",
+      "log2(batch size)",
+      "accuracy (fraction)",
+      bs_wide,
+      "log2_batch_size",
+      accuracies);
+  acc_panel.key("bottom left");
+  out.plot(
+      "batch_size.png",
+      {loss_panel, acc_panel},
+      dlcore::PlotOptions().width(1300).height(500).title(
+          "Problem 1: batch-size study, LeNet-5, SGD momentum 0.9"),
+      "batch-size");
+}
+
+Study study_batch_sizes(
+    const Settings& s,
+    const Data& data,
+    const SameStart& make_model,
+    double max_lr,
+    const ex::Output& out) {
+  ex::Stopwatch sw;
+  Study st;
+  st.batch_sizes =
+      s.flags.scale == ex::Scale::kQuick
+          ? std::vector<int64_t>{64, 1024}
+          : std::vector<int64_t>{32, 64, 128, 256, 512, 1024, 2048, 4096};
+  st.rules = {dlcore::BatchLRRule::kFixed};
+  if (!s.no_linear) {
+    st.rules.push_back(dlcore::BatchLRRule::kLinear);
+  }
+  st.result = dlcore::batch_size_study(
+      make_model,
+      make_sgd,
+      data.train,
+      data.val,
+      dlcore::BatchSizeStudyOptions(max_lr)
+          .batch_sizes(st.batch_sizes)
+          .rules(st.rules)
+          .base_batch_size(s.batch_size)
+          .epochs(s.bs_epochs)
+          .seed(s.flags.seed)
+          .on_run([](const dlcore::BatchSizeRun& r) {
+            std::cout << fmt::format(
+                "  batch {:5d} {:6s} lr {:.3g}: train loss {} val acc {} "
+                "({} steps, {:.1f}s)\n",
+                r.batch_size,
+                dlcore::to_string(r.rule),
+                r.lr,
+                num(r.final_train_loss),
+                pct(r.final_val_accuracy),
+                r.steps,
+                r.seconds);
+          }));
+  st.seconds = sw.seconds();
+  write_study_files(s, st, max_lr, out);
+  return st;
+}
+
+// ---- the report ----
+
+struct Results {
+  Sweep sweep;
+  Grid grid;
+  ClrRun clr;
+  Study study;
+};
+
+dlcore::Json summary_json(
+    const Settings& s,
+    const Data& data,
+    const Results& r,
+    double total_seconds) {
   dlcore::Json summary = dlcore::Json::object();
   summary["problem"] = "problem1";
-  summary["settings"] = flags.to_json();
-  summary["settings"]["batch_size"] = batch_size;
+  summary["settings"] = s.flags.to_json();
+  summary["settings"]["batch_size"] = s.batch_size;
   summary["settings"]["momentum"] = kMomentum;
-  summary["settings"]["clr_epochs"] = clr_epochs;
-  summary["settings"]["bs_epochs"] = bs_epochs;
-  summary["samples"]["train"] = train.size();
-  summary["samples"]["validation"] = val.size();
-  summary["samples"]["test"] = test.size();
+  summary["settings"]["clr_epochs"] = s.clr_epochs;
+  summary["settings"]["bs_epochs"] = s.bs_epochs;
+  summary["samples"]["train"] = data.train.size();
+  summary["samples"]["validation"] = data.val.size();
+  summary["samples"]["test"] = data.test.size();
+  const Sweep& w = r.sweep;
   dlcore::Json& js = summary["lr_sweep"];
   js = dlcore::Json::object();
-  js["start_lr"] = finder_opts.start_lr();
-  js["end_lr"] = finder_opts.end_lr();
-  js["num_iter"] = finder_opts.num_iter();
-  js["iterations"] = sweep.iterations();
-  js["stop_reason"] = dlcore::to_string(sweep.stop_reason);
-  js["best_smoothed_loss"] = sweep.best_loss;
-  js["best_lr"] = sweep.best_lr;
-  js["suggest_steepest"] = steepest.lr;
-  js["suggest_min_div10"] = min10.lr;
-  js["suggest_valley"] = valley.lr;
-  js["skip_start"] = skip_start;
-  js["skip_end"] = skip_end;
-  summary["clr_bounds"]["base_lr"] = bounds.base_lr;
-  summary["clr_bounds"]["max_lr"] = bounds.max_lr;
+  js["start_lr"] = w.options.start_lr();
+  js["end_lr"] = w.options.end_lr();
+  js["num_iter"] = w.options.num_iter();
+  js["iterations"] = w.result.iterations();
+  js["stop_reason"] = dlcore::to_string(w.result.stop_reason);
+  js["best_smoothed_loss"] = w.result.best_loss;
+  js["best_lr"] = w.result.best_lr;
+  js["suggest_steepest"] = w.steepest.lr;
+  js["suggest_min_div10"] = w.min10.lr;
+  js["suggest_valley"] = w.valley.lr;
+  js["skip_start"] = w.skip_start;
+  js["skip_end"] = w.skip_end;
+  summary["clr_bounds"]["base_lr"] = w.bounds.base_lr;
+  summary["clr_bounds"]["max_lr"] = w.bounds.max_lr;
   summary["clr_bounds"]["rule"] =
       "max_lr = LR at min smoothed loss / 10; base_lr = max_lr / 4";
-  if (grid) {
+  if (s.grid) {
     dlcore::Json points = dlcore::Json::array();
-    for (const auto& p : grid_result.points) {
+    for (const auto& p : r.grid.result.points) {
       dlcore::Json o = dlcore::Json::object();
       o["lr"] = p.lr;
       o["final_train_loss"] = p.final_loss;
@@ -584,149 +678,225 @@ int main(int argc, char** argv) try {
       o["diverged"] = p.diverged;
       points.push_back(o);
     }
-    summary["lr_grid"]["epochs"] = grid_epochs;
+    summary["lr_grid"]["epochs"] = s.grid_epochs;
     summary["lr_grid"]["points"] = points;
-    summary["lr_grid"]["homework_bounds"]["lr_min"] = grid_bounds.base_lr;
-    summary["lr_grid"]["homework_bounds"]["lr_max"] = grid_bounds.max_lr;
+    summary["lr_grid"]["homework_bounds"]["lr_min"] = r.grid.bounds.base_lr;
+    summary["lr_grid"]["homework_bounds"]["lr_max"] = r.grid.bounds.max_lr;
   }
-  summary["clr"]["step_size_up"] = step_size_up;
-  summary["clr"]["gamma"] = gamma;
-  summary["clr"]["history"] = history.to_json();
-  summary["clr"]["final_val_accuracy"] = history.last("val_accuracy");
-  summary["clr"]["final_train_loss"] = history.last("train_loss");
-  summary["clr"]["test_accuracy"] = te.accuracy;
-  summary["clr"]["test_loss"] = te.loss;
-  dlcore::Json runs = dlcore::Json::array();
-  for (const auto& r : study.runs) {
-    dlcore::Json o = dlcore::Json::object();
-    o["batch_size"] = r.batch_size;
-    o["rule"] = dlcore::to_string(r.rule);
-    o["lr"] = r.lr;
-    o["final_train_loss"] = r.final_train_loss;
-    o["final_val_accuracy"] = r.final_val_accuracy;
-    o["steps"] = r.steps;
-    o["seconds"] = r.seconds;
-    o["diverged"] = r.diverged;
-    runs.push_back(o);
-  }
-  if (!skip_study) {
-    summary["batch_size_study"]["epochs"] = bs_epochs;
+  summary["clr"]["step_size_up"] = r.clr.step_size_up;
+  summary["clr"]["gamma"] = r.clr.gamma;
+  summary["clr"]["history"] = r.clr.history.to_json();
+  summary["clr"]["final_val_accuracy"] = r.clr.history.last("val_accuracy");
+  summary["clr"]["final_train_loss"] = r.clr.history.last("train_loss");
+  summary["clr"]["test_accuracy"] = r.clr.test.accuracy;
+  summary["clr"]["test_loss"] = r.clr.test.loss;
+  if (!s.skip_study) {
+    dlcore::Json runs = dlcore::Json::array();
+    for (const auto& run : r.study.result.runs) {
+      dlcore::Json o = dlcore::Json::object();
+      o["batch_size"] = run.batch_size;
+      o["rule"] = dlcore::to_string(run.rule);
+      o["lr"] = run.lr;
+      o["final_train_loss"] = run.final_train_loss;
+      o["final_val_accuracy"] = run.final_val_accuracy;
+      o["steps"] = run.steps;
+      o["seconds"] = run.seconds;
+      o["diverged"] = run.diverged;
+      runs.push_back(o);
+    }
+    summary["batch_size_study"]["epochs"] = s.bs_epochs;
     summary["batch_size_study"]["runs"] = runs;
   }
+  dlcore::Json seconds = dlcore::Json::object();
+  seconds["lr_sweep"] = w.seconds;
+  if (s.grid) {
+    seconds["lr_grid"] = r.grid.seconds;
+  }
+  seconds["clr_training"] = r.clr.seconds;
+  if (!s.skip_study) {
+    seconds["batch_size_study"] = r.study.seconds;
+  }
   summary["seconds"] = seconds;
-  summary["seconds"]["total"] = total.seconds();
-  dlcore::write_json((out / "summary.json").string(), summary);
+  summary["seconds"]["total"] = total_seconds;
+  return summary;
+}
 
-  // ---- summary.md ----
-  std::string md =
-      "## Problem 1 — Learning rate and batch size (LeNet-5, FashionMNIST)\n\n";
-  md += fmt::format(
-      "Scale `{}`, seed {}: {} training / {} validation / {} test images, "
-      "SGD momentum 0.9, batch {}. Total {:.0f} s.\n\n",
-      ex::scale_name(scale),
-      flags.seed,
-      train.size(),
-      val.size(),
-      test.size(),
-      batch_size,
-      total.seconds());
-  md += "### LR range test\n\n";
+std::string sweep_md(const Sweep& w) {
+  std::string md = "### LR range test\n\n";
   md += fmt::format(
       "Smith's sweep: {} iterations from 1e-7 to 10 (exponential, stopped: "
       "{}), bias-corrected EMA (0.98) of the loss. Best smoothed loss "
       "{:.4f} at LR {:.3g}.\n\n",
-      sweep.iterations(),
-      dlcore::to_string(sweep.stop_reason),
-      sweep.best_loss,
-      sweep.best_lr);
+      w.result.iterations(),
+      dlcore::to_string(w.result.stop_reason),
+      w.result.best_loss,
+      w.result.best_lr);
   md += "| suggestion | LR |\n|---|---:|\n";
-  md += fmt::format("| steepest descent | {:.3g} |\n", steepest.lr);
-  md += fmt::format("| minimum / 10 | {:.3g} |\n", min10.lr);
-  md += fmt::format("| valley (fastai) | {:.3g} |\n", valley.lr);
+  md += fmt::format("| steepest descent | {:.3g} |\n", w.steepest.lr);
+  md += fmt::format("| minimum / 10 | {:.3g} |\n", w.min10.lr);
+  md += fmt::format("| valley (fastai) | {:.3g} |\n", w.valley.lr);
   md += fmt::format(
       "| **CyclicLR bounds** (max = min/10, base = max/4) | **{:.3g} … "
       "{:.3g}** |\n\n",
-      bounds.base_lr,
-      bounds.max_lr);
-  md += "![LR range test](lr_finder.png)\n\n";
-  if (grid) {
+      w.bounds.base_lr,
+      w.bounds.max_lr);
+  return md + "![LR range test](lr_finder.png)\n\n";
+}
+
+std::string grid_md(const Settings& s, const Grid& g) {
+  std::string md = fmt::format(
+      "The homework's grid: 10 LRs, {} each from the same initial "
+      "weights.\n\n| LR | final train loss | val acc |\n|---:|---:|---:|\n",
+      epochs_text(s.grid_epochs));
+  for (const auto& p : g.result.points) {
     md += fmt::format(
-        "The homework's grid: 10 LRs, {} each from the same initial "
-        "weights.\n\n| LR | final train loss | val acc |\n|---:|---:|---:|\n",
-        epochs_text(grid_epochs));
-    for (const auto& p : grid_result.points) {
-      md += fmt::format(
-          "| {:.3g} | {} | {} |\n",
-          p.lr,
-          num(p.final_loss),
-          pct(p.val_accuracy));
-    }
-    md += fmt::format(
-        "\nHomework rule (best and one grid step below): lr_min {:.3g}, "
-        "lr_max {:.3g}.\n\n![LR grid](lr_grid.png)\n\n",
-        grid_bounds.base_lr,
-        grid_bounds.max_lr);
+        "| {:.3g} | {} | {} |\n", p.lr, num(p.final_loss), pct(p.val_accuracy));
   }
-  md += "### LeNet-5 with CyclicLR\n\n";
+  return md + fmt::format(
+                  "\nHomework rule (best and one grid step below): lr_min "
+                  "{:.3g}, lr_max {:.3g}.\n\n![LR grid](lr_grid.png)\n\n",
+                  g.bounds.base_lr,
+                  g.bounds.max_lr);
+}
+
+std::string clr_md(
+    const Settings& s, const dlcore::CyclicBounds& bounds, const ClrRun& c) {
+  std::string md = "### LeNet-5 with CyclicLR\n\n";
   md += fmt::format(
       "exp_range, base_lr {:.3g}, max_lr {:.3g}, step_size_up {} steps, "
       "gamma {:.7f} per step, momentum cycled 0.9 → 0.8; {} epochs.\n\n",
       bounds.base_lr,
       bounds.max_lr,
-      step_size_up,
-      gamma,
-      clr_epochs);
+      c.step_size_up,
+      c.gamma,
+      s.clr_epochs);
   md += "| epoch | train loss | train acc | val loss | val acc |\n";
   md += "|---:|---:|---:|---:|---:|\n";
-  for (std::size_t i = 0; i < history.num_epochs(); ++i) {
+  const dlcore::History& h = c.history;
+  for (std::size_t i = 0; i < h.num_epochs(); ++i) {
     md += fmt::format(
         "| {} | {:.4f} | {} | {:.4f} | {} |\n",
-        static_cast<int64_t>(history.at(i, "epoch")),
-        history.at(i, "train_loss"),
-        pct(history.at(i, "train_accuracy")),
-        history.at(i, "val_loss"),
-        pct(history.at(i, "val_accuracy")));
+        static_cast<int64_t>(h.at(i, "epoch")),
+        h.at(i, "train_loss"),
+        pct(h.at(i, "train_accuracy")),
+        h.at(i, "val_loss"),
+        pct(h.at(i, "val_accuracy")));
   }
+  return md + fmt::format(
+                  "\nValidation accuracy **{}**, test accuracy **{}**.\n\n"
+                  "![CLR training](clr_training.png)\n\n",
+                  pct(h.last("val_accuracy")),
+                  pct(c.test.accuracy));
+}
+
+std::string study_md(const Settings& s, double max_lr, const Study& st) {
+  std::string md = "### Batch size\n\n";
   md += fmt::format(
-      "\nValidation accuracy **{}**, test accuracy **{}**.\n\n"
-      "![CLR training](clr_training.png)\n\n",
-      pct(history.last("val_accuracy")),
-      pct(te.accuracy));
-  if (!skip_study) {
-    md += "### Batch size\n\n";
-    md += fmt::format(
-        "Same initial weights and shuffles, {} per run; fixed LR {:.3g} "
-        "(max_lr, as the homework){}.\n\n",
-        epochs_text(bs_epochs),
-        bounds.max_lr,
-        no_linear ? ""
+      "Same initial weights and shuffles, {} per run; fixed LR {:.3g} "
+      "(max_lr, as the homework){}.\n\n",
+      epochs_text(s.bs_epochs),
+      max_lr,
+      s.no_linear ? ""
                   : fmt::format(
                         ", and LR × bs/{} (linear scaling, Goyal et al.)",
-                        batch_size));
-    md += "| batch | rule | LR | steps | final train loss | val acc | s |\n";
-    md += "|---:|---|---:|---:|---:|---:|---:|\n";
-    for (const auto& r : study.runs) {
-      md += fmt::format(
-          "| {} | {}{} | {:.3g} | {} | {} | {} | {:.1f} |\n",
-          r.batch_size,
-          dlcore::to_string(r.rule),
-          r.reused ? " (same LR: run reused)" : "",
-          r.lr,
-          r.steps,
-          num(r.final_train_loss),
-          pct(r.final_val_accuracy),
-          r.seconds);
-    }
-    md += "\n![batch size](batch_size.png)\n\n";
+                        s.batch_size));
+  md += "| batch | rule | LR | steps | final train loss | val acc | s |\n";
+  md += "|---:|---|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : st.result.runs) {
+    md += fmt::format(
+        "| {} | {}{} | {:.3g} | {} | {} | {} | {:.1f} |\n",
+        r.batch_size,
+        dlcore::to_string(r.rule),
+        r.reused ? " (same LR: run reused)" : "",
+        r.lr,
+        r.steps,
+        num(r.final_train_loss),
+        pct(r.final_val_accuracy),
+        r.seconds);
   }
-  md +=
-      "Data: `lr_finder.csv`, `curves.csv`, `steps.csv`, `batch_size.csv`, "
-      "`summary.json`.\n";
-  ex::write_summary_md(out, md);
+  return md + "\n![batch size](batch_size.png)\n\n";
+}
+
+std::string summary_md(
+    const Settings& s,
+    const Data& data,
+    const Results& r,
+    double total_seconds) {
+  std::string md =
+      "## Problem 1 — Learning rate and batch size (LeNet-5, FashionMNIST)\n\n";
+  md += fmt::format(
+      "Scale `{}`, seed {}: {} training / {} validation / {} test images, "
+      "SGD momentum 0.9, batch {}. Total {:.0f} s.\n\n",
+      ex::scale_name(s.flags.scale),
+      s.flags.seed,
+      data.train.size(),
+      data.val.size(),
+      data.test.size(),
+      s.batch_size,
+      total_seconds);
+  md += sweep_md(r.sweep);
+  if (s.grid) {
+    md += grid_md(s, r.grid);
+  }
+  md += clr_md(s, r.sweep.bounds, r.clr);
+  if (!s.skip_study) {
+    md += study_md(s, r.sweep.bounds.max_lr, r.study);
+  }
+  return md +
+         "Data: `lr_finder.csv`, `curves.csv`, `steps.csv`, `batch_size.csv`, "
+         "`summary.json`.\n";
+}
+
+} // namespace
+
+int main(int argc, char** argv) try {
+  CLI::App app{
+      "Problem 1: LR range test, CyclicLR and batch-size study, LeNet-5 on "
+      "FashionMNIST"};
+  Settings s;
+  add_flags(app, s);
+  CLI11_PARSE(app, argc, argv);
+  // Every flag is checked before any work.
+  finish_settings(app, s);
+  s.flags.validate();
+  const ex::Output out("problem1", s.flags.prepare_out());
+  s.flags.apply_threads();
+  ex::Stopwatch total;
+
+  const torch::Device device = s.flags.resolve_device();
+  Data data = load_data(s, device);
+  if (s.sweep_iters < 0) {
+    s.sweep_iters = ex::by_scale<int64_t>(
+        s.flags.scale, 40, data.per_epoch, data.per_epoch);
+  }
   std::cout << fmt::format(
-      "problem1: wrote {} in {:.1f}s\n", out.string(), total.seconds());
+      "problem1: {} train, {} validation, {} test images; batch {} ({} "
+      "steps/epoch), scale {}\n",
+      data.train.size(),
+      data.val.size(),
+      data.test.size(),
+      s.batch_size,
+      data.per_epoch,
+      ex::scale_name(s.flags.scale));
+  torch::manual_seed(s.flags.seed);
+  const SameStart make_model{dlcore::LeNet5(), device};
+
+  Results r;
+  r.sweep = lr_range_test(s, data, make_model, out); // part 1
+  if (s.grid) {
+    r.grid = lr_grid(s, data, make_model, out); // part 1, the homework's way
+  }
+  r.clr = train_with_clr(s, data, make_model, r.sweep.bounds, out); // 2-3
+  if (!s.skip_study) {
+    r.study = study_batch_sizes(
+        s, data, make_model, r.sweep.bounds.max_lr, out); // part 4
+  }
+
+  out.write_json("summary.json", summary_json(s, data, r, total.seconds()));
+  out.write_summary(summary_md(s, data, r, total.seconds()));
+  std::cout << fmt::format(
+      "problem1: wrote {} in {:.1f}s\n", out.dir().string(), total.seconds());
   return 0;
 } catch (const std::exception& e) {
-  std::cerr << "problem1: error: " << e.what() << "\n";
-  return 1;
+  return ex::report_error("problem1", e);
 }

@@ -27,6 +27,11 @@
 // safetensors), results.csv (one row per run and
 // seed), curves_<run>.csv (per-epoch means over seeds), curves.png (loss and
 // accuracy per epoch per run, via gnuplot), results.json and summary.md.
+//
+// Shape: main() parses and checks every flag before any work (a --backbone is
+// loaded once into a fresh model then), and run_all calls one step per part:
+// load_tasks, prepare_backbone (pretrain on the source task), run_seeds (every
+// run on the target task), write_runs (CSVs, curves, plot), then the report.
 #include <dlcore/data/batches.h>
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/split.h>
@@ -56,6 +61,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+namespace ex = dlcore::examples;
 
 namespace {
 
@@ -348,49 +355,164 @@ std::string interpretation(std::map<std::string, double>& m) {
   return s.str();
 }
 
+// ---- Flags ------------------------------------------------------------
+
+struct Cli {
+  int64_t epochs = 0, pretrain_epochs = 0, seeds = 0; // 0: by scale
+};
+
+void add_flags(CLI::App& app, ex::CommonFlags& flags, Settings& s, Cli& c) {
+  // LeNet-sized batches gain nothing from intra-op threads, and on a busy
+  // 2-core machine two spinning threads run ~10x slower than one (measured:
+  // quick scale 133 s vs 12.5 s), so this example defaults to 1 thread.
+  flags.threads = 1;
+  flags.add_to(app, "problem3");
+  app.add_option("--per-class", s.per_class, "labelled target images per class")
+      ->capture_default_str();
+  app.add_option("--epochs", c.epochs, "target epochs (0: by scale 4/20/60)");
+  app.add_option(
+      "--pretrain-epochs",
+      c.pretrain_epochs,
+      "source epochs (0: by scale 1/2/5)");
+  app.add_option("--seeds", c.seeds, "seeds per run (0: by scale 1/2/3)");
+  app.add_option("--batch-size", s.batch_size, "target batch size")
+      ->capture_default_str();
+  app.add_option("--lr", s.lr, "learning rate of scratch and shallow runs")
+      ->capture_default_str();
+  app.add_option("--disc-low", s.disc_low, "discriminative LR of layer 1")
+      ->capture_default_str();
+  app.add_option("--disc-high", s.disc_high, "discriminative LR of the head")
+      ->capture_default_str();
+  app.add_option(
+      "--backbone",
+      s.backbone,
+      "weights to use instead of pretraining: a .safetensors file, or a "
+      "trusted weights archive (save_weights, torch::save, or Python "
+      "torch.save(dict(state_dict)))");
+  app.add_option("--model", s.model, "lenet5 | resnet8")
+      ->check(CLI::IsMember({"lenet5", "resnet8"}))
+      ->capture_default_str();
+}
+
+// Checks the flags and fills in the values of the scale.
+void finish_settings(const ex::CommonFlags& flags, const Cli& c, Settings& s) {
+  using ex::by_scale;
+  // Each target class has 6000 training images.
+  ex::check_range("--per-class", s.per_class, 1, 6000);
+  ex::check_range("--epochs", c.epochs, 0, 10000);
+  ex::check_range("--pretrain-epochs", c.pretrain_epochs, 0, 10000);
+  ex::check_range("--seeds", c.seeds, 0, 100);
+  ex::check_range("--batch-size", s.batch_size, 1, 4096);
+  ex::check_positive("--lr", s.lr, 10.0);
+  ex::check_positive("--disc-low", s.disc_low, 10.0);
+  ex::check_positive("--disc-high", s.disc_high, 10.0);
+  ex::check_flag(
+      s.disc_low <= s.disc_high,
+      "--disc-low (",
+      s.disc_low,
+      ") must be <= --disc-high (",
+      s.disc_high,
+      "): the LRs grow from the first layer to the head");
+  if (!s.backbone.empty()) {
+    ex::check_readable_file("--backbone", s.backbone);
+  }
+  s.device = flags.resolve_device();
+  s.scale = flags.scale;
+  s.epochs = c.epochs > 0 ? c.epochs : by_scale<int64_t>(s.scale, 4, 20, 60);
+  s.pretrain_epochs = c.pretrain_epochs > 0
+                          ? c.pretrain_epochs
+                          : by_scale<int64_t>(s.scale, 1, 2, 5);
+  s.seeds = c.seeds > 0 ? c.seeds : by_scale<int64_t>(s.scale, 1, 2, 3);
+}
+
+// A --backbone is loaded once into a fresh model before any work, so that a
+// file of the wrong model or a damaged one is found in milliseconds, not
+// after the scratch run.
 template <typename Arch>
-int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
-  dlcore::examples::Stopwatch total;
-  const auto out = flags.prepare_out();
+void check_backbone(const Settings& s) {
+  if (s.backbone.empty()) {
+    return;
+  }
+  // The seed does not matter (every run makes its model again, seeded).
+  typename Arch::Net net = Arch::make(0);
+  try {
+    load_backbone(
+        *net,
+        s.backbone,
+        dlcore::LoadWeightsOptions().ignore("^" + Arch::head() + "\\."));
+  } catch (const c10::Error& e) {
+    throw ex::FlagError(
+        "--backbone " + s.backbone + " does not load into " + s.model + ": " +
+        e.what_without_backtrace());
+  }
+}
+
+// ---- The tasks ---------------------------------------------------------
+
+struct Tasks {
+  dlcore::TensorDataset source_train, source_test; // classes 0-4
+  dlcore::TensorDataset target_pool, target_test;  // classes 5-9
+};
+
+Tasks load_tasks(const ex::CommonFlags& flags, const Settings& s) {
   const auto full_train = dlcore::load_fashion_mnist(flags.data_dir, true);
   const auto full_test = dlcore::load_fashion_mnist(flags.data_dir, false);
-
+  Tasks t;
   // Source task: classes 0-4, relabelled 0..4.
-  auto source_train = dlcore::filter_classes(full_train, {0, 1, 2, 3, 4}, true);
-  auto source_test = dlcore::filter_classes(full_test, {0, 1, 2, 3, 4}, true);
+  t.source_train = dlcore::filter_classes(full_train, {0, 1, 2, 3, 4}, true);
+  t.source_test = dlcore::filter_classes(full_test, {0, 1, 2, 3, 4}, true);
   if (s.scale == Scale::kQuick) {
-    source_train = dlcore::subset(
-        source_train,
-        dlcore::class_balanced_indices(source_train.targets, 600, flags.seed));
+    t.source_train = dlcore::subset(
+        t.source_train,
+        dlcore::class_balanced_indices(
+            t.source_train.targets, 600, flags.seed));
   }
   // Target task: classes 5-9, relabelled 0..4; a labelled budget per class.
-  const auto target_pool =
-      dlcore::filter_classes(full_train, {5, 6, 7, 8, 9}, true);
-  auto target_test = dlcore::filter_classes(full_test, {5, 6, 7, 8, 9}, true);
+  t.target_pool = dlcore::filter_classes(full_train, {5, 6, 7, 8, 9}, true);
+  t.target_test = dlcore::filter_classes(full_test, {5, 6, 7, 8, 9}, true);
   if (s.scale == Scale::kQuick) {
-    target_test = dlcore::subset(
-        target_test,
-        dlcore::class_balanced_indices(target_test.targets, 200, flags.seed));
+    t.target_test = dlcore::subset(
+        t.target_test,
+        dlcore::class_balanced_indices(t.target_test.targets, 200, flags.seed));
   }
+  return t;
+}
 
-  std::string backbone = s.backbone;
-  double source_accuracy = std::nan("");
-  if (backbone.empty()) {
-    backbone = (out / "backbone.safetensors").string();
-    std::cout << "pretraining " << s.model << " on the source task ("
-              << source_train.size() << " images of classes 0-4, "
-              << s.pretrain_epochs << " epochs)\n";
-    dlcore::examples::Stopwatch pre;
-    source_accuracy =
-        pretrain<Arch>(source_train, source_test, s, flags.seed, backbone);
-    std::cout << "  source test accuracy " << pct(source_accuracy) << "% ("
-              << source_test.size() << " images), " << pre.seconds()
-              << " s; saved " << backbone << "\n";
-  } else {
-    std::cout << "using the backbone " << backbone << "\n";
+// ---- The backbone: pretrained on the source task, or --backbone ---------
+
+struct Backbone {
+  std::string path;
+  double source_accuracy = std::nan(""); // NaN for a given --backbone
+};
+
+template <typename Arch>
+Backbone prepare_backbone(
+    const ex::CommonFlags& flags,
+    const Settings& s,
+    const Tasks& t,
+    const ex::Output& out) {
+  Backbone b{s.backbone};
+  if (!b.path.empty()) {
+    std::cout << "using the backbone " << b.path << "\n";
+    return b;
   }
+  b.path = out.path("backbone.safetensors");
+  std::cout << "pretraining " << s.model << " on the source task ("
+            << t.source_train.size() << " images of classes 0-4, "
+            << s.pretrain_epochs << " epochs)\n";
+  ex::Stopwatch pre;
+  b.source_accuracy =
+      pretrain<Arch>(t.source_train, t.source_test, s, flags.seed, b.path);
+  std::cout << "  source test accuracy " << pct(b.source_accuracy) << "% ("
+            << t.source_test.size() << " images), " << pre.seconds()
+            << " s; saved " << b.path << "\n";
+  return b;
+}
 
-  std::vector<RunSpec> specs = {
+// ---- The runs on the target task ----------------------------------------
+
+std::vector<RunSpec> run_specs(const Settings& s) {
+  return {
       {"scratch", "from scratch", false, false, false, s.lr},
       {"shallow", "shallow (head only)", true, true, false, s.lr},
       // A linear head alone tolerates (and needs) a larger step.
@@ -412,19 +534,27 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
        0.01,
        true},
   };
+}
 
+template <typename Arch>
+std::vector<RunResult> run_seeds(
+    const ex::CommonFlags& flags,
+    const Settings& s,
+    const std::vector<RunSpec>& specs,
+    const Tasks& t,
+    const std::string& backbone) {
   std::vector<RunResult> results;
   for (int64_t k = 0; k < s.seeds; ++k) {
     const uint64_t seed = flags.seed + static_cast<uint64_t>(k);
-    const auto idx =
-        dlcore::class_balanced_indices(target_pool.targets, s.per_class, seed);
-    const auto target_train = dlcore::subset(target_pool, idx);
+    const auto idx = dlcore::class_balanced_indices(
+        t.target_pool.targets, s.per_class, seed);
+    const auto target_train = dlcore::subset(t.target_pool, idx);
     std::cout << "seed " << seed << ": " << target_train.size()
-              << " labelled target images, " << target_test.size()
+              << " labelled target images, " << t.target_test.size()
               << " test images\n";
     for (const auto& spec : specs) {
       auto r =
-          run_one<Arch>(spec, seed, backbone, target_train, target_test, s);
+          run_one<Arch>(spec, seed, backbone, target_train, t.target_test, s);
       std::cout << "  " << std::left << std::setw(16) << spec.name
                 << " test accuracy " << pct(r.final_test_accuracy) << "% (best "
                 << pct(r.best_test_accuracy) << "% at epoch " << r.best_epoch
@@ -433,8 +563,14 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
       results.push_back(std::move(r));
     }
   }
+  return results;
+}
 
-  // results.csv: one row per run and seed.
+// ---- Files and the report -------------------------------------------------
+
+// results.csv: one row per run and seed.
+void write_results_csv(
+    const std::vector<RunResult>& results, const ex::Output& out) {
   dlcore::CsvTable table(
       {"run",
        "seed",
@@ -455,9 +591,86 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
          r.trainable,
          r.seconds});
   }
-  table.write((out / "results.csv").string());
+  table.write(out.path("results.csv"));
+}
 
-  // Per-run curves (means over seeds) and the summary table.
+// One run over its seeds: mean and spread of the final test accuracy.
+struct RunSummary {
+  std::vector<const RunResult*> seeds;
+  double mean = 0, sd = 0, mean_best = 0;
+};
+
+RunSummary summarize(
+    const RunSpec& spec, const std::vector<RunResult>& results) {
+  RunSummary m;
+  for (const auto& r : results) {
+    if (r.run == spec.name) {
+      m.seeds.push_back(&r);
+    }
+  }
+  const auto n = static_cast<double>(m.seeds.size());
+  for (auto* r : m.seeds) {
+    m.mean += r->final_test_accuracy / n;
+    m.mean_best += r->best_test_accuracy / n;
+  }
+  double var = 0;
+  for (auto* r : m.seeds) {
+    var += std::pow(r->final_test_accuracy - m.mean, 2);
+  }
+  m.sd = m.seeds.size() > 1 ? std::sqrt(var / (n - 1)) : 0.0;
+  return m;
+}
+
+// curves_<run>.csv: per-epoch means over seeds. Returns its path.
+std::string write_curves(
+    const Settings& s,
+    const RunSpec& spec,
+    const RunSummary& m,
+    const ex::Output& out) {
+  const auto n = static_cast<double>(m.seeds.size());
+  dlcore::CsvTable curves(
+      {"epoch",
+       "train_loss",
+       "train_accuracy",
+       "test_loss",
+       "test_accuracy",
+       "lr"});
+  for (int64_t e = 0; e < s.epochs; ++e) {
+    std::map<std::string, double> mean;
+    for (const auto* col :
+         {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}) {
+      for (auto* r : m.seeds) {
+        mean[col] += r->history.at(static_cast<std::size_t>(e), col) / n;
+      }
+    }
+    curves.add_row(
+        {e + 1,
+         mean["train_loss"],
+         mean["train_accuracy"],
+         mean["test_loss"],
+         mean["test_accuracy"],
+         m.seeds.front()->history.at(static_cast<std::size_t>(e), "lr")});
+  }
+  const auto csv = out.path("curves_" + spec.name + ".csv");
+  curves.write(csv);
+  return csv;
+}
+
+// What write_runs leaves for the report.
+struct RunsReport {
+  std::string md_table;
+  dlcore::Json runs_json = dlcore::Json::array();
+  std::map<std::string, double> mean_final;
+  bool plot = false;
+};
+
+// Per-run curves (means over seeds), their plot, and the summary table.
+RunsReport write_runs(
+    const Settings& s,
+    const std::vector<RunSpec>& specs,
+    const std::vector<RunResult>& results,
+    const ex::Output& out) {
+  RunsReport rep;
   dlcore::PlotPanel train_loss, test_loss, train_acc, test_acc;
   train_loss.title("training loss").xlabel("epoch").ylabel("loss");
   test_loss.title("test loss").xlabel("epoch").ylabel("loss");
@@ -465,7 +678,6 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
   test_acc.title("test accuracy").xlabel("epoch").ylabel("accuracy");
   test_acc.key("bottom right");
   train_acc.key("bottom right");
-  dlcore::Json runs_json = dlcore::Json::array();
   std::ostringstream md_table;
   md_table << "| run | trainable params | test accuracy % (final, mean ± sd "
               "over "
@@ -473,116 +685,78 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
            << " seeds) | per seed | best epoch's test "
               "accuracy % (test-selected, as the homework) |\n"
            << "|---|---|---|---|---|\n";
-  std::map<std::string, double> mean_final;
   for (const auto& spec : specs) {
-    std::vector<const RunResult*> rs;
-    for (const auto& r : results) {
-      if (r.run == spec.name) {
-        rs.push_back(&r);
-      }
-    }
-    const auto n = static_cast<double>(rs.size());
-    double mean = 0, mean_best = 0;
-    for (auto* r : rs) {
-      mean += r->final_test_accuracy / n;
-      mean_best += r->best_test_accuracy / n;
-    }
-    double var = 0;
-    for (auto* r : rs) {
-      var += std::pow(r->final_test_accuracy - mean, 2);
-    }
-    const double sd = rs.size() > 1 ? std::sqrt(var / (n - 1)) : 0.0;
-    mean_final[spec.name] = mean;
+    const RunSummary m = summarize(spec, results);
+    rep.mean_final[spec.name] = m.mean;
     std::string per_seed;
-    for (auto* r : rs) {
+    for (auto* r : m.seeds) {
       per_seed += (per_seed.empty() ? "" : ", ") + pct(r->final_test_accuracy);
     }
-    md_table << "| " << spec.label << " | " << rs.front()->trainable << " | "
-             << pct(mean) << " ± " << pct(sd) << " | " << per_seed << " | "
-             << pct(mean_best) << " |\n";
-
-    dlcore::CsvTable curves(
-        {"epoch",
-         "train_loss",
-         "train_accuracy",
-         "test_loss",
-         "test_accuracy",
-         "lr"});
-    for (int64_t e = 0; e < s.epochs; ++e) {
-      std::map<std::string, double> m;
-      for (const auto* col :
-           {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}) {
-        for (auto* r : rs) {
-          m[col] += r->history.at(static_cast<std::size_t>(e), col) / n;
-        }
-      }
-      curves.add_row(
-          {e + 1,
-           m["train_loss"],
-           m["train_accuracy"],
-           m["test_loss"],
-           m["test_accuracy"],
-           rs.front()->history.at(static_cast<std::size_t>(e), "lr")});
-    }
-    const auto csv = (out / ("curves_" + spec.name + ".csv")).string();
-    curves.write(csv);
-    train_loss.add(dlcore::PlotSeries(csv, "epoch", "train_loss")
-                       .title(spec.name)
-                       .style("lines"));
-    test_loss.add(dlcore::PlotSeries(csv, "epoch", "test_loss")
-                      .title(spec.name)
-                      .style("lines"));
-    train_acc.add(dlcore::PlotSeries(csv, "epoch", "train_accuracy")
-                      .title(spec.name)
-                      .style("lines"));
-    test_acc.add(dlcore::PlotSeries(csv, "epoch", "test_accuracy")
-                     .title(spec.name)
-                     .style("lines"));
+    md_table << "| " << spec.label << " | " << m.seeds.front()->trainable
+             << " | " << pct(m.mean) << " ± " << pct(m.sd) << " | " << per_seed
+             << " | " << pct(m.mean_best) << " |\n";
+    const std::string csv = write_curves(s, spec, m, out);
+    const auto series = [&](const char* column) {
+      return dlcore::PlotSeries(csv, "epoch", column)
+          .title(spec.name)
+          .style("lines");
+    };
+    train_loss.add(series("train_loss"));
+    test_loss.add(series("test_loss"));
+    train_acc.add(series("train_accuracy"));
+    test_acc.add(series("test_accuracy"));
     dlcore::Json j = dlcore::Json::object();
     j["run"] = spec.name;
     j["lr"] = spec.lr;
-    j["mean_final_test_accuracy"] = mean;
-    j["sd_final_test_accuracy"] = sd;
-    j["mean_best_test_accuracy"] = mean_best;
-    j["trainable_parameters"] = rs.front()->trainable;
-    runs_json.push_back(j);
+    j["mean_final_test_accuracy"] = m.mean;
+    j["sd_final_test_accuracy"] = m.sd;
+    j["mean_best_test_accuracy"] = m.mean_best;
+    j["trainable_parameters"] = m.seeds.front()->trainable;
+    rep.runs_json.push_back(j);
   }
-  const auto plot = dlcore::plot_png(
-      (out / "curves.png").string(),
+  rep.md_table = md_table.str();
+  rep.plot = static_cast<bool>(out.plot(
+      "curves.png",
       {train_loss, test_loss, train_acc, test_acc},
       dlcore::PlotOptions().columns(2).width(1200).height(900).title(
-          "Problem 3: target task (FashionMNIST 5-9), mean over seeds"));
-  if (!plot) {
-    std::cerr << "no plot: " << plot.message << "\n";
-  }
+          "Problem 3: target task (FashionMNIST 5-9), mean over seeds"),
+      "curves"));
+  return rep;
+}
 
+std::string summary_md(
+    const Settings& s,
+    const Tasks& t,
+    const Backbone& b,
+    RunsReport& rep,
+    double seconds) {
+  auto& mean_final = rep.mean_final;
   const double best_ft = std::max(
       {mean_final["finetune_0.1"],
        mean_final["finetune_0.01"],
        mean_final["finetune_0.001"],
        mean_final["discriminative"],
        mean_final["gradual"]});
+  const auto milestones = homework_milestones(s.epochs);
   std::ostringstream md;
   md << "## Problem 3 — Transfer learning: shallow learning vs fine-tuning\n\n"
-     << "Source task: FashionMNIST classes 0–4 (" << source_train.size()
+     << "Source task: FashionMNIST classes 0–4 (" << t.source_train.size()
      << " training images); "
      << (s.backbone.empty()
              ? "backbone " + s.model + " pretrained for " +
                    std::to_string(s.pretrain_epochs) +
-                   " epoch(s) (source test accuracy " + pct(source_accuracy) +
+                   " epoch(s) (source test accuracy " + pct(b.source_accuracy) +
                    "%), saved as `backbone.safetensors`."
              : "backbone loaded from `" + s.backbone + "`.")
      << " Target task: classes 5–9 with " << s.per_class
-     << " labelled images per class, evaluated on " << target_test.size()
+     << " labelled images per class, evaluated on " << t.target_test.size()
      << " test images. Every run: SGD momentum 0.9, weight decay 5e-4, batch "
      << s.batch_size << ", " << s.epochs << " epochs, LR ×0.1 after epochs "
-     << homework_milestones(s.epochs)[0] << ", "
-     << homework_milestones(s.epochs)[1] << ", "
-     << homework_milestones(s.epochs)[2] << "; scratch and shallow at lr "
-     << s.lr << ", discriminative from " << s.disc_low << " (first layer) to "
-     << s.disc_high << " (head). Scale `"
-     << dlcore::examples::scale_name(s.scale) << "`.\n\n"
-     << md_table.str() << "\n"
+     << milestones[0] << ", " << milestones[1] << ", " << milestones[2]
+     << "; scratch and shallow at lr " << s.lr << ", discriminative from "
+     << s.disc_low << " (first layer) to " << s.disc_high << " (head). Scale `"
+     << ex::scale_name(s.scale) << "`.\n\n"
+     << rep.md_table << "\n"
      << "Best fine-tuning " << pct(best_ft) << "% vs best shallow "
      << pct(std::max(mean_final["shallow"], mean_final["shallow_0.1"]))
      << "% vs scratch " << pct(mean_final["scratch"])
@@ -590,27 +764,51 @@ int run_all(const dlcore::examples::CommonFlags& flags, const Settings& s) {
      << "over seeds). The final epoch is reported, not the best one: picking "
      << "the epoch on the test set, as the homework's code does, is "
      << "optimistic. " << interpretation(mean_final) << "\n\n"
-     << (plot ? "![curves](curves.png)\n\n"
-              : "(gnuplot unavailable: no plot)\n\n")
+     << (rep.plot ? "![curves](curves.png)\n\n"
+                  : "(gnuplot unavailable: no plot)\n\n")
      << "Per-run data: `results.csv`, `curves_<run>.csv`; total "
-     << std::setprecision(3) << total.seconds() << " s.\n";
-  dlcore::examples::write_summary_md(out, md.str());
+     << std::setprecision(3) << seconds << " s.\n";
+  return md.str();
+}
 
+dlcore::Json results_json(
+    const ex::CommonFlags& flags,
+    const Settings& s,
+    const Backbone& b,
+    const RunsReport& rep,
+    double seconds) {
   dlcore::Json j = flags.to_json();
   j["model"] = s.model;
   j["per_class"] = s.per_class;
   j["epochs"] = s.epochs;
   j["pretrain_epochs"] = s.pretrain_epochs;
   j["seeds"] = s.seeds;
-  j["source_test_accuracy"] = source_accuracy;
+  j["source_test_accuracy"] = b.source_accuracy;
   // The pretrained backbone by its name inside --out (so the folder can be
   // moved), or a user's --backbone as given.
   j["backbone"] =
       s.backbone.empty() ? std::string("backbone.safetensors") : s.backbone;
-  j["runs"] = runs_json;
-  j["seconds"] = total.seconds();
-  dlcore::write_json((out / "results.json").string(), j);
-  std::cout << md_table.str() << "wrote " << out.string() << " in "
+  j["runs"] = rep.runs_json;
+  j["seconds"] = seconds;
+  return j;
+}
+
+template <typename Arch>
+int run_all(const ex::CommonFlags& flags, const Settings& s) {
+  check_backbone<Arch>(s);
+  flags.apply_threads();
+  ex::Stopwatch total;
+  const ex::Output out("problem3", flags.prepare_out());
+  const Tasks tasks = load_tasks(flags, s);
+  const Backbone backbone = prepare_backbone<Arch>(flags, s, tasks, out);
+  const auto specs = run_specs(s);
+  const auto results = run_seeds<Arch>(flags, s, specs, tasks, backbone.path);
+  write_results_csv(results, out);
+  RunsReport rep = write_runs(s, specs, results, out);
+  out.write_summary(summary_md(s, tasks, backbone, rep, total.seconds()));
+  out.write_json(
+      "results.json", results_json(flags, s, backbone, rep, total.seconds()));
+  std::cout << rep.md_table << "wrote " << out.dir().string() << " in "
             << total.seconds() << " s\n";
   return 0;
 }
@@ -621,61 +819,19 @@ int main(int argc, char** argv) try {
   CLI::App app(
       "Problem 3: transfer learning, shallow learning vs fine-tuning "
       "(FashionMNIST 0-4 -> 5-9)");
-  dlcore::examples::CommonFlags flags;
-  // LeNet-sized batches gain nothing from intra-op threads, and on a busy
-  // 2-core machine two spinning threads run ~10x slower than one (measured:
-  // quick scale 133 s vs 12.5 s), so this example defaults to 1 thread.
-  flags.threads = 1;
-  flags.add_to(app, "problem3");
+  ex::CommonFlags flags;
   Settings s;
-  int64_t epochs = 0, pretrain_epochs = 0, seeds = 0;
-  app.add_option("--per-class", s.per_class, "labelled target images per class")
-      ->capture_default_str();
-  app.add_option("--epochs", epochs, "target epochs (0: by scale 4/20/60)");
-  app.add_option(
-      "--pretrain-epochs",
-      pretrain_epochs,
-      "source epochs (0: by scale 1/2/5)");
-  app.add_option("--seeds", seeds, "seeds per run (0: by scale 1/2/3)");
-  app.add_option("--batch-size", s.batch_size, "target batch size")
-      ->capture_default_str();
-  app.add_option("--lr", s.lr, "learning rate of scratch and shallow runs")
-      ->capture_default_str();
-  app.add_option("--disc-low", s.disc_low, "discriminative LR of layer 1")
-      ->capture_default_str();
-  app.add_option("--disc-high", s.disc_high, "discriminative LR of the head")
-      ->capture_default_str();
-  app.add_option(
-      "--backbone",
-      s.backbone,
-      "weights to use instead of pretraining: a .safetensors file, or a "
-      "trusted weights archive (save_weights, torch::save, or Python "
-      "torch.save(dict(state_dict)))");
-  app.add_option("--model", s.model, "lenet5 | resnet8")
-      ->check(CLI::IsMember({"lenet5", "resnet8"}))
-      ->capture_default_str();
+  Cli cli;
+  add_flags(app, flags, s, cli);
   CLI11_PARSE(app, argc, argv);
-  flags.apply_threads();
-  s.device = flags.resolve_device();
-  s.scale = flags.scale;
-  s.epochs = epochs > 0
-                 ? epochs
-                 : dlcore::examples::by_scale<int64_t>(s.scale, 4, 20, 60);
-  s.pretrain_epochs = pretrain_epochs > 0 ? pretrain_epochs
-                                          : dlcore::examples::by_scale<int64_t>(
-                                                s.scale, 1, 2, 5);
-  s.seeds =
-      seeds > 0 ? seeds : dlcore::examples::by_scale<int64_t>(s.scale, 1, 2, 3);
-  TORCH_CHECK(s.per_class >= 1, "--per-class must be >= 1, got ", s.per_class);
-  TORCH_CHECK(s.epochs >= 1, "--epochs must be >= 1");
+  // Every flag is checked before any work (the backbone in run_all, which
+  // knows the model).
+  finish_settings(flags, cli, s);
+  flags.validate();
   if (s.model == "resnet8") {
     return run_all<ResNetArch>(flags, s);
   }
   return run_all<LeNetArch>(flags, s);
-} catch (const c10::Error& e) {
-  std::cerr << "problem3: " << e.what_without_backtrace() << "\n";
-  return 1;
 } catch (const std::exception& e) {
-  std::cerr << "problem3: " << e.what() << "\n";
-  return 1;
+  return ex::report_error("problem3", e);
 }

@@ -19,6 +19,11 @@
 // images, label precision, shortfall, accuracy after pretraining only and
 // after fine-tuning, baseline), k_sweep.png and p_sweep.png, results.json and
 // summary.md.
+//
+// Shape: main() parses and checks every flag before any work, then calls one
+// step per part of the pipeline (load_data, train_teacher, train_baseline,
+// the K and P sweeps through Points), and write_results / summary_md write
+// the report.
 #include <dlcore/data/batches.h>
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/pseudo_label.h>
@@ -38,6 +43,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+namespace ex = dlcore::examples;
 
 namespace {
 
@@ -135,23 +142,21 @@ struct Point {
   double seconds = 0;
 };
 
-} // namespace
-
-int main(int argc, char** argv) try {
-  CLI::App app{
-      "Problem 4 (semi-supervised): teacher, top-K/top-P pseudo-labels, "
-      "student (Yalniz et al. 2019) on FashionMNIST"};
-  dlcore::examples::CommonFlags flags;
+void add_flags(CLI::App& app, ex::CommonFlags& flags, Settings& s) {
   // Small convolutions on a shared 2-core machine ran 4-10x faster on one
   // LibTorch thread than on two (OpenMP workers spin when oversubscribed).
   flags.threads = 1;
   flags.add_to(app, "problem4_semi");
-  Settings s;
   app.add_option("--lr", s.lr, "SGD learning rate (teacher, student)")
       ->capture_default_str();
   app.add_option("--batch-size", s.batch_size, "batch size")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+}
+
+// Checks the flags and fills in the values of the scale.
+void finish_settings(const ex::CommonFlags& flags, Settings& s) {
+  ex::check_positive("--lr", s.lr, 10.0);
+  ex::check_range("--batch-size", s.batch_size, 1, 4096);
   s.scale = flags.scale;
   s.per_class = by_scale<int64_t>(s.scale, 100, 600, 600);
   s.unlabelled = by_scale<int64_t>(s.scale, 4000, 0, 0);
@@ -169,10 +174,16 @@ int main(int argc, char** argv) try {
       by_scale<std::vector<int64_t>>(s.scale, {1, 2}, {1, 2, 3}, {1, 2, 3, 4});
   s.k_fixed = by_scale<int64_t>(s.scale, 400, 8000, 8000);
   s.k_main = by_scale<int64_t>(s.scale, 400, 4000, 4000);
+}
 
-  dlcore::examples::Stopwatch total;
-  const auto out = flags.prepare_out();
-  flags.apply_threads();
+// D (labelled), U (labels hidden: its targets are only for measuring) and
+// the test set, on the device.
+struct Data {
+  dlcore::TensorDataset d, u, test;
+};
+
+Data load_data(
+    const ex::CommonFlags& flags, const Settings& s, torch::Device device) {
   auto train_set = dlcore::load_fashion_mnist(flags.data_dir, true);
   auto test = dlcore::load_fashion_mnist(flags.data_dir, false);
   if (s.test_images > 0 && s.test_images < test.size()) {
@@ -189,27 +200,39 @@ int main(int argc, char** argv) try {
   }
   // Models train and score where --device says; D, U and the test set live
   // there. The selector takes the scores from any device.
-  const torch::Device device = flags.resolve_device();
-  const auto d =
-      dlcore::examples::on_device(dlcore::subset(train_set, d_idx), device);
-  // targets: hidden labels
-  const auto u =
-      dlcore::examples::on_device(dlcore::subset(train_set, u_idx), device);
-  test = dlcore::examples::on_device(test, device);
-  std::cout << "D " << d.size() << " labelled, U " << u.size()
-            << " unlabelled, test " << test.size() << "\n";
+  Data data{
+      ex::on_device(dlcore::subset(train_set, d_idx), device),
+      ex::on_device(dlcore::subset(train_set, u_idx), device),
+      ex::on_device(test, device)};
+  std::cout << "D " << data.d.size() << " labelled, U " << data.u.size()
+            << " unlabelled, test " << data.test.size() << "\n";
+  return data;
+}
 
-  // Teacher on D, then scores for U.
-  dlcore::examples::Stopwatch watch;
+// ---- The teacher: trained on D, then scores every image of U ----
+
+struct Teacher {
+  double test_accuracy = 0;
+  torch::Tensor u_logits;
+  double u_accuracy = 0; // top-1 on U against the hidden labels
+};
+
+Teacher train_teacher(
+    const ex::CommonFlags& flags,
+    const Settings& s,
+    const Data& data,
+    torch::Device device) {
+  ex::Stopwatch watch;
   torch::manual_seed(flags.seed);
   TeacherNet teacher;
   teacher->to(device);
-  train(teacher, d, s.teacher_epochs, s.lr, s.batch_size, flags.seed);
-  const double teacher_acc = test_accuracy(teacher, test);
-  std::cout << "teacher: test " << pct(teacher_acc) << "% ("
+  train(teacher, data.d, s.teacher_epochs, s.lr, s.batch_size, flags.seed);
+  Teacher t;
+  t.test_accuracy = test_accuracy(teacher, data.test);
+  std::cout << "teacher: test " << pct(t.test_accuracy) << "% ("
             << std::setprecision(3) << watch.seconds() << " s)\n";
   watch = {};
-  torch::Tensor u_logits;
+  const auto& u = data.u;
   {
     torch::NoGradGuard no_grad;
     teacher->eval();
@@ -218,63 +241,112 @@ int main(int argc, char** argv) try {
       parts.push_back(
           teacher->forward(u.data.slice(0, i, std::min(u.size(), i + 1000))));
     }
-    u_logits = torch::cat(parts);
+    t.u_logits = torch::cat(parts);
   }
-  const double teacher_u_acc =
-      u_logits.argmax(1).eq(u.targets).to(torch::kDouble).mean().item<double>();
+  t.u_accuracy = t.u_logits.argmax(1)
+                     .eq(u.targets)
+                     .to(torch::kDouble)
+                     .mean()
+                     .item<double>();
   std::cout << "teacher scored U in " << std::setprecision(3) << watch.seconds()
-            << " s (top-1 on U " << pct(teacher_u_acc) << "%)\n";
+            << " s (top-1 on U " << pct(t.u_accuracy) << "%)\n";
+  return t;
+}
 
-  // Baseline: the student on D alone.
-  watch = {};
+// ---- The supervised student: LeNet-5 on D alone ----
+
+double train_baseline(
+    const ex::CommonFlags& flags,
+    const Settings& s,
+    const Data& data,
+    torch::Device device) {
+  ex::Stopwatch watch;
   torch::manual_seed(flags.seed + 1);
   dlcore::LeNet5 baseline(kClasses);
   baseline->to(device);
-  train(baseline, d, s.student_epochs, s.lr, s.batch_size, flags.seed + 1);
-  const double baseline_acc = test_accuracy(baseline, test);
-  std::cout << "supervised student: test " << pct(baseline_acc) << "% ("
+  train(baseline, data.d, s.student_epochs, s.lr, s.batch_size, flags.seed + 1);
+  const double acc = test_accuracy(baseline, data.test);
+  std::cout << "supervised student: test " << pct(acc) << "% ("
             << std::setprecision(3) << watch.seconds() << " s)\n";
+  return acc;
+}
 
-  // One (K, P) point: select, pretrain the student on D-hat, fine-tune on D.
-  double select_rows_per_s = 0;
-  auto run_point = [&](int64_t k, int64_t p) {
-    dlcore::examples::Stopwatch pw;
+// ---- The semi-supervised student at (K, P): select D-hat, pretrain on it,
+// fine-tune on D. Each point runs once, however many sweeps ask for it. ----
+
+class Points {
+ public:
+  Points(
+      const ex::CommonFlags& flags,
+      const Settings& s,
+      const Data& data,
+      const torch::Tensor& u_logits,
+      torch::Device device)
+      : flags_(flags),
+        s_(s),
+        data_(data),
+        u_logits_(u_logits),
+        device_(device) {}
+
+  Point at(int64_t k, int64_t p) {
+    auto it = done_.find({k, p});
+    if (it == done_.end()) {
+      it = done_.emplace(std::make_pair(k, p), run(k, p)).first;
+    }
+    return it->second;
+  }
+
+  /// Rows of U per second through the selector, in the last point run.
+  double select_rows_per_s() const {
+    return select_rows_per_s_;
+  }
+
+ private:
+  Point run(int64_t k, int64_t p) {
+    const auto& u = data_.u;
+    ex::Stopwatch pw;
     Point pt;
     pt.k = k;
     pt.p = p;
     dlcore::TopKTopPSelector sel(
         dlcore::TopKTopPSelectorOptions(kClasses, k, p).softmax(true));
-    dlcore::examples::Stopwatch sw;
+    ex::Stopwatch sw;
     for (int64_t i = 0; i < u.size(); i += 4096) {
-      sel.ingest(u_logits.slice(0, i, std::min(u.size(), i + 4096)), i);
+      sel.ingest(u_logits_.slice(0, i, std::min(u.size(), i + 4096)), i);
     }
     const auto r = sel.result();
-    select_rows_per_s = static_cast<double>(u.size()) / sw.seconds();
+    select_rows_per_s_ = static_cast<double>(u.size()) / sw.seconds();
     pt.size = r.size();
     pt.images = r.num_images();
     pt.shortfall = r.shortfalls.sum().item<int64_t>();
-    pt.precision = r.size() == 0
-                       ? 0.0
-                       : r.labels
-                             .eq(u.targets.index_select(0, r.indices.to(device))
-                                     .to(torch::kCPU))
-                             .to(torch::kDouble)
-                             .mean()
-                             .item<double>();
+    pt.precision =
+        r.size() == 0 ? 0.0
+                      : r.labels
+                            .eq(u.targets.index_select(0, r.indices.to(device_))
+                                    .to(torch::kCPU))
+                            .to(torch::kDouble)
+                            .mean()
+                            .item<double>();
     const auto dhat = r.dataset(u.data);
-    torch::manual_seed(flags.seed + 1);
+    torch::manual_seed(flags_.seed + 1);
     dlcore::LeNet5 student(kClasses);
-    student->to(device);
-    train(student, dhat, s.pretrain_epochs, s.lr, s.batch_size, flags.seed + 2);
-    pt.pretrain_acc = test_accuracy(student, test);
+    student->to(device_);
     train(
         student,
-        d,
-        s.finetune_epochs,
-        s.finetune_lr,
-        s.batch_size,
-        flags.seed + 3);
-    pt.final_acc = test_accuracy(student, test);
+        dhat,
+        s_.pretrain_epochs,
+        s_.lr,
+        s_.batch_size,
+        flags_.seed + 2);
+    pt.pretrain_acc = test_accuracy(student, data_.test);
+    train(
+        student,
+        data_.d,
+        s_.finetune_epochs,
+        s_.finetune_lr,
+        s_.batch_size,
+        flags_.seed + 3);
+    pt.final_acc = test_accuracy(student, data_.test);
     pt.seconds = pw.seconds();
     std::cout << "K " << k << " P " << p << ": |D-hat| " << pt.size << " ("
               << pt.images << " images), precision " << pct(pt.precision)
@@ -282,146 +354,169 @@ int main(int argc, char** argv) try {
               << pct(pt.final_acc) << "% (" << std::setprecision(3)
               << pt.seconds << " s)\n";
     return pt;
-  };
-
-  std::map<std::pair<int64_t, int64_t>, Point> done;
-  auto point = [&](int64_t k, int64_t p) {
-    auto it = done.find({k, p});
-    if (it == done.end()) {
-      it = done.emplace(std::make_pair(k, p), run_point(k, p)).first;
-    }
-    return it->second;
-  };
-  std::vector<Point> k_points;
-  for (int64_t k : s.k_sweep) {
-    k_points.push_back(point(k, s.p_fixed));
-  }
-  std::vector<Point> p_points;
-  for (int64_t p : s.p_sweep) {
-    p_points.push_back(point(s.k_fixed, p));
-  }
-  const Point main_pt = point(s.k_main, s.p_fixed);
-
-  auto write_csv = [&](const std::vector<Point>& pts, const std::string& path) {
-    dlcore::CsvTable t(
-        {"K",
-         "P",
-         "dhat_size",
-         "distinct_images",
-         "shortfall",
-         "precision",
-         "pretrain_accuracy",
-         "final_accuracy",
-         "baseline_accuracy",
-         "teacher_accuracy",
-         "seconds"});
-    for (const auto& pt : pts) {
-      t.add_row(
-          {pt.k,
-           pt.p,
-           pt.size,
-           pt.images,
-           pt.shortfall,
-           pt.precision,
-           pt.pretrain_acc,
-           pt.final_acc,
-           baseline_acc,
-           teacher_acc,
-           pt.seconds});
-    }
-    t.write(path);
-  };
-  const std::string k_csv = (out / "k_sweep.csv").string();
-  const std::string p_csv = (out / "p_sweep.csv").string();
-  write_csv(k_points, k_csv);
-  write_csv(p_points, p_csv);
-
-  auto panels = [&](const std::string& csv, const std::string& x) {
-    dlcore::PlotPanel acc;
-    acc.title("Test accuracy vs " + x)
-        .xlabel(x)
-        .ylabel("test accuracy")
-        .key("bottom right")
-        .add(dlcore::PlotSeries(csv, x, "final_accuracy")
-                 .title("student: pretrain on D-hat, fine-tune on D"))
-        .add(dlcore::PlotSeries(csv, x, "pretrain_accuracy")
-                 .title("student: D-hat only"))
-        .add(dlcore::PlotSeries(csv, x, "baseline_accuracy")
-                 .title("student: D only")
-                 .style("lines"))
-        .add(dlcore::PlotSeries(csv, x, "teacher_accuracy")
-                 .title("teacher (D)")
-                 .style("lines"));
-    dlcore::PlotPanel prec;
-    prec.title("Label precision of D-hat vs " + x)
-        .xlabel(x)
-        .ylabel("precision (hidden labels)")
-        .key("bottom left")
-        .add(dlcore::PlotSeries(csv, x, "precision").title("precision"));
-    if (x == "K") {
-      prec.marker(
-          static_cast<double>(u.size()) / kClasses, "images per class in U");
-    }
-    return std::vector<dlcore::PlotPanel>{acc, prec};
-  };
-  const auto k_plot = dlcore::plot_png(
-      (out / "k_sweep.png").string(),
-      panels(k_csv, "K"),
-      dlcore::PlotOptions().width(1200).height(500));
-  const auto p_plot = dlcore::plot_png(
-      (out / "p_sweep.png").string(),
-      panels(p_csv, "P"),
-      dlcore::PlotOptions().width(1200).height(500));
-  if (!k_plot) {
-    std::cerr << "no plot: " << k_plot.message << "\n";
   }
 
-  auto to_json = [](const Point& pt) {
-    dlcore::Json j = dlcore::Json::object();
-    j["K"] = pt.k;
-    j["P"] = pt.p;
-    j["dhat_size"] = pt.size;
-    j["distinct_images"] = pt.images;
-    j["shortfall"] = pt.shortfall;
-    j["precision"] = pt.precision;
-    j["pretrain_accuracy"] = pt.pretrain_acc;
-    j["final_accuracy"] = pt.final_acc;
-    return j;
-  };
+  const ex::CommonFlags& flags_;
+  const Settings& s_;
+  const Data& data_;
+  torch::Tensor u_logits_;
+  torch::Device device_;
+  std::map<std::pair<int64_t, int64_t>, Point> done_;
+  double select_rows_per_s_ = 0;
+};
+
+struct Results {
+  Teacher teacher;
+  double baseline_acc = 0;
+  std::vector<Point> k_points, p_points;
+  Point main_pt;
+  double select_rows_per_s = 0;
+};
+
+// ---- The report ----
+
+void write_sweep_csv(
+    const std::vector<Point>& pts, const Results& r, const std::string& path) {
+  dlcore::CsvTable t(
+      {"K",
+       "P",
+       "dhat_size",
+       "distinct_images",
+       "shortfall",
+       "precision",
+       "pretrain_accuracy",
+       "final_accuracy",
+       "baseline_accuracy",
+       "teacher_accuracy",
+       "seconds"});
+  for (const auto& pt : pts) {
+    t.add_row(
+        {pt.k,
+         pt.p,
+         pt.size,
+         pt.images,
+         pt.shortfall,
+         pt.precision,
+         pt.pretrain_acc,
+         pt.final_acc,
+         r.baseline_acc,
+         r.teacher.test_accuracy,
+         pt.seconds});
+  }
+  t.write(path);
+}
+
+// Accuracy and precision panels of a sweep CSV against `x` ("K" or "P").
+std::vector<dlcore::PlotPanel> sweep_panels(
+    const std::string& csv, const std::string& x, int64_t u_size) {
+  dlcore::PlotPanel acc;
+  acc.title("Test accuracy vs " + x)
+      .xlabel(x)
+      .ylabel("test accuracy")
+      .key("bottom right")
+      .add(dlcore::PlotSeries(csv, x, "final_accuracy")
+               .title("student: pretrain on D-hat, fine-tune on D"))
+      .add(dlcore::PlotSeries(csv, x, "pretrain_accuracy")
+               .title("student: D-hat only"))
+      .add(dlcore::PlotSeries(csv, x, "baseline_accuracy")
+               .title("student: D only")
+               .style("lines"))
+      .add(dlcore::PlotSeries(csv, x, "teacher_accuracy")
+               .title("teacher (D)")
+               .style("lines"));
+  dlcore::PlotPanel prec = ex::csv_panel(
+      "Label precision of D-hat vs " + x,
+      x,
+      "precision (hidden labels)",
+      csv,
+      x,
+      {{"precision", "precision"}});
+  prec.key("bottom left");
+  if (x == "K") {
+    prec.marker(
+        static_cast<double>(u_size) / kClasses, "images per class in U");
+  }
+  return {acc, prec};
+}
+
+dlcore::Json point_json(const Point& pt) {
+  dlcore::Json j = dlcore::Json::object();
+  j["K"] = pt.k;
+  j["P"] = pt.p;
+  j["dhat_size"] = pt.size;
+  j["distinct_images"] = pt.images;
+  j["shortfall"] = pt.shortfall;
+  j["precision"] = pt.precision;
+  j["pretrain_accuracy"] = pt.pretrain_acc;
+  j["final_accuracy"] = pt.final_acc;
+  return j;
+}
+
+dlcore::Json results_json(
+    const ex::CommonFlags& flags,
+    const Data& data,
+    const Results& r,
+    double seconds) {
   dlcore::Json js = flags.to_json();
-  js["labelled"] = d.size();
-  js["unlabelled"] = u.size();
-  js["test"] = test.size();
-  js["teacher_accuracy"] = teacher_acc;
-  js["teacher_top1_on_U"] = teacher_u_acc;
-  js["supervised_student_accuracy"] = baseline_acc;
-  js["semi_supervised_student"] = to_json(main_pt);
+  js["labelled"] = data.d.size();
+  js["unlabelled"] = data.u.size();
+  js["test"] = data.test.size();
+  js["teacher_accuracy"] = r.teacher.test_accuracy;
+  js["teacher_top1_on_U"] = r.teacher.u_accuracy;
+  js["supervised_student_accuracy"] = r.baseline_acc;
+  js["semi_supervised_student"] = point_json(r.main_pt);
   dlcore::Json ks = dlcore::Json::array();
-  for (const auto& pt : k_points) {
-    ks.push_back(to_json(pt));
+  for (const auto& pt : r.k_points) {
+    ks.push_back(point_json(pt));
   }
   js["k_sweep"] = ks;
   dlcore::Json ps = dlcore::Json::array();
-  for (const auto& pt : p_points) {
-    ps.push_back(to_json(pt));
+  for (const auto& pt : r.p_points) {
+    ps.push_back(point_json(pt));
   }
   js["p_sweep"] = ps;
-  js["selection_rows_per_second"] = select_rows_per_s;
-  js["seconds"] = total.seconds();
-  dlcore::write_json((out / "results.json").string(), js);
+  js["selection_rows_per_second"] = r.select_rows_per_s;
+  js["seconds"] = seconds;
+  return js;
+}
 
+std::string sweep_table(const std::vector<Point>& pts, const char* first) {
+  std::ostringstream md;
+  md << "| " << first
+     << " | D-hat | images | shortfall | precision | D-hat only | "
+        "fine-tuned |\n|---|---|---|---|---|---|---|\n";
+  for (const auto& pt : pts) {
+    md << "| " << (first[0] == 'K' ? pt.k : pt.p) << " | " << pt.size << " | "
+       << pt.images << " | " << pt.shortfall << " | " << pct(pt.precision)
+       << "% | " << pct(pt.pretrain_acc) << "% | " << pct(pt.final_acc)
+       << "% |\n";
+  }
+  return md.str();
+}
+
+std::string summary_md(
+    const Settings& s,
+    const Data& data,
+    const Results& r,
+    bool k_plot,
+    bool p_plot,
+    double seconds) {
+  const auto& d = data.d;
+  const auto& u = data.u;
+  const Point& main_pt = r.main_pt;
+  const double teacher_acc = r.teacher.test_accuracy;
+  const double baseline_acc = r.baseline_acc;
   const auto best = *std::max_element(
-      k_points.begin(), k_points.end(), [](const Point& a, const Point& b) {
+      r.k_points.begin(), r.k_points.end(), [](const Point& a, const Point& b) {
         return a.final_acc < b.final_acc;
       });
   std::ostringstream md;
   md << "## Problem 4 — Semi-supervised: teacher, top-K/top-P pseudo-labels, "
         "student (Yalniz et al. 2019)\n\n"
-     << "Scale `" << dlcore::examples::scale_name(s.scale)
-     << "`. D = " << d.size() << " labelled FashionMNIST training images ("
-     << s.per_class << " per class), U = " << u.size()
-     << " training images with labels "
-     << "hidden, test = " << test.size() << " images. Teacher: CNN "
+     << "Scale `" << ex::scale_name(s.scale) << "`. D = " << d.size()
+     << " labelled FashionMNIST training images (" << s.per_class
+     << " per class), U = " << u.size() << " training images with labels "
+     << "hidden, test = " << data.test.size() << " images. Teacher: CNN "
      << "conv5x5(20)-pool-conv5x5(50)-pool-fc256-dropout-fc10 (~2.1 M MACs), "
      << s.teacher_epochs << " epochs on D. Student: LeNet-5 (~0.42 M MACs). "
      << "SGD momentum 0.9, lr " << s.lr << ", batch " << s.batch_size
@@ -440,28 +535,14 @@ int main(int argc, char** argv) try {
      << pct(best.final_acc) << "% |\n\n"
      << "**K sweep (P = " << s.p_fixed << ").** U holds about "
      << u.size() / kClasses << " images per class.\n\n"
-     << "| K | D-hat | images | shortfall | precision | D-hat only | "
-        "fine-tuned |\n|---|---|---|---|---|---|---|\n";
-  for (const auto& pt : k_points) {
-    md << "| " << pt.k << " | " << pt.size << " | " << pt.images << " | "
-       << pt.shortfall << " | " << pct(pt.precision) << "% | "
-       << pct(pt.pretrain_acc) << "% | " << pct(pt.final_acc) << "% |\n";
-  }
-  md << "\n"
+     << sweep_table(r.k_points, "K") << "\n"
      << (k_plot ? "![K sweep](k_sweep.png)\n\n"
                 : "(gnuplot unavailable: no plot)\n\n")
      << "**P sweep (K = " << s.k_fixed
      << ").** P matters only when K exceeds what the top-1 labels supply: "
         "below that, a class's K best candidates are all images whose best "
         "class it is.\n\n"
-     << "| P | D-hat | images | shortfall | precision | D-hat only | "
-        "fine-tuned |\n|---|---|---|---|---|---|---|\n";
-  for (const auto& pt : p_points) {
-    md << "| " << pt.p << " | " << pt.size << " | " << pt.images << " | "
-       << pt.shortfall << " | " << pct(pt.precision) << "% | "
-       << pct(pt.pretrain_acc) << "% | " << pct(pt.final_acc) << "% |\n";
-  }
-  md << "\n"
+     << sweep_table(r.p_points, "P") << "\n"
      << (p_plot ? "![P sweep](p_sweep.png)\n\n" : "")
      << "**Reading.** The semi-supervised student "
      << (main_pt.final_acc > baseline_acc ? "beats" : "does not beat")
@@ -473,7 +554,7 @@ int main(int argc, char** argv) try {
      << (best.final_acc > teacher_acc ? ", and at its best it exceeds its "
                                         "teacher, as in the paper"
                                       : "")
-     << ". The teacher's top-1 accuracy on U is " << pct(teacher_u_acc)
+     << ". The teacher's top-1 accuracy on U is " << pct(r.teacher.u_accuracy)
      << "%, the precision of D-hat at P = 1 when K covers U. Precision falls "
         "as K grows past the images per class that U holds (a class must "
         "then take images whose best class is another) and as P grows (more "
@@ -487,12 +568,64 @@ int main(int argc, char** argv) try {
      << " epochs), so a small D-hat does not make up for it. One seed: "
         "differences under about half a point are within run-to-run noise. "
         "Run time "
-     << std::setprecision(3) << total.seconds() << " s.\n";
-  dlcore::examples::write_summary_md(out, md.str());
-  std::cout << "wrote " << out.string() << " (" << std::setprecision(3)
+     << std::setprecision(3) << seconds << " s.\n";
+  return md.str();
+}
+
+} // namespace
+
+int main(int argc, char** argv) try {
+  CLI::App app{
+      "Problem 4 (semi-supervised): teacher, top-K/top-P pseudo-labels, "
+      "student (Yalniz et al. 2019) on FashionMNIST"};
+  ex::CommonFlags flags;
+  Settings s;
+  add_flags(app, flags, s);
+  CLI11_PARSE(app, argc, argv);
+  // Every flag is checked before any work.
+  finish_settings(flags, s);
+  flags.validate();
+
+  ex::Stopwatch total;
+  const ex::Output out("problem4_semi", flags.prepare_out());
+  flags.apply_threads();
+  const torch::Device device = flags.resolve_device();
+  const Data data = load_data(flags, s, device);
+
+  Results r;
+  r.teacher = train_teacher(flags, s, data, device);
+  r.baseline_acc = train_baseline(flags, s, data, device);
+  Points points(flags, s, data, r.teacher.u_logits, device);
+  for (int64_t k : s.k_sweep) {
+    r.k_points.push_back(points.at(k, s.p_fixed));
+  }
+  for (int64_t p : s.p_sweep) {
+    r.p_points.push_back(points.at(s.k_fixed, p));
+  }
+  r.main_pt = points.at(s.k_main, s.p_fixed);
+  r.select_rows_per_s = points.select_rows_per_s();
+
+  const std::string k_csv = out.path("k_sweep.csv");
+  const std::string p_csv = out.path("p_sweep.csv");
+  write_sweep_csv(r.k_points, r, k_csv);
+  write_sweep_csv(r.p_points, r, p_csv);
+  const auto plot_options = dlcore::PlotOptions().width(1200).height(500);
+  const bool k_plot = static_cast<bool>(out.plot(
+      "k_sweep.png",
+      sweep_panels(k_csv, "K", data.u.size()),
+      plot_options,
+      "K sweep"));
+  const bool p_plot = static_cast<bool>(out.plot(
+      "p_sweep.png",
+      sweep_panels(p_csv, "P", data.u.size()),
+      plot_options,
+      "P sweep"));
+
+  out.write_json("results.json", results_json(flags, data, r, total.seconds()));
+  out.write_summary(summary_md(s, data, r, k_plot, p_plot, total.seconds()));
+  std::cout << "wrote " << out.dir().string() << " (" << std::setprecision(3)
             << total.seconds() << " s)\n";
   return 0;
 } catch (const std::exception& e) {
-  std::cerr << "problem4_semi: " << e.what() << "\n";
-  return 1;
+  return ex::report_error("problem4_semi", e);
 }
