@@ -958,8 +958,14 @@ class TopKTopPSelector {
   }
 
   void check_no_overlap(int64_t begin, int64_t end) const {
+    // The range starting after `begin`, and the one before it, are the only
+    // ones that can overlap [begin, end).
     auto it = ranges_.upper_bound(begin);
-    if (it != ranges_.end() && it->first < end) {
+    const bool next_overlaps = it != ranges_.end() && it->first < end;
+    const bool prev_overlaps = !next_overlaps && it != ranges_.begin() &&
+                               std::prev(it)->second > begin;
+    if (next_overlaps || prev_overlaps) {
+      const auto& other = next_overlaps ? *it : *std::prev(it);
       TORCH_CHECK(
           false,
           "TopKTopPSelector: expected a chunk disjoint from earlier ones, but "
@@ -968,24 +974,9 @@ class TopKTopPSelector {
           ", ",
           end,
           ") overlap [",
-          it->first,
+          other.first,
           ", ",
-          it->second,
-          ")");
-    }
-    if (it != ranges_.begin()) {
-      --it;
-      TORCH_CHECK(
-          it->second <= begin,
-          "TopKTopPSelector: expected a chunk disjoint from earlier ones, but "
-          "rows [",
-          begin,
-          ", ",
-          end,
-          ") overlap [",
-          it->first,
-          ", ",
-          it->second,
+          other.second,
           ")");
     }
   }

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace dlcore {
 namespace detail {
@@ -122,6 +123,15 @@ format_printf(const char* format, ...) {
   }
   va_end(args);
   return out;
+}
+
+/// A shape as "[1, 3, 224, 224]" (tables and error messages).
+inline std::string format_shape(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    out += (i ? ", " : "") + std::to_string(shape[i]);
+  }
+  return out + "]";
 }
 
 } // namespace detail

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -205,6 +206,21 @@ class FileDescriptor {
   int fd_ = -1;
 };
 
+/// The error of a file that cannot be opened: names `owner`, the path and
+/// the system's reason.
+[[noreturn]] inline void cannot_open(
+    const std::string& path, const std::string& owner, int err) {
+  TORCH_CHECK(
+      false,
+      owner,
+      ": ",
+      path,
+      ": cannot open the file (",
+      std::strerror(err),
+      ")");
+  std::abort(); // unreachable: TORCH_CHECK(false, ...) throws
+}
+
 /// Opens `path` for reading after checking that it is a regular file: `stat`
 /// first (a FIFO, device, directory or socket is refused before it is
 /// opened), then `open` with O_NONBLOCK (so that a FIFO swapped in meanwhile
@@ -215,15 +231,7 @@ inline std::pair<FileDescriptor, int64_t> open_regular_file(
     const std::string& path, const std::string& owner) {
   struct stat before {};
   if (::stat(path.c_str(), &before) != 0) {
-    const int err = errno;
-    TORCH_CHECK(
-        false,
-        owner,
-        ": ",
-        path,
-        ": cannot open the file (",
-        std::strerror(err),
-        ")");
+    cannot_open(path, owner, errno);
   }
   TORCH_CHECK(
       S_ISREG(before.st_mode),
@@ -234,15 +242,7 @@ inline std::pair<FileDescriptor, int64_t> open_regular_file(
       regular_file_kind(before.st_mode));
   FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (fd.get() < 0) {
-    const int err = errno;
-    TORCH_CHECK(
-        false,
-        owner,
-        ": ",
-        path,
-        ": cannot open the file (",
-        std::strerror(err),
-        ")");
+    cannot_open(path, owner, errno);
   }
   struct stat st {};
   TORCH_CHECK(

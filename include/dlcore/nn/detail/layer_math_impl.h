@@ -33,16 +33,6 @@ struct LayerMathContext {
   std::vector<LayerStats>* rows = nullptr;
 };
 
-inline std::string layer_shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    os << (i ? ", " : "") << shape[i];
-  }
-  os << "]";
-  return os.str();
-}
-
 inline int64_t layer_numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
@@ -120,7 +110,7 @@ inline void layer_check_rank3(
       shape.size() == 3,
       label,
       ": expects a [C, H, W] input, got shape ",
-      layer_shape_str(shape));
+      format_shape(shape));
 }
 
 /// Receptive-field recurrence of a sliding window along both axes.
@@ -204,7 +194,7 @@ inline LayerFlow layer_one(
             " input channels, got ",
             in.shape[0],
             " (input shape ",
-            layer_shape_str(in.shape),
+            format_shape(in.shape),
             ")");
         c_out = spec.out_channels();
       } else {
@@ -297,7 +287,7 @@ inline LayerFlow layer_one(
           ": expects a flat input of ",
           spec.in_features(),
           " features, got shape ",
-          layer_shape_str(in.shape),
+          format_shape(in.shape),
           "; add a LayerSpec::flatten() before it");
       TORCH_CHECK(
           in.shape[0] == spec.in_features(),
@@ -328,7 +318,7 @@ inline LayerFlow layer_one(
           " channels, got ",
           in.shape[0],
           " (input shape ",
-          layer_shape_str(in.shape),
+          format_shape(in.shape),
           ")");
       row.params = spec.affine() ? 2 * spec.num_features() : 0;
       row.buffers =
@@ -380,11 +370,11 @@ inline LayerFlow layer_one(
             ": branch ",
             b,
             " gives shape ",
-            layer_shape_str(sb),
+            format_shape(sb),
             ", which cannot be ",
             cat ? "concatenated along channels with" : "added to",
             " branch 0's ",
-            layer_shape_str(outs[0].shape));
+            format_shape(outs[0].shape));
         if (cat) {
           out.shape[0] += sb[0];
         }
@@ -458,7 +448,7 @@ inline std::string NetworkStats::to_string() const {
   for (const auto& r : layers) {
     cells.push_back(
         {std::string(2 * r.depth, ' ') + r.name + " (" + r.type + ")",
-         detail::layer_shape_str(r.output_shape),
+         detail::format_shape(r.output_shape),
          detail::format_thousands(r.params),
          detail::format_thousands(r.activations),
          detail::format_thousands(r.macs),
@@ -493,9 +483,8 @@ inline std::string NetworkStats::to_string() const {
   const double mib = 1024.0 * 1024.0;
   char buf[256];
   os << rule << "\n";
-  os << "Input " << detail::layer_shape_str(input_shape) << " x batch "
-     << batch_size << ", output " << detail::layer_shape_str(output_shape)
-     << "\n";
+  os << "Input " << detail::format_shape(input_shape) << " x batch "
+     << batch_size << ", output " << detail::format_shape(output_shape) << "\n";
   os << "Params: " << detail::format_thousands(params)
      << "  buffers: " << detail::format_thousands(buffers) << "\n";
   std::snprintf(
@@ -560,12 +549,12 @@ inline NetworkStats analyze_layers(
   TORCH_CHECK(
       input_shape.size() == 1 || input_shape.size() == 3,
       "analyze_layers: input_shape must be per sample, {C, H, W} or {F}, got ",
-      detail::layer_shape_str(input_shape));
+      detail::format_shape(input_shape));
   for (int64_t d : input_shape) {
     TORCH_CHECK(
         d > 0,
         "analyze_layers: input_shape sizes must be positive, got ",
-        detail::layer_shape_str(input_shape));
+        detail::format_shape(input_shape));
   }
   TORCH_CHECK(
       options.batch_size() > 0,

@@ -78,16 +78,6 @@ inline bool summary_shares_storage(
              y.storage().unsafeGetStorageImpl();
 }
 
-inline std::string summary_shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    os << (i ? ", " : "") << shape[i];
-  }
-  os << "]";
-  return os.str();
-}
-
 inline std::string summary_fixed(double v, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*f", decimals, v);
@@ -234,9 +224,8 @@ inline std::string ModelSummary::to_string(int64_t max_depth) const {
     }
     Cells c;
     c.layer = std::string(2 * r->depth, ' ') + r->name + " (" + r->type + ")";
-    c.shape = r->output_shape.empty()
-                  ? "--"
-                  : detail::summary_shape_str(r->output_shape);
+    c.shape =
+        r->output_shape.empty() ? "--" : detail::format_shape(r->output_shape);
     c.params = r->is_module ? detail::format_thousands(r->params) : "--";
     c.trainable =
         r->params == 0
@@ -320,7 +309,7 @@ inline ModelSummary summary(
                                   [](int64_t d) { return d > 0; }),
       "summary: input_shape must be non-empty with positive sizes (batch "
       "included), got ",
-      detail::summary_shape_str(input_shape));
+      detail::format_shape(input_shape));
 
   ModelSummary s;
   s.input_shape = input_shape;
