@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The sanitizer subset CI runs: the unit tests of the code that reads files
-# and untrusted state (IDX, CIFAR, weights, the archive guard, the selector,
-# the resampler, label noise, the schedulers' save/load) and of the thread
-# pool, built with AddressSanitizer and UndefinedBehaviorSanitizer in
-# build-sanitize-subset/. Any report fails the run.
+# and untrusted state (the IDX reader; the corruption suite: every loader,
+# the archive guard, JSON; the state format), the selector, the resampler,
+# label noise and CyclicLR's arithmetic, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer in build-sanitize-subset/. Any report fails the
+# run.
 #
 #   scripts/test-sanitize.sh            the subset
 #   DLCORE_SANITIZE_FILTER=<regex> scripts/test-sanitize.sh   other test files
@@ -16,7 +17,7 @@ root=$PWD
 scripts/setup.sh
 
 build=${DLCORE_BUILD_DIR:-build-sanitize-subset}
-filter=${DLCORE_SANITIZE_FILTER:-'test_(idx|cifar|checkpoint|corruption|pseudo_label|hashtag_resampler|label_noise|cyclic_lr|schedulers|threads)\.cpp'}
+filter=${DLCORE_SANITIZE_FILTER:-'test_(idx|corruption|pseudo_label|hashtag_resampler|label_noise|cyclic_lr|state)\.cpp'}
 jobs=${DLCORE_JOBS:-$(nproc)}
 
 cmake -S "$root" -B "$build" -G Ninja -DDLCORE_WERROR=ON \
