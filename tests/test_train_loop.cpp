@@ -865,3 +865,43 @@ TEST_CASE(
   CHECK(m.samples == 96);
   CHECK(std::isinf(m.loss));
 }
+
+TEST_CASE(
+    "accuracy(false) skips the argmax and reports NaN accuracies",
+    "[train_loop]") {
+  auto batches = blobs(96, 32, 3, 26);
+  auto run = [&](bool accuracy) {
+    auto model = linear_model(3, 26);
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+    std::vector<double> step_acc;
+    std::vector<double> step_loss;
+    auto m = dlcore::train_epoch(
+        model,
+        batches,
+        sgd,
+        dlcore::TrainOptions().accuracy(accuracy).on_step(
+            [&](dlcore::StepInfo& s) {
+              step_acc.push_back(s.accuracy);
+              step_loss.push_back(s.loss);
+            }));
+    auto e = dlcore::evaluate(
+        model, batches, dlcore::EvaluateOptions().accuracy(accuracy));
+    return std::make_tuple(m, e, step_acc, step_loss);
+  };
+  auto [m_on, e_on, acc_on, loss_on] = run(true);
+  auto [m_off, e_off, acc_off, loss_off] = run(false);
+  CHECK(dlcore::TrainOptions().accuracy());
+  CHECK(dlcore::EvaluateOptions().accuracy());
+  CHECK(m_on.accuracy >= 0.0);
+  CHECK(e_on.accuracy >= 0.0);
+  CHECK(std::isnan(m_off.accuracy));
+  CHECK(std::isnan(e_off.accuracy));
+  REQUIRE(acc_off.size() == 3);
+  for (double a : acc_off) {
+    CHECK(std::isnan(a));
+  }
+  // The losses do not depend on it.
+  CHECK(m_off.loss == m_on.loss);
+  CHECK(e_off.loss == e_on.loss);
+  CHECK(loss_off == loss_on);
+}

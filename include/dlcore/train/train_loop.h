@@ -145,6 +145,10 @@ struct TrainOptions {
   /// still steps (its gradients also divided by k). Gradients are cleared
   /// before each step's first batch. Default: 1
   TORCH_ARG(int64_t, accumulation_steps) = 1;
+  /// Count correct predictions (an argmax per batch, see `EpochMetrics`).
+  /// false skips that work, and the accuracies are NaN (the LR range test
+  /// reads only losses). Default: true
+  TORCH_ARG(bool, accuracy) = true;
   /// Move each batch to this device when set (non-blocking). Default: unset
   TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
   /// Show a progress line (only on a terminal, see `ProgressLine`).
@@ -178,6 +182,9 @@ struct EvaluateOptions {
   TORCH_ARG(LossFunction, loss_fn) = nullptr;
   /// How the loss averages batches. Default: LossAverage::kPerSample
   TORCH_ARG(LossAverage, loss_average) = LossAverage::kPerSample;
+  /// Count correct predictions; false skips the argmax and the accuracy is
+  /// NaN. Default: true
+  TORCH_ARG(bool, accuracy) = true;
   /// Move each batch to this device when set (non-blocking). Default: unset
   TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
   /// Show a progress line (only on a terminal). Default: false
@@ -321,6 +328,17 @@ inline torch::Tensor count_correct(
   return logits.argmax(1).eq(targets).sum();
 }
 
+/// `correct / samples` (a synchronisation), or NaN without samples or
+/// without class targets.
+inline double fraction_correct(
+    const torch::Tensor& correct, int64_t samples, bool classes) {
+  if (samples == 0 || !classes || !correct.defined()) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  return static_cast<double>(correct.item<int64_t>()) /
+         static_cast<double>(samples);
+}
+
 /// Running sums of one pass, kept as tensors so that no batch synchronises.
 struct Accumulator {
   torch::Tensor loss_sum;
@@ -337,14 +355,14 @@ struct Accumulator {
       const torch::Tensor& correct_in_batch,
       int64_t batch_size,
       LossAverage average) {
-    torch::Tensor l = loss.detach();
+    torch::NoGradGuard no_grad; // cheaper than a detach() per batch
     double weight = average == LossAverage::kPerSample
                         ? static_cast<double>(batch_size)
                         : 1.0;
     if (!loss_sum.defined()) {
-      loss_sum = l.to(torch::kDouble) * weight;
+      loss_sum = loss.to(torch::kDouble) * weight;
     } else {
-      loss_sum.add_(l, weight);
+      loss_sum.add_(loss, weight);
     }
     if (!correct_in_batch.defined()) {
       classes = false;
@@ -370,11 +388,7 @@ struct Accumulator {
   }
 
   double accuracy() const {
-    if (samples == 0 || !classes) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    return static_cast<double>(correct.item<int64_t>()) /
-           static_cast<double>(samples);
+    return fraction_correct(correct, samples, classes);
   }
 };
 
@@ -583,13 +597,14 @@ struct StepSums {
       const torch::Tensor& correct_in_batch,
       int64_t batch_size,
       bool accumulating) {
-    torch::Tensor l = scaled_loss.detach();
-    if (!loss.defined()) {
-      // k > 1: summed in double, as a host-side running sum of the batches'
-      // values would be.
-      loss = accumulating ? l.to(torch::kDouble) : l;
+    if (!accumulating) {
+      loss = scaled_loss; // only read by item()
     } else {
-      loss = loss + l;
+      // Summed in double, as a host-side running sum of the batches' values
+      // would be.
+      torch::NoGradGuard no_grad;
+      loss =
+          loss.defined() ? loss + scaled_loss : scaled_loss.to(torch::kDouble);
     }
     if (!correct_in_batch.defined()) {
       classes = false;
@@ -601,11 +616,7 @@ struct StepSums {
   }
 
   double accuracy() const {
-    if (!classes || samples == 0) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    return static_cast<double>(correct.item<int64_t>()) /
-           static_cast<double>(samples);
+    return fraction_correct(correct, samples, classes);
   }
 };
 
@@ -744,8 +755,8 @@ EpochMetrics train_epoch_impl(
       scaled = k > 1 ? loss / static_cast<double>(k) : loss;
       scaled.backward();
     }
-    torch::Tensor correct;
-    {
+    torch::Tensor correct; // undefined: no accuracy
+    if (options.accuracy()) {
       torch::NoGradGuard no_grad;
       correct = count_correct(logits.detach(), targets);
     }
@@ -914,7 +925,8 @@ EpochMetrics evaluate(
     }
     acc.add(
         loss,
-        detail::count_correct(logits, targets),
+        options.accuracy() ? detail::count_correct(logits, targets)
+                           : torch::Tensor(),
         data.size(0),
         options.loss_average());
     if (bar.has_value() && bar->due(acc.batches)) {

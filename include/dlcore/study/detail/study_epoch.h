@@ -24,11 +24,12 @@ struct StudyEpoch {
 };
 
 /// One `train_epoch` of `model` over `batches` with `LossAverage::kPerBatch`
-/// (the homework's `running_loss / len(loader)`). With `stop_on_non_finite`,
-/// the callback ends the epoch after the first batch whose loss is not
-/// finite (that batch is counted). The epoch loss is then not finite either
-/// (a sum of finite float losses cannot overflow a double), which is how a
-/// non-finite batch is seen without a callback; its accuracy is then NaN.
+/// (the homework's `running_loss / len(loader)`) and gradients cleared by
+/// `optimizer.zero_grad()`. With `stop_on_non_finite`, the callback ends the
+/// epoch after the first batch whose loss is not finite (that batch is
+/// counted). The epoch loss is then not finite either (a sum of finite float
+/// losses cannot overflow a double), which is how a non-finite batch is seen
+/// without a callback; its accuracy is then NaN.
 template <typename Model, typename Batches, typename Optimizer>
 StudyEpoch train_study_epoch(
     Model& model,
@@ -36,8 +37,12 @@ StudyEpoch train_study_epoch(
     Optimizer& optimizer,
     const LossFunction& loss_fn,
     bool stop_on_non_finite) {
-  auto options =
-      TrainOptions().loss_fn(loss_fn).loss_average(LossAverage::kPerBatch);
+  // set_to_none(false): optimizer.zero_grad(), as the homework's loop calls
+  // it.
+  auto options = TrainOptions()
+                     .loss_fn(loss_fn)
+                     .loss_average(LossAverage::kPerBatch)
+                     .set_to_none(false);
   if (stop_on_non_finite) {
     options.on_step(
         [](StepInfo& step) { step.stop = !std::isfinite(step.loss); });
