@@ -905,3 +905,50 @@ TEST_CASE(
   CHECK(e_off.loss == e_on.loss);
   CHECK(loss_off == loss_on);
 }
+
+TEST_CASE(
+    "the epoch loss is the in-order double sum of the batch losses, also "
+    "when the loss type changes mid-epoch",
+    "[train_loop]") {
+  // 100 samples in batches of 32 (the last has 4); lr 0 keeps the model
+  // fixed. Each product batch_size * float loss is exact in double, so the
+  // sum is the host's in-order one, bit for bit.
+  auto batches = blobs(100, 32, 3, 27);
+  auto model = linear_model(3, 27);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.0));
+  std::vector<double> losses;
+  auto m = dlcore::train_epoch(
+      model, batches, sgd, dlcore::TrainOptions().on_step([&](auto& s) {
+        losses.push_back(s.loss);
+      }));
+  REQUIRE(losses.size() == 4);
+  double per_sample = 0.0;
+  double per_batch = 0.0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    per_sample += static_cast<double>(batches[i].data.size(0)) * losses[i];
+    per_batch += losses[i];
+  }
+  CHECK(m.loss == per_sample / 100.0);
+  auto b = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().loss_average(dlcore::LossAverage::kPerBatch));
+  CHECK(b.loss == per_batch / 4.0);
+
+  // A double loss from the third batch on: the sum continues in a tensor
+  // from the first two batches' sum.
+  int calls = 0;
+  auto mixed = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().loss_fn(
+          [&](const torch::Tensor& z, const torch::Tensor& y) {
+            auto l = torch::nn::functional::cross_entropy(z, y);
+            return ++calls >= 3 ? l.to(torch::kDouble) : l;
+          }));
+  CHECK(calls == 4);
+  CHECK(mixed.loss == Approx(per_sample / 100.0).epsilon(1e-12));
+  CHECK(mixed.accuracy == m.accuracy);
+}

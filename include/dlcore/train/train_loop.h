@@ -328,20 +328,26 @@ inline torch::Tensor count_correct(
   return logits.argmax(1).eq(targets).sum();
 }
 
-/// `correct / samples` (a synchronisation), or NaN without samples or
-/// without class targets.
-inline double fraction_correct(
-    const torch::Tensor& correct, int64_t samples, bool classes) {
-  if (samples == 0 || !classes || !correct.defined()) {
+/// `correct / samples`, or NaN without samples or without class targets.
+inline double fraction_correct(int64_t correct, int64_t samples, bool classes) {
+  if (samples == 0 || !classes) {
     return std::numeric_limits<double>::quiet_NaN();
   }
-  return static_cast<double>(correct.item<int64_t>()) /
-         static_cast<double>(samples);
+  return static_cast<double>(correct) / static_cast<double>(samples);
 }
 
-/// Running sums of one pass, kept as tensors so that no batch synchronises.
+/// Running sums of one pass, kept so that no batch synchronises: as tensors,
+/// or, for losses and counts on the CPU (where reading one costs no
+/// synchronisation), as host numbers, which saves an operator call per
+/// batch and gives the same sums bit for bit (see `add`).
 struct Accumulator {
+  /// The loss sum: on the host while every loss so far was a float CPU
+  /// scalar (`host_loss`), else a double tensor.
+  double host_loss_sum = 0.0;
+  bool host_loss = true;
   torch::Tensor loss_sum;
+  /// Correct predictions: CPU counts on the host, others in a tensor.
+  int64_t host_correct = 0;
   torch::Tensor correct;
   int64_t samples = 0;
   int64_t batches = 0;
@@ -350,24 +356,46 @@ struct Accumulator {
 
   /// Adds one batch: its mean loss, its correct count (undefined: no class
   /// targets) and its size.
+  ///
+  /// The sum is sum_b (weight_b * loss_b) in double, in batch order, where
+  /// weight_b is the batch size (kPerSample) or 1. For a float loss and a
+  /// weight below 2^29 the product is exact in double, so the host's
+  /// `sum + weight * loss` and the tensor `sum.add_(loss, weight)` round
+  /// once, identically (with or without a fused multiply-add).
   void add(
       const torch::Tensor& loss,
       const torch::Tensor& correct_in_batch,
       int64_t batch_size,
       LossAverage average) {
-    torch::NoGradGuard no_grad; // cheaper than a detach() per batch
-    double weight = average == LossAverage::kPerSample
-                        ? static_cast<double>(batch_size)
-                        : 1.0;
-    if (!loss_sum.defined()) {
-      loss_sum = loss.to(torch::kDouble) * weight;
+    const double weight = average == LossAverage::kPerSample
+                              ? static_cast<double>(batch_size)
+                              : 1.0;
+    if (host_loss && loss.device().is_cpu() &&
+        loss.scalar_type() == torch::kFloat && loss.numel() == 1 &&
+        batch_size < (int64_t{1} << 29)) {
+      const double term = weight * static_cast<double>(*loss.data_ptr<float>());
+      host_loss_sum = batches == 0 ? term : host_loss_sum + term;
     } else {
-      loss_sum.add_(loss, weight);
+      torch::NoGradGuard no_grad; // cheaper than a detach() per batch
+      if (host_loss) {
+        host_loss = false;
+        loss_sum = batches == 0 ? loss.to(torch::kDouble) * weight
+                                : at::scalar_tensor(
+                                      host_loss_sum,
+                                      loss.options().dtype(torch::kDouble))
+                                      .add_(loss, weight);
+      } else {
+        loss_sum.add_(loss, weight);
+      }
     }
     if (!correct_in_batch.defined()) {
       classes = false;
     } else if (classes) {
-      if (!correct.defined()) {
+      if (correct_in_batch.device().is_cpu() &&
+          correct_in_batch.scalar_type() == torch::kLong &&
+          correct_in_batch.numel() == 1) {
+        host_correct += *correct_in_batch.data_ptr<int64_t>();
+      } else if (!correct.defined()) {
         correct = correct_in_batch.to(torch::kLong);
       } else {
         correct.add_(correct_in_batch);
@@ -384,11 +412,14 @@ struct Accumulator {
     double denominator = average == LossAverage::kPerSample
                              ? static_cast<double>(samples)
                              : static_cast<double>(batches);
-    return loss_sum.item<double>() / denominator;
+    const double sum = host_loss ? host_loss_sum : loss_sum.item<double>();
+    return sum / denominator;
   }
 
   double accuracy() const {
-    return fraction_correct(correct, samples, classes);
+    const bool read = classes && samples > 0 && correct.defined();
+    return fraction_correct(
+        host_correct + (read ? correct.item<int64_t>() : 0), samples, classes);
   }
 };
 
@@ -616,7 +647,9 @@ struct StepSums {
   }
 
   double accuracy() const {
-    return fraction_correct(correct, samples, classes);
+    const bool read = classes && samples > 0 && correct.defined();
+    return fraction_correct(
+        read ? correct.item<int64_t>() : 0, samples, classes);
   }
 };
 
