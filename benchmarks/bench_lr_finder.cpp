@@ -14,7 +14,7 @@
 //   bench_lr_finder [--iters 100] [--batch 64] [--repeats 7] [--threads 1]
 
 #include <dlcore/nn/models/lenet5.h>
-#include <dlcore/optim/lr_finder.h>
+#include <dlcore/study/lr_finder.h>
 
 #include <CLI/CLI.hpp>
 

@@ -49,8 +49,8 @@
 #include <dlcore/data/split.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/optim/cyclic_lr.h>
-#include <dlcore/optim/lr_finder.h>
-#include <dlcore/train/batch_size_study.h>
+#include <dlcore/study/batch_size_study.h>
+#include <dlcore/study/lr_finder.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/plot.h>
 #include <dlcore/train/report.h>

@@ -28,9 +28,10 @@
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/pseudo_label.h>
 #include <dlcore/data/split.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/json.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/train/plot.h>
-#include <dlcore/train/report.h>
 #include <dlcore/train/train_loop.h>
 
 #include "common.h"

@@ -7,7 +7,9 @@ Rooms, lowest first: detail (and the root headers per_group.h, version.h),
 io, data, nn, optim, train, study, distributed; dlcore.h includes everything.
 A header may include a header of its own room or of a lower one, never of a
 higher one. A room's private helpers (`<room>/detail/...`) may be included
-only from that room. Exits 1 and names every offending include.
+only from that room. A forwarding header, kept at a header's old path for
+one release, may include the header that moved, wherever it went, and must
+hold nothing else. Exits 1 and names every offending include.
 """
 
 import os
@@ -25,6 +27,13 @@ RANK = {
     "distributed": 7,
 }
 ROOT_HEADERS = {"per_group.h": 0, "version.h": 0, "dlcore.h": 99}
+# Old path -> where its content moved (kept for one release).
+FORWARDING = {
+    "optim/lr_finder.h": {"study/lr_finder.h"},
+    "train/batch_size_study.h": {"study/batch_size_study.h"},
+    "train/report.h": {"io/csv.h", "io/files.h", "io/json.h",
+                       "io/number_format.h"},
+}
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]dlcore/([^>"]+)[>"]', re.M)
 
 
@@ -67,6 +76,16 @@ def main():
             room, rank = room_of(rel)
             with open(path, encoding="utf-8") as f:
                 text = f.read()
+            if rel in FORWARDING:
+                targets = set(INCLUDE.findall(text))
+                code = [line for line in text.splitlines()
+                        if line.strip() and not line.lstrip().startswith(
+                            ("//", "#pragma", "#include"))]
+                if targets != FORWARDING[rel] or code:
+                    errors.append(f"{rel}: a forwarding header must include "
+                                  f"exactly {sorted(FORWARDING[rel])} and "
+                                  "hold nothing else")
+                continue
             for target in INCLUDE.findall(text):
                 if not os.path.isfile(os.path.join(base, target)):
                     errors.append(f"{rel}: includes dlcore/{target}, which "

@@ -1,4 +1,7 @@
-#include <dlcore/train/batch_size_study.h>
+#include <dlcore/study/batch_size_study.h>
+
+#include <dlcore/data/batches.h>
+#include <dlcore/train/train_loop.h>
 
 #include <cmath>
 #include <limits>
@@ -279,4 +282,76 @@ TEST_CASE(
   CHECK(s.runs[0].final_val_accuracy > 0.9);
   // More steps per epoch at the small batch size: lower training loss.
   CHECK(s.runs[0].final_train_loss < s.runs[1].final_train_loss);
+}
+
+TEST_CASE(
+    "a run's records are train_epoch's and evaluate's per-batch numbers",
+    "[batch_size_study]") {
+  // 90 samples in batches of 16: the last batch has 10, so the per-batch
+  // mean the study records differs from train_epoch's per-sample default.
+  auto train = blobs(90, 14);
+  auto val = blobs(25, 15);
+  auto o = dlcore::BatchSizeStudyOptions(0.05)
+               .batch_sizes({16})
+               .epochs(2)
+               .seed(7)
+               .eval_batch_size(10);
+  auto s =
+      dlcore::batch_size_study(make_model_from(3), make_sgd, train, val, o);
+  REQUIRE(s.runs.size() == 1);
+  const auto& r = s.runs[0];
+  CHECK(r.steps == 12);
+
+  torch::manual_seed(3); // make_model_from(3)'s first model
+  torch::nn::Linear ref(4, 3);
+  auto sgd = make_sgd(ref, 0.05);
+  dlcore::Batches tb(train, dlcore::BatchesOptions(16).shuffle(true).seed(7));
+  dlcore::Batches vb(val, dlcore::BatchesOptions(10));
+  for (int64_t e = 0; e < 2; ++e) {
+    tb.set_epoch(e);
+    auto m = dlcore::train_epoch(
+        ref,
+        tb,
+        sgd,
+        dlcore::TrainOptions().loss_average(dlcore::LossAverage::kPerBatch));
+    CHECK(r.train_loss[e] == m.loss);
+    CHECK(r.train_accuracy[e] == m.accuracy);
+    auto v = dlcore::evaluate(
+        ref,
+        vb,
+        dlcore::EvaluateOptions().loss_average(dlcore::LossAverage::kPerBatch));
+    CHECK(r.val_loss[e] == v.loss);
+    CHECK(r.val_accuracy[e] == v.accuracy);
+    auto per_sample = dlcore::evaluate(ref, vb);
+    CHECK(per_sample.loss != v.loss);
+  }
+}
+
+TEST_CASE(
+    "without stop_on_non_finite a diverging run trains every epoch",
+    "[batch_size_study]") {
+  auto train = blobs(32, 9);
+  auto val = blobs(8, 10);
+  auto s = dlcore::batch_size_study(
+      make_model_from(0),
+      make_sgd,
+      train,
+      val,
+      dlcore::BatchSizeStudyOptions(1e10)
+          .batch_sizes({4})
+          .epochs(2)
+          .stop_on_non_finite(false),
+      [](const torch::Tensor& out, const torch::Tensor& y) {
+        return torch::mse_loss(out, torch::one_hot(y, 3).to(torch::kFloat));
+      });
+  REQUIRE(s.runs.size() == 1);
+  const auto& r = s.runs[0];
+  CHECK(r.diverged);
+  CHECK(r.steps == 16);
+  REQUIRE(r.train_loss.size() == 2);
+  REQUIRE(r.val_accuracy.size() == 2);
+  CHECK_FALSE(std::isfinite(r.train_loss[0]));
+  CHECK(std::isnan(r.train_accuracy[0])); // a non-finite epoch has no accuracy
+  CHECK(std::isnan(r.train_accuracy[1]));
+  CHECK(r.final_val_accuracy == r.val_accuracy.back());
 }

@@ -11,7 +11,7 @@
 #include <dlcore/nn/heads.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/nn/models/resnet_cifar.h>
-#include <dlcore/optim/lr_finder.h>
+#include <dlcore/study/lr_finder.h>
 #include <dlcore/train/train_loop.h>
 
 #include <torch/cuda.h>

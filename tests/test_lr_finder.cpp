@@ -1,5 +1,8 @@
+#include <dlcore/study/lr_finder.h>
+
+#include <dlcore/data/batches.h>
 #include <dlcore/detail/torch_compat.h>
-#include <dlcore/optim/lr_finder.h>
+#include <dlcore/train/train_loop.h>
 
 #include "golden/lr_finder.h"
 
@@ -950,4 +953,275 @@ TEST_CASE(
       g::kDivergeLosses,
       g::kDivergeSmoothed,
       g::kDivergeStop);
+}
+
+TEST_CASE(
+    "the range test's losses are train_epoch's per-step losses on the same "
+    "data and seed",
+    "[lr_finder]") {
+  // The range test trains through train_epoch: on the same batches (cycled),
+  // initial weights and learning rates, train_epoch's StepInfo::loss of each
+  // step is the range test's raw loss, bit for bit, with and without
+  // gradient accumulation.
+  auto batches = make_batches(7, 8, 40);
+  for (int64_t acc : {1, 2, 3}) {
+    auto opts = dlcore::LRFinderOptions()
+                    .start_lr(1e-3)
+                    .end_lr(1.0)
+                    .num_iter(12)
+                    .accumulation_steps(acc)
+                    .stop_on_divergence(false);
+    auto model = make_linear(40);
+    torch::optim::SGD sgd(
+        model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    auto r = dlcore::LRFinder(model, sgd, opts).range_test(batches);
+    REQUIRE(r.iterations() == 12);
+
+    auto ref = make_linear(40);
+    torch::optim::SGD ref_sgd(
+        ref->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    std::vector<TestBatch> cycled;
+    for (int64_t i = 0; i < 12 * acc; ++i) {
+      cycled.push_back(batches[static_cast<std::size_t>(i % 7)]);
+    }
+    struct Sweep {
+      torch::optim::SGD& sgd;
+      const dlcore::LRFinderOptions& opts;
+      int64_t i = 0;
+      void step() {
+        sgd.param_groups()[0].options().set_lr(opts.lr_at(++i));
+      }
+    } sweep{ref_sgd, opts};
+    ref_sgd.param_groups()[0].options().set_lr(opts.lr_at(0));
+    std::vector<double> losses;
+    std::vector<double> lrs;
+    dlcore::train_epoch(
+        ref,
+        cycled,
+        ref_sgd,
+        sweep,
+        dlcore::TrainOptions().accumulation_steps(acc).on_step(
+            [&](dlcore::StepInfo& s) {
+              losses.push_back(s.loss);
+              lrs.push_back(s.lrs.at(0));
+            }));
+    CHECK(r.losses == losses);
+    CHECK(r.lrs == lrs);
+  }
+}
+
+TEST_CASE(
+    "the range test cycles dlcore::Batches through successive epochs",
+    "[lr_finder]") {
+  // 40 samples in batches of 16: 3 batches per epoch, so 7 iterations start
+  // epochs 0, 1 and 2 (a new shuffle each) and leave the batches at epoch 3.
+  auto gen = at::detail::createCPUGenerator(41);
+  dlcore::TensorDataset data{
+      torch::randn({40, 4}, gen),
+      torch::randint(0, 3, {40}, gen, torch::kLong)};
+  auto options = dlcore::BatchesOptions(16).shuffle(true).seed(41);
+  dlcore::Batches batches(data, options);
+  auto opts = dlcore::LRFinderOptions()
+                  .start_lr(1e-3)
+                  .end_lr(1.0)
+                  .num_iter(7)
+                  .smoothing(dlcore::LRSmoothing::kNone)
+                  .stop_on_divergence(false);
+  auto model = make_linear(41);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  auto r = dlcore::LRFinder(model, sgd, opts).range_test(batches);
+  REQUIRE(r.iterations() == 7);
+  CHECK(batches.epoch() == 3);
+
+  // The same 7 batches, taken from epochs 0, 1, 2 by hand, fed to the
+  // hand-written loop.
+  dlcore::Batches again(data, options);
+  std::vector<TestBatch> seen;
+  for (int e = 0; e < 3; ++e) {
+    for (const auto& b : again) {
+      seen.push_back({b.data, b.targets});
+    }
+  }
+  auto ref = make_linear(41);
+  torch::optim::SGD ref_sgd(ref->parameters(), torch::optim::SGDOptions(0.1));
+  for (int64_t i = 0; i < 7; ++i) {
+    ref_sgd.param_groups()[0].options().set_lr(opts.lr_at(i));
+    ref_sgd.zero_grad();
+    const auto& b = seen[static_cast<std::size_t>(i)];
+    auto loss =
+        torch::nn::functional::cross_entropy(ref->forward(b.data), b.targets);
+    loss.backward();
+    ref_sgd.step();
+    CHECK(r.losses[static_cast<std::size_t>(i)] == loss.item<double>());
+  }
+}
+
+TEST_CASE(
+    "a NaN loss stops the range test through the step callback, and nothing "
+    "is left behind",
+    "[lr_finder]") {
+  auto batches = make_batches(6, 8, 42);
+  batches[4].data[0][0].fill_(std::numeric_limits<double>::quiet_NaN());
+  auto model = make_linear(42);
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3));
+  auto w = model->weight.clone();
+  int calls = 0;
+  auto loss_fn = [&](const torch::Tensor& out, const torch::Tensor& y) {
+    ++calls;
+    return torch::nn::functional::cross_entropy(out, y);
+  };
+  dlcore::LRFinder finder(
+      model, adam, dlcore::LRFinderOptions().num_iter(20).end_lr(1e-2));
+  auto r = finder.range_test(batches, loss_fn);
+  CHECK(r.stop_reason == dlcore::LRFinderStopReason::kNonFinite);
+  REQUIRE(r.iterations() == 5);
+  CHECK(std::isnan(r.losses.back()));
+  CHECK(std::isnan(r.smoothed_losses.back()));
+  CHECK(calls == 5); // no batch after the stopping one
+  CHECK(r.best_iteration < 4);
+  CHECK(std::isfinite(r.best_loss));
+  CHECK(bitwise_equal(model->weight, w));
+  CHECK(adam.state().empty());
+  CHECK_FALSE(model->weight.grad().defined());
+  CHECK(adam.param_groups()[0].options().get_lr() == 1e-3);
+}
+
+TEST_CASE(
+    "the range test takes a model held by std::shared_ptr, not a null one",
+    "[lr_finder]") {
+  auto batches = make_batches(4, 8, 43);
+  torch::manual_seed(43);
+  auto held = std::make_shared<torch::nn::LinearImpl>(4, 3);
+  auto holder = make_linear(43); // the same initial weights
+  torch::optim::SGD a(held->parameters(), torch::optim::SGDOptions(0.1));
+  torch::optim::SGD b(holder->parameters(), torch::optim::SGDOptions(0.1));
+  auto opts = dlcore::LRFinderOptions().num_iter(8).end_lr(1.0);
+  auto ra = dlcore::LRFinder(held, a, opts).range_test(batches);
+  auto rb = dlcore::LRFinder(holder, b, opts).range_test(batches);
+  CHECK(ra.losses == rb.losses);
+  std::shared_ptr<torch::nn::LinearImpl> null;
+  CHECK_THAT(
+      error_of([&] { dlcore::LRFinder f(null, a, opts); }),
+      Contains("LRFinder: expected a module, but got a null pointer"));
+}
+
+TEST_CASE(
+    "lr_grid_search's records are train_epoch's and evaluate's per-batch "
+    "numbers",
+    "[lr_finder]") {
+  // A last partial batch, so that the per-batch mean the grid records
+  // differs from train_epoch's default per-sample mean.
+  auto train = make_batches(5, 16, 44);
+  train.push_back(make_batches(1, 5, 45)[0]);
+  auto val = make_batches(2, 12, 46);
+  auto make_opt = [](torch::nn::Linear& m, double lr) {
+    return torch::optim::SGD(
+        m->parameters(), torch::optim::SGDOptions(lr).momentum(0.9));
+  };
+  auto g = dlcore::lr_grid_search(
+      [] { return make_linear(44); },
+      make_opt,
+      train,
+      val,
+      dlcore::LRGridOptions().lrs({0.05}).epochs(2));
+  REQUIRE(g.points.size() == 1);
+  const auto& p = g.points[0];
+  REQUIRE(p.epoch_losses.size() == 2);
+
+  auto ref = make_linear(44);
+  auto sgd = make_opt(ref, 0.05);
+  auto sample_ref = make_linear(44);
+  auto sample_sgd = make_opt(sample_ref, 0.05);
+  for (std::size_t e = 0; e < 2; ++e) {
+    auto m = dlcore::train_epoch(
+        ref,
+        train,
+        sgd,
+        dlcore::TrainOptions().loss_average(dlcore::LossAverage::kPerBatch));
+    CHECK(p.epoch_losses[e] == m.loss);
+    CHECK(p.epoch_accuracies[e] == m.accuracy);
+    auto per_sample = dlcore::train_epoch(sample_ref, train, sample_sgd);
+    CHECK(per_sample.loss != m.loss);
+  }
+  CHECK(p.final_loss == p.epoch_losses.back());
+  auto v = dlcore::evaluate(
+      ref,
+      val,
+      dlcore::EvaluateOptions().loss_average(dlcore::LossAverage::kPerBatch));
+  CHECK(p.val_loss == v.loss);
+  CHECK(p.val_accuracy == v.accuracy);
+
+  // Models held by std::shared_ptr train the same.
+  auto shared = dlcore::lr_grid_search(
+      [] {
+        torch::manual_seed(44);
+        return std::make_shared<torch::nn::LinearImpl>(4, 3);
+      },
+      [](std::shared_ptr<torch::nn::LinearImpl>& m, double lr) {
+        return std::make_shared<torch::optim::SGD>(
+            m->parameters(), torch::optim::SGDOptions(lr).momentum(0.9));
+      },
+      train,
+      dlcore::LRGridOptions().lrs({0.05}).epochs(2));
+  CHECK(shared.points[0].epoch_losses == p.epoch_losses);
+
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::lr_grid_search(
+            [] { return make_linear(0); },
+            [](torch::nn::Linear&, double) {
+              return std::unique_ptr<torch::optim::SGD>();
+            },
+            train,
+            dlcore::LRGridOptions().lrs({0.1}).epochs(1));
+      }),
+      Contains("make_optimizer: expected an optimizer, but got a null "
+               "pointer"));
+}
+
+TEST_CASE(
+    "lr_grid_search's accuracy is NaN without class targets and the argmax "
+    "one for probability targets",
+    "[lr_finder]") {
+  auto hard = make_batches(3, 16, 47);
+  std::vector<TestBatch> soft;
+  std::vector<TestBatch> regression;
+  for (const auto& b : hard) {
+    soft.push_back(
+        {b.data,
+         0.9 * torch::one_hot(b.targets, 3).to(torch::kFloat) + 0.1 / 3});
+    regression.push_back({b.data, b.data.sum(1)});
+  }
+  auto make_opt = [](torch::nn::Linear& m, double lr) {
+    return torch::optim::SGD(m->parameters(), torch::optim::SGDOptions(lr));
+  };
+  // An LR of 1e-12 leaves the weights unchanged in float, so hard and soft
+  // targets see the same predictions.
+  auto opts = dlcore::LRGridOptions().lrs({1e-12}).epochs(2);
+  auto h = dlcore::lr_grid_search(
+      [] { return make_linear(47); }, make_opt, hard, opts);
+  auto s = dlcore::lr_grid_search(
+      [] { return make_linear(47); }, make_opt, soft, opts);
+  CHECK(s.points[0].epoch_accuracies == h.points[0].epoch_accuracies);
+  CHECK(h.points[0].epoch_accuracies[0] >= 0.0);
+
+  auto r = dlcore::lr_grid_search(
+      [] {
+        torch::manual_seed(47);
+        return torch::nn::Linear(4, 1);
+      },
+      make_opt,
+      regression,
+      regression,
+      dlcore::LRGridOptions().lrs({1e-3}).epochs(2),
+      [](const torch::Tensor& z, const torch::Tensor& y) {
+        return torch::mse_loss(z.squeeze(1), y);
+      });
+  REQUIRE(r.points[0].epoch_accuracies.size() == 2);
+  CHECK(std::isnan(r.points[0].epoch_accuracies[0]));
+  CHECK(std::isnan(r.points[0].epoch_accuracies[1]));
+  CHECK(std::isfinite(r.points[0].final_loss));
+  CHECK(std::isfinite(r.points[0].val_loss));
+  CHECK(std::isnan(r.points[0].val_accuracy));
+  CHECK_FALSE(r.points[0].diverged);
 }

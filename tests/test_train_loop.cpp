@@ -11,7 +11,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -634,4 +637,318 @@ TEST_CASE(
           model, bad, sgd, dlcore::TrainOptions().data_parallel(2)),
       Catch::Contains("default_loss: expected int64 targets"));
   CHECK(at::get_num_threads() == threads);
+}
+
+TEST_CASE(
+    "train_epoch with accumulation_steps equals a hand-written accumulating "
+    "loop",
+    "[train_loop]") {
+  // 5 batches, k = 2: steps after batches 2 and 4, and a last step of one
+  // batch; each loss divided by k before backward.
+  auto batches = blobs(150, 32, 3, 20);
+  REQUIRE(batches.size() == 5);
+  const int64_t k = 2;
+  auto model = linear_model(3, 20);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  CountingScheduler scheduler;
+  std::vector<dlcore::StepInfo> seen;
+  auto m = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      scheduler,
+      dlcore::TrainOptions().accumulation_steps(k).on_step(
+          [&](dlcore::StepInfo& s) { seen.push_back(s); }));
+
+  auto ref = linear_model(3, 20);
+  torch::optim::SGD ref_sgd(
+      ref->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  std::vector<double> step_losses;
+  double step_loss = 0.0;
+  double sample_sum = 0.0;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    if (i % k == 0) {
+      ref_sgd.zero_grad();
+      step_loss = 0.0;
+    }
+    auto loss = torch::nn::functional::cross_entropy(
+        ref->forward(batches[i].data), batches[i].targets);
+    sample_sum += loss.item<double>() * batches[i].data.size(0);
+    auto scaled = loss / static_cast<double>(k);
+    scaled.backward();
+    step_loss += scaled.item<double>();
+    if (i % k == k - 1 || i + 1 == batches.size()) {
+      ref_sgd.step();
+      step_losses.push_back(step_loss);
+    }
+  }
+  CHECK(torch::equal(model->weight, ref->weight));
+  CHECK(torch::equal(model->bias, ref->bias));
+  CHECK(m.steps == 3);
+  CHECK(m.batches == 5);
+  CHECK(m.samples == 150);
+  CHECK(scheduler.steps == 3);
+  CHECK(m.loss == Approx(sample_sum / 150.0).epsilon(1e-6));
+  REQUIRE(seen.size() == 3);
+  for (std::size_t s = 0; s < 3; ++s) {
+    CHECK(seen[s].step == static_cast<int64_t>(s));
+    CHECK(seen[s].steps_in_epoch == 3);
+    CHECK(seen[s].loss == step_losses[s]); // summed in double, in order
+    CHECK(seen[s].batch_size == (s < 2 ? 64 : 22));
+    CHECK(seen[s].accuracy >= 0.0);
+    CHECK(seen[s].accuracy <= 1.0);
+  }
+
+  SECTION("max_steps counts optimizer steps") {
+    auto two = dlcore::train_epoch(
+        model,
+        batches,
+        sgd,
+        dlcore::TrainOptions().accumulation_steps(2).max_steps(2));
+    CHECK(two.steps == 2);
+    CHECK(two.batches == 4);
+  }
+  SECTION("k = 1 is the plain loop; k < 1 is an error") {
+    auto one = dlcore::train_epoch(
+        model, batches, sgd, dlcore::TrainOptions().accumulation_steps(1));
+    CHECK(one.steps == 5);
+    CHECK(one.batches == 5);
+    CHECK_THROWS_WITH(
+        dlcore::train_epoch(
+            model, batches, sgd, dlcore::TrainOptions().accumulation_steps(0)),
+        Catch::Contains(
+            "train_epoch: accumulation_steps must be >= 1, but got 0"));
+  }
+}
+
+TEST_CASE(
+    "accumulation with data_parallel matches accumulation on one thread",
+    "[train_loop]") {
+  auto batches = blobs(130, 32, 3, 21);
+  auto run = [&](int chunks) {
+    auto model = linear_model(3, 21);
+    torch::optim::SGD sgd(
+        model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    std::vector<double> losses;
+    auto m = dlcore::train_epoch(
+        model,
+        batches,
+        sgd,
+        dlcore::TrainOptions()
+            .accumulation_steps(3)
+            .data_parallel(chunks)
+            .on_step([&](dlcore::StepInfo& s) { losses.push_back(s.loss); }));
+    CHECK(m.steps == 2);
+    return std::make_tuple(m, losses, model->weight.detach().clone());
+  };
+  auto [m1, l1, w1] = run(1);
+  auto [m2, l2, w2] = run(2);
+  CHECK(m2.loss == Approx(m1.loss).epsilon(1e-6));
+  REQUIRE(l2.size() == l1.size());
+  for (std::size_t i = 0; i < l1.size(); ++i) {
+    CHECK(l2[i] == Approx(l1[i]).epsilon(1e-6));
+  }
+  CHECK(torch::allclose(w2, w1, 1e-4, 1e-6));
+}
+
+TEST_CASE("accuracy is NaN for batches without class targets", "[train_loop]") {
+  // A regression: logits [N, 1] against float targets [N] under MSE.
+  auto gen = at::detail::createCPUGenerator(22);
+  std::vector<TestBatch> reg;
+  for (int i = 0; i < 3; ++i) {
+    auto x = torch::randn({16, 8}, gen);
+    reg.push_back({x, x.sum(1)});
+  }
+  torch::manual_seed(22);
+  torch::nn::Linear model(8, 1);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.01));
+  auto mse = [](const torch::Tensor& z, const torch::Tensor& y) {
+    return torch::mse_loss(z.squeeze(1), y);
+  };
+  std::vector<double> step_acc;
+  auto m = dlcore::train_epoch(
+      model,
+      reg,
+      sgd,
+      dlcore::TrainOptions().loss_fn(mse).on_step(
+          [&](dlcore::StepInfo& s) { step_acc.push_back(s.accuracy); }));
+  CHECK(std::isfinite(m.loss));
+  CHECK(std::isnan(m.accuracy));
+  REQUIRE(step_acc.size() == 3);
+  for (double a : step_acc) {
+    CHECK(std::isnan(a));
+  }
+  auto e = dlcore::evaluate(model, reg, dlcore::EvaluateOptions().loss_fn(mse));
+  CHECK(std::isfinite(e.loss));
+  CHECK(std::isnan(e.accuracy));
+
+  // One batch without class targets makes the epoch's accuracy NaN.
+  auto mixed = blobs(64, 32, 3, 22);
+  mixed[1].targets = mixed[1].targets.to(torch::kFloat); // [N] float
+  auto cls = linear_model(3, 22);
+  torch::optim::SGD sgd2(cls->parameters(), torch::optim::SGDOptions(0.0));
+  auto any_loss = [](const torch::Tensor& z, const torch::Tensor&) {
+    return z.pow(2).mean();
+  };
+  auto mm = dlcore::train_epoch(
+      cls, mixed, sgd2, dlcore::TrainOptions().loss_fn(any_loss));
+  CHECK(std::isnan(mm.accuracy));
+  CHECK(mm.samples == 64);
+  // Integer class targets of another integer type still count.
+  auto ints = blobs(64, 32, 3, 23);
+  for (auto& b : ints) {
+    b.targets = b.targets.to(torch::kInt);
+  }
+  auto mi = dlcore::train_epoch(
+      cls, ints, sgd2, dlcore::TrainOptions().loss_fn(any_loss));
+  CHECK(mi.accuracy >= 0.0);
+  CHECK(mi.accuracy <= 1.0);
+}
+
+TEST_CASE(
+    "train_epoch and evaluate take a model held by std::shared_ptr",
+    "[train_loop]") {
+  auto batches = blobs(96, 32, 3, 24);
+  torch::manual_seed(24);
+  auto held = std::make_shared<torch::nn::LinearImpl>(8, 3);
+  auto holder = linear_model(3, 24); // the same initial weights
+  torch::optim::SGD a(held->parameters(), torch::optim::SGDOptions(0.1));
+  torch::optim::SGD b(holder->parameters(), torch::optim::SGDOptions(0.1));
+  auto ma = dlcore::train_epoch(held, batches, a);
+  auto mb = dlcore::train_epoch(holder, batches, b);
+  CHECK(ma.loss == mb.loss);
+  CHECK(torch::equal(held->weight, holder->weight));
+  CHECK(
+      dlcore::evaluate(held, batches).loss ==
+      dlcore::evaluate(holder, batches).loss);
+
+  std::shared_ptr<torch::nn::LinearImpl> null;
+  CHECK_THROWS_WITH(
+      dlcore::train_epoch(null, batches, a),
+      Catch::Contains(
+          "train_epoch: expected a module, but got a null pointer"));
+  CHECK_THROWS_WITH(
+      dlcore::evaluate(null, batches),
+      Catch::Contains("evaluate: expected a module, but got a null pointer"));
+  torch::nn::Linear empty(nullptr);
+  CHECK_THROWS_WITH(
+      dlcore::train_epoch(empty, batches, a),
+      Catch::Contains(
+          "train_epoch: expected a module, but got an empty ModuleHolder"));
+}
+
+TEST_CASE(
+    "a callback that stops on a non-finite loss ends the epoch there",
+    "[train_loop]") {
+  // The LR studies' stop: the batch with the non-finite loss is counted,
+  // and the epoch's loss is then not finite either.
+  auto batches = blobs(160, 32, 3, 25);
+  auto model = linear_model(3, 25);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  int calls = 0;
+  auto loss_fn = [&](const torch::Tensor& z, const torch::Tensor& y) {
+    auto l = torch::nn::functional::cross_entropy(z, y);
+    return ++calls == 3 ? l * std::numeric_limits<double>::infinity() : l;
+  };
+  auto m = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions()
+          .loss_fn(loss_fn)
+          .loss_average(dlcore::LossAverage::kPerBatch)
+          .on_step(
+              [](dlcore::StepInfo& s) { s.stop = !std::isfinite(s.loss); }));
+  CHECK(calls == 3);
+  CHECK(m.steps == 3);
+  CHECK(m.samples == 96);
+  CHECK(std::isinf(m.loss));
+}
+
+TEST_CASE(
+    "accuracy(false) skips the argmax and reports NaN accuracies",
+    "[train_loop]") {
+  auto batches = blobs(96, 32, 3, 26);
+  auto run = [&](bool accuracy) {
+    auto model = linear_model(3, 26);
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+    std::vector<double> step_acc;
+    std::vector<double> step_loss;
+    auto m = dlcore::train_epoch(
+        model,
+        batches,
+        sgd,
+        dlcore::TrainOptions().accuracy(accuracy).on_step(
+            [&](dlcore::StepInfo& s) {
+              step_acc.push_back(s.accuracy);
+              step_loss.push_back(s.loss);
+            }));
+    auto e = dlcore::evaluate(
+        model, batches, dlcore::EvaluateOptions().accuracy(accuracy));
+    return std::make_tuple(m, e, step_acc, step_loss);
+  };
+  auto [m_on, e_on, acc_on, loss_on] = run(true);
+  auto [m_off, e_off, acc_off, loss_off] = run(false);
+  CHECK(dlcore::TrainOptions().accuracy());
+  CHECK(dlcore::EvaluateOptions().accuracy());
+  CHECK(m_on.accuracy >= 0.0);
+  CHECK(e_on.accuracy >= 0.0);
+  CHECK(std::isnan(m_off.accuracy));
+  CHECK(std::isnan(e_off.accuracy));
+  REQUIRE(acc_off.size() == 3);
+  for (double a : acc_off) {
+    CHECK(std::isnan(a));
+  }
+  // The losses do not depend on it.
+  CHECK(m_off.loss == m_on.loss);
+  CHECK(e_off.loss == e_on.loss);
+  CHECK(loss_off == loss_on);
+}
+
+TEST_CASE(
+    "the epoch loss is the in-order double sum of the batch losses, also "
+    "when the loss type changes mid-epoch",
+    "[train_loop]") {
+  // 100 samples in batches of 32 (the last has 4); lr 0 keeps the model
+  // fixed. Each product batch_size * float loss is exact in double, so the
+  // sum is the host's in-order one, bit for bit.
+  auto batches = blobs(100, 32, 3, 27);
+  auto model = linear_model(3, 27);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.0));
+  std::vector<double> losses;
+  auto m = dlcore::train_epoch(
+      model, batches, sgd, dlcore::TrainOptions().on_step([&](auto& s) {
+        losses.push_back(s.loss);
+      }));
+  REQUIRE(losses.size() == 4);
+  double per_sample = 0.0;
+  double per_batch = 0.0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    per_sample += static_cast<double>(batches[i].data.size(0)) * losses[i];
+    per_batch += losses[i];
+  }
+  CHECK(m.loss == per_sample / 100.0);
+  auto b = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().loss_average(dlcore::LossAverage::kPerBatch));
+  CHECK(b.loss == per_batch / 4.0);
+
+  // A double loss from the third batch on: the sum continues in a tensor
+  // from the first two batches' sum.
+  int calls = 0;
+  auto mixed = dlcore::train_epoch(
+      model,
+      batches,
+      sgd,
+      dlcore::TrainOptions().loss_fn(
+          [&](const torch::Tensor& z, const torch::Tensor& y) {
+            auto l = torch::nn::functional::cross_entropy(z, y);
+            return ++calls >= 3 ? l.to(torch::kDouble) : l;
+          }));
+  CHECK(calls == 4);
+  CHECK(mixed.loss == Approx(per_sample / 100.0).epsilon(1e-12));
+  CHECK(mixed.accuracy == m.accuracy);
 }

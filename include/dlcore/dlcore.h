@@ -39,7 +39,6 @@
 #include <dlcore/optim/gradual_unfreezing.h>
 #include <dlcore/optim/lambda_lr.h>
 #include <dlcore/optim/linear_lr.h>
-#include <dlcore/optim/lr_finder.h>
 #include <dlcore/optim/lr_scheduler.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/optim/one_cycle_lr.h>
@@ -48,8 +47,9 @@
 #include <dlcore/optim/sequential_lr.h>
 #include <dlcore/optim/step_lr.h>
 #include <dlcore/per_group.h>
+#include <dlcore/study/batch_size_study.h>
+#include <dlcore/study/lr_finder.h>
 #include <dlcore/train/allocator.h>
-#include <dlcore/train/batch_size_study.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/losses.h>
 #include <dlcore/train/plot.h>

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 #include <torch/arg.h>
 #include <torch/nn/functional/loss.h>
@@ -20,6 +21,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -39,36 +41,49 @@ namespace dlcore {
 /// `accuracy` is a fraction in [0, 1] (not a percentage); both are NaN when
 /// the pass saw no samples.
 struct EpochMetrics {
-  /// Mean loss of the pass (per sample or per batch, see `LossAverage`); NaN
-  /// when no samples were seen.
+  /// Mean loss of the pass over its batches' mean losses, per sample
+  /// (default) or per batch (see `LossAverage`), independent of
+  /// `TrainOptions::accumulation_steps`; NaN when no samples were seen, and
+  /// not finite when a batch's loss was not.
   double loss = std::numeric_limits<double>::quiet_NaN();
   /// Fraction of samples classified correctly, in [0, 1]; NaN when no
-  /// samples were seen.
+  /// samples were seen or a batch had no class targets (see
+  /// `detail::count_correct`).
   double accuracy = std::numeric_limits<double>::quiet_NaN();
   /// Samples seen in the pass.
   int64_t samples = 0;
-  /// Batches processed in the pass (optimizer steps when training).
+  /// Optimizer steps taken (`train_epoch`: one per `accumulation_steps`
+  /// batches, so `batches` by default), or batches (`evaluate`).
   int64_t steps = 0;
   /// Wall-clock duration of the pass, in seconds.
   double seconds = 0.0;
+  /// Batches processed in the pass.
+  int64_t batches = 0;
 };
 
 /// What a per-step callback of `train_epoch` sees after each optimizer step.
 struct StepInfo {
   /// The epoch (`TrainOptions::epoch`).
   int64_t epoch = 0;
-  /// 0-based batch index within the epoch.
+  /// 0-based optimizer step within the epoch (the batch index when
+  /// `accumulation_steps` is 1).
   int64_t step = 0;
   /// 0-based step counted over all epochs (`TrainOptions::global_step` +
   /// `step`).
   int64_t global_step = 0;
-  /// Batches in the epoch, or -1 when the batch range has no `size()`.
+  /// Optimizer steps in the epoch (its batches, divided by
+  /// `accumulation_steps` and rounded up), or -1 when the batch range has no
+  /// `size()`.
   int64_t steps_in_epoch = -1;
-  /// This batch's mean loss (before the optimizer step).
+  /// This step's loss (computed before the optimizer step): the batch's mean
+  /// loss; with `accumulation_steps` k > 1, the sum over the step's batches
+  /// of (batch mean loss / k) (summed in double), their mean when the step
+  /// has k batches.
   double loss = 0.0;
-  /// This batch's accuracy, a fraction in [0, 1].
+  /// This step's accuracy over its samples, a fraction in [0, 1]; NaN when a
+  /// batch of the step had no class targets.
   double accuracy = 0.0;
-  /// Samples in this batch.
+  /// Samples in this step (its batches together).
   int64_t batch_size = 0;
   /// Every param group's learning rate used by this step, i.e. read before
   /// the scheduler's `step()`.
@@ -76,8 +91,9 @@ struct StepInfo {
   /// Every param group's momentum (SGD, RMSprop) or beta1 (Adam, AdamW) used
   /// by this step; NaN for a group without one.
   std::vector<double> momenta;
-  /// Set to true in the callback to end the epoch after this step (an LR
-  /// finder stops on divergence this way).
+  /// Set to true in the callback to end the epoch after this step (the LR
+  /// range test stops on divergence, and the studies on a non-finite loss,
+  /// this way).
   bool stop = false;
 };
 
@@ -117,8 +133,20 @@ struct TrainOptions {
   /// values costs a synchronisation per batch, so leave it empty when not
   /// needed. Default: empty
   TORCH_ARG(StepCallback, on_step) = nullptr;
-  /// Stop after this many steps (< 0: the whole range). Default: -1
+  /// Stop after this many optimizer steps (< 0: the whole range).
+  /// Default: -1
   TORCH_ARG(int64_t, max_steps) = -1;
+  /// Gradient accumulation: batches per optimizer step (>= 1). Each batch's
+  /// loss is divided by k before its backward, gradients add up over k
+  /// batches, then the optimizer (and scheduler) steps once and the callback
+  /// runs once. A last group of fewer than k batches at the end of the range
+  /// still steps (its gradients also divided by k). Gradients are cleared
+  /// before each step's first batch. Default: 1
+  TORCH_ARG(int64_t, accumulation_steps) = 1;
+  /// Count correct predictions (an argmax per batch, see `EpochMetrics`).
+  /// false skips that work, and the accuracies are NaN (the LR range test
+  /// reads only losses). Default: true
+  TORCH_ARG(bool, accuracy) = true;
   /// Move each batch to this device when set (non-blocking). Default: unset
   TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
   /// Show a progress line (only on a terminal, see `ProgressLine`).
@@ -153,6 +181,9 @@ struct EvaluateOptions {
   TORCH_ARG(LossFunction, loss_fn) = nullptr;
   /// How the loss averages batches. Default: LossAverage::kPerSample
   TORCH_ARG(LossAverage, loss_average) = LossAverage::kPerSample;
+  /// Count correct predictions; false skips the argmax and the accuracy is
+  /// NaN. Default: true
+  TORCH_ARG(bool, accuracy) = true;
   /// Move each batch to this device when set (non-blocking). Default: unset
   TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
   /// Show a progress line (only on a terminal). Default: false
@@ -168,15 +199,46 @@ struct EvaluateOptions {
 
 namespace detail {
 
-/// The module behind a `ModuleHolder` (`LeNet5`), or the module itself.
-template <typename Model>
-decltype(auto) module_of(Model& model) {
-  if constexpr (std::
-                    is_base_of_v<torch::detail::ModuleHolderIndicator, Model>) {
-    return *model;
+template <typename T, typename = void>
+struct IsPointerLike : std::false_type {};
+template <typename T>
+struct IsPointerLike<
+    T,
+    std::void_t<
+        decltype(*std::declval<T&>()),
+        decltype(std::declval<T&>() == nullptr)>> : std::true_type {};
+
+/// The object behind a handle: `*handle` for a `ModuleHolder` (`LeNet5`) or
+/// a pointer (`std::shared_ptr`, `std::unique_ptr`, raw), checked non-empty,
+/// else `handle` itself. `owner` and `expected` ("a module") word the error.
+template <typename T>
+decltype(auto) pointee(T& handle, const char* owner, const char* expected) {
+  if constexpr (std::is_base_of_v<torch::detail::ModuleHolderIndicator, T>) {
+    TORCH_CHECK(
+        !handle.is_empty(),
+        owner,
+        ": expected ",
+        expected,
+        ", but got an empty ModuleHolder");
+    return *handle;
+  } else if constexpr (IsPointerLike<T>::value) {
+    TORCH_CHECK(
+        handle != nullptr,
+        owner,
+        ": expected ",
+        expected,
+        ", but got a null pointer");
+    return *handle;
   } else {
-    return (model);
+    return (handle);
   }
+}
+
+/// The module behind a `ModuleHolder` (`LeNet5`) or a pointer to a module
+/// (`std::shared_ptr<Module>`), or the module itself.
+template <typename Model>
+decltype(auto) module_of(Model& model, const char* owner = "dlcore") {
+  return pointee(model, owner, "a module");
 }
 
 template <typename T, typename = void>
@@ -242,59 +304,121 @@ void read_groups(
   }
 }
 
-/// Number of correct predictions, as a 0-dim int64 tensor (no sync).
+/// Number of correct predictions, as a 0-dim int64 tensor (no sync): the
+/// argmax of logits `[N, C]` against integer class targets `[N]`, or against
+/// the argmax of float (probability) targets `[N, C]`. Any other pair (a
+/// regression target, logits that are not `[N, C]`) has no class targets:
+/// the result is then an undefined tensor, and the accuracy NaN.
 inline torch::Tensor count_correct(
     const torch::Tensor& logits, const torch::Tensor& targets) {
-  torch::Tensor predicted = logits.argmax(1);
-  if (targets.is_floating_point() && targets.dim() == 2) {
-    return predicted.eq(targets.argmax(1)).sum();
+  if (logits.dim() != 2) {
+    return torch::Tensor();
   }
-  return predicted.eq(targets).sum();
+  if (targets.is_floating_point()) {
+    if (targets.sizes() != logits.sizes()) {
+      return torch::Tensor();
+    }
+    return logits.argmax(1).eq(targets.argmax(1)).sum();
+  }
+  if (targets.dim() != 1 || targets.size(0) != logits.size(0) ||
+      !at::isIntegralType(targets.scalar_type(), /*includeBool=*/false)) {
+    return torch::Tensor();
+  }
+  return logits.argmax(1).eq(targets).sum();
 }
 
-/// Running sums of one pass, kept as tensors so that no batch synchronises.
+/// `correct / samples`, or NaN without samples or without class targets.
+inline double fraction_correct(int64_t correct, int64_t samples, bool classes) {
+  if (samples == 0 || !classes) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  return static_cast<double>(correct) / static_cast<double>(samples);
+}
+
+/// Running sums of one pass, kept so that no batch synchronises: as tensors,
+/// or, for losses and counts on the CPU (where reading one costs no
+/// synchronisation), as host numbers, which saves an operator call per
+/// batch and gives the same sums bit for bit (see `add`).
 struct Accumulator {
+  /// The loss sum: on the host while every loss so far was a float CPU
+  /// scalar (`host_loss`), else a double tensor.
+  double host_loss_sum = 0.0;
+  bool host_loss = true;
   torch::Tensor loss_sum;
+  /// Correct predictions: CPU counts on the host, others in a tensor.
+  int64_t host_correct = 0;
   torch::Tensor correct;
   int64_t samples = 0;
-  int64_t steps = 0;
+  int64_t batches = 0;
+  /// False once a batch had no class targets (accuracy NaN).
+  bool classes = true;
 
+  /// Adds one batch: its mean loss, its correct count (undefined: no class
+  /// targets) and its size.
+  ///
+  /// The sum is sum_b (weight_b * loss_b) in double, in batch order, where
+  /// weight_b is the batch size (kPerSample) or 1. For a float loss and a
+  /// weight below 2^29 the product is exact in double, so the host's
+  /// `sum + weight * loss` and the tensor `sum.add_(loss, weight)` round
+  /// once, identically (with or without a fused multiply-add).
   void add(
       const torch::Tensor& loss,
       const torch::Tensor& correct_in_batch,
       int64_t batch_size,
       LossAverage average) {
-    torch::Tensor l = loss.detach();
-    double weight = average == LossAverage::kPerSample
-                        ? static_cast<double>(batch_size)
-                        : 1.0;
-    if (!loss_sum.defined()) {
-      loss_sum = l.to(torch::kDouble) * weight;
-      correct = correct_in_batch.to(torch::kLong);
+    const double weight = average == LossAverage::kPerSample
+                              ? static_cast<double>(batch_size)
+                              : 1.0;
+    if (host_loss && loss.device().is_cpu() &&
+        loss.scalar_type() == torch::kFloat && loss.numel() == 1 &&
+        batch_size < (int64_t{1} << 29)) {
+      const double term = weight * static_cast<double>(*loss.data_ptr<float>());
+      host_loss_sum = batches == 0 ? term : host_loss_sum + term;
     } else {
-      loss_sum.add_(l, weight);
-      correct.add_(correct_in_batch);
+      torch::NoGradGuard no_grad; // cheaper than a detach() per batch
+      if (host_loss) {
+        host_loss = false;
+        loss_sum = batches == 0 ? loss.to(torch::kDouble) * weight
+                                : at::scalar_tensor(
+                                      host_loss_sum,
+                                      loss.options().dtype(torch::kDouble))
+                                      .add_(loss, weight);
+      } else {
+        loss_sum.add_(loss, weight);
+      }
+    }
+    if (!correct_in_batch.defined()) {
+      classes = false;
+    } else if (classes) {
+      if (correct_in_batch.device().is_cpu() &&
+          correct_in_batch.scalar_type() == torch::kLong &&
+          correct_in_batch.numel() == 1) {
+        host_correct += *correct_in_batch.data_ptr<int64_t>();
+      } else if (!correct.defined()) {
+        correct = correct_in_batch.to(torch::kLong);
+      } else {
+        correct.add_(correct_in_batch);
+      }
     }
     samples += batch_size;
-    steps += 1;
+    batches += 1;
   }
 
   double loss(LossAverage average) const {
-    if (steps == 0 || samples == 0) {
+    if (batches == 0 || samples == 0) {
       return std::numeric_limits<double>::quiet_NaN();
     }
     double denominator = average == LossAverage::kPerSample
                              ? static_cast<double>(samples)
-                             : static_cast<double>(steps);
-    return loss_sum.item<double>() / denominator;
+                             : static_cast<double>(batches);
+    const double sum = host_loss ? host_loss_sum : loss_sum.item<double>();
+    return sum / denominator;
   }
 
   double accuracy() const {
-    if (samples == 0) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    return static_cast<double>(correct.item<int64_t>()) /
-           static_cast<double>(samples);
+    const bool read = classes && samples > 0 && correct.defined();
+    return fraction_correct(
+        host_correct + (read ? correct.item<int64_t>() : 0), samples, classes);
   }
 };
 
@@ -384,6 +508,46 @@ struct NoScheduler {
   void step() {}
 };
 
+/// The loss, correct count and samples of the batches of one optimizer step,
+/// kept only when a callback reads them.
+struct StepSums {
+  torch::Tensor loss;
+  torch::Tensor correct;
+  int64_t samples = 0;
+  bool classes = true;
+
+  /// Adds one batch: `scaled_loss` is its mean loss divided by the
+  /// accumulation steps k (the mean loss itself when k is 1).
+  void add(
+      const torch::Tensor& scaled_loss,
+      const torch::Tensor& correct_in_batch,
+      int64_t batch_size,
+      bool accumulating) {
+    if (!accumulating) {
+      loss = scaled_loss; // only read by item()
+    } else {
+      // Summed in double, as a host-side running sum of the batches' values
+      // would be.
+      torch::NoGradGuard no_grad;
+      loss =
+          loss.defined() ? loss + scaled_loss : scaled_loss.to(torch::kDouble);
+    }
+    if (!correct_in_batch.defined()) {
+      classes = false;
+    } else if (classes) {
+      correct =
+          correct.defined() ? correct + correct_in_batch : correct_in_batch;
+    }
+    samples += batch_size;
+  }
+
+  double accuracy() const {
+    const bool read = classes && samples > 0 && correct.defined();
+    return fraction_correct(
+        read ? correct.item<int64_t>() : 0, samples, classes);
+  }
+};
+
 template <
     typename Model,
     typename BatchRange,
@@ -395,13 +559,18 @@ EpochMetrics train_epoch_impl(
     Optimizer& optimizer,
     Scheduler* scheduler,
     const TrainOptions& options) {
-  auto& module = module_of(model);
+  auto& module = module_of(model, "train_epoch");
   TORCH_CHECK(
       options.data_parallel() >= 1,
       "train_epoch: data_parallel must be >= 1, but got ",
       options.data_parallel());
+  TORCH_CHECK(
+      options.accumulation_steps() >= 1,
+      "train_epoch: accumulation_steps must be >= 1, but got ",
+      options.accumulation_steps());
   module.train(true);
   const LossFunction& loss_fn = options.loss_fn();
+  const int64_t k = options.accumulation_steps();
   std::optional<ChunkedPass> chunked;
   std::vector<torch::Tensor> params;
   if (options.data_parallel() > 1) {
@@ -412,7 +581,8 @@ EpochMetrics train_epoch_impl(
       }
     }
   }
-  const int64_t total = range_size(batches);
+  const int64_t total_batches = range_size(batches);
+  const int64_t total = total_batches < 0 ? -1 : (total_batches + k - 1) / k;
   const bool callback = static_cast<bool>(options.on_step());
   std::optional<ProgressLine> bar;
   if (options.progress()) {
@@ -427,9 +597,46 @@ EpochMetrics train_epoch_impl(
   StepInfo info;
   info.epoch = options.epoch();
   info.steps_in_epoch = total;
+  int64_t steps = 0;   // optimizer steps taken
+  int64_t pending = 0; // batches whose gradients await the next step
+  StepSums sums;
+  // The optimizer (and scheduler) step that ends a group of batches, the
+  // callback and the progress line; true when the callback asks to stop.
+  auto finish_step = [&]() {
+    const bool show = bar.has_value() && bar->due(steps + 1);
+    if (callback || show) {
+      read_groups(optimizer, info.lrs, info.momenta);
+    }
+    optimizer.step();
+    if (scheduler != nullptr) {
+      scheduler->step();
+    }
+    steps += 1;
+    pending = 0;
+    if (callback) {
+      info.step = steps - 1;
+      info.global_step = options.global_step() + info.step;
+      info.loss = sums.loss.item<double>();
+      info.accuracy = sums.accuracy();
+      info.batch_size = sums.samples;
+      info.stop = false;
+      sums = StepSums();
+      options.on_step()(info);
+    }
+    if (show) {
+      bar->update(
+          steps,
+          acc.loss(options.loss_average()),
+          acc.accuracy(),
+          info.lrs.empty() ? std::numeric_limits<double>::quiet_NaN()
+                           : info.lrs[0]);
+    }
+    return callback && info.stop;
+  };
   auto start = std::chrono::steady_clock::now();
   for (auto&& batch : batches) {
-    if (options.max_steps() >= 0 && acc.steps >= options.max_steps()) {
+    if (pending == 0 && options.max_steps() >= 0 &&
+        steps >= options.max_steps()) {
       break;
     }
     torch::Tensor data = batch.data;
@@ -441,56 +648,64 @@ EpochMetrics train_epoch_impl(
     const int64_t n = data.size(0);
     torch::Tensor logits;
     torch::Tensor loss;
+    torch::Tensor scaled;
     if (chunked.has_value() && n >= 2) {
+      // chunked_step sets each gradient to this batch's; with accumulation,
+      // scale it by 1/k and add the step's earlier batches back.
+      std::vector<torch::Tensor> carried;
+      if (pending > 0) {
+        for (const auto& p : params) {
+          carried.push_back(p.grad());
+        }
+      }
       std::tie(logits, loss) = detail::chunked_step(
           *chunked, module, &params, data, targets, loss_fn);
+      scaled = loss;
+      if (k > 1) {
+        torch::NoGradGuard no_grad;
+        scaled = loss / static_cast<double>(k);
+        for (std::size_t j = 0; j < params.size(); ++j) {
+          torch::Tensor& g = params[j].mutable_grad();
+          if (g.defined()) {
+            g.div_(static_cast<double>(k));
+          }
+          if (!carried.empty() && carried[j].defined()) {
+            g = g.defined() ? g.add_(carried[j]) : carried[j];
+          }
+        }
+      }
     } else {
-      clear_grads(optimizer, options.set_to_none());
+      if (pending == 0) {
+        clear_grads(optimizer, options.set_to_none());
+      }
       logits = module.forward(data);
       loss = loss_fn ? loss_fn(logits, targets) : default_loss(logits, targets);
-      loss.backward();
+      scaled = k > 1 ? loss / static_cast<double>(k) : loss;
+      scaled.backward();
     }
-    const bool show = bar.has_value() && bar->due(acc.steps + 1);
-    if (callback || show) {
-      read_groups(optimizer, info.lrs, info.momenta);
-    }
-    optimizer.step();
-    if (scheduler != nullptr) {
-      scheduler->step();
-    }
-    torch::Tensor correct;
-    {
+    torch::Tensor correct; // undefined: no accuracy
+    if (options.accuracy()) {
       torch::NoGradGuard no_grad;
       correct = count_correct(logits.detach(), targets);
     }
     acc.add(loss, correct, n, options.loss_average());
     if (callback) {
-      info.step = acc.steps - 1;
-      info.global_step = options.global_step() + info.step;
-      info.loss = loss.item<double>();
-      info.accuracy =
-          static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n);
-      info.batch_size = n;
-      info.stop = false;
-      options.on_step()(info);
+      sums.add(scaled, correct, n, k > 1);
     }
-    if (show) {
-      bar->update(
-          acc.steps,
-          acc.loss(options.loss_average()),
-          acc.accuracy(),
-          info.lrs.empty() ? std::numeric_limits<double>::quiet_NaN()
-                           : info.lrs[0]);
-    }
-    if (callback && info.stop) {
+    pending += 1;
+    if (pending == k && finish_step()) {
       break;
     }
+  }
+  if (pending > 0) {
+    finish_step(); // the last, partial group of an accumulating pass
   }
   EpochMetrics m;
   m.loss = acc.loss(options.loss_average());
   m.accuracy = acc.accuracy();
   m.samples = acc.samples;
-  m.steps = acc.steps;
+  m.steps = steps;
+  m.batches = acc.batches;
   m.seconds = seconds_since(start);
   return m;
 }
@@ -510,10 +725,18 @@ struct HasStep<T, std::void_t<decltype(std::declval<T&>().step())>>
 ///   loss.backward(); optimizer.step();
 ///
 /// and returns the epoch's mean loss and accuracy (see `EpochMetrics`).
-/// `model` is a `ModuleHolder` (`LeNet5`) or a module with `forward(Tensor)`;
-/// it is put in training mode. `batches` is any range whose elements have
-/// `.data` and `.targets` (`dlcore::Batches`) or `.target`
-/// (`torch::data::Example<>`). `optimizer` has `zero_grad()` and `step()`.
+/// `model` is a `ModuleHolder` (`LeNet5`), a pointer to a module
+/// (`std::shared_ptr<M>`, checked non-null) or a module with
+/// `forward(Tensor)`; it is put in training mode. `batches` is any range
+/// whose elements have `.data` and `.targets` (`dlcore::Batches`) or
+/// `.target` (`torch::data::Example<>`). `optimizer` has `zero_grad()` and
+/// `step()`. With `accumulation_steps(k)`, k > 1, gradients of k batches
+/// (each loss divided by k) add up before each optimizer step.
+///
+/// The LR range test and the studies (`study/`) train through this loop:
+/// the range test with a scheduler that writes each iteration's LR and a
+/// callback that stops on divergence, the studies with
+/// `LossAverage::kPerBatch` and a callback that stops on a non-finite loss.
 ///
 /// Running sums stay tensors and are read once per epoch, so a batch costs
 /// no `.item()` unless a callback or a progress redraw needs its values.
@@ -570,8 +793,9 @@ EpochMetrics train_epoch(
 }
 
 /// Mean loss and accuracy of `model` over `batches` without training: the
-/// model is put in evaluation mode under `torch::NoGradGuard`, and its
-/// previous training mode is restored on return (also on error).
+/// model (a `ModuleHolder`, a pointer to a module or a module, as for
+/// `train_epoch`) is put in evaluation mode under `torch::NoGradGuard`, and
+/// its previous training mode is restored on return (also on error).
 ///
 /// Example:
 ///   auto val = dlcore::evaluate(net, val_batches);
@@ -584,7 +808,7 @@ EpochMetrics evaluate(
     Model& model,
     BatchRange&& batches,
     const EvaluateOptions& options = EvaluateOptions()) {
-  auto& module = detail::module_of(model);
+  auto& module = detail::module_of(model, "evaluate");
   const bool was_training = module.is_training();
   struct RestoreMode {
     torch::nn::Module& m;
@@ -629,12 +853,13 @@ EpochMetrics evaluate(
     }
     acc.add(
         loss,
-        detail::count_correct(logits, targets),
+        options.accuracy() ? detail::count_correct(logits, targets)
+                           : torch::Tensor(),
         data.size(0),
         options.loss_average());
-    if (bar.has_value() && bar->due(acc.steps)) {
+    if (bar.has_value() && bar->due(acc.batches)) {
       bar->update(
-          acc.steps,
+          acc.batches,
           acc.loss(options.loss_average()),
           acc.accuracy(),
           std::numeric_limits<double>::quiet_NaN());
@@ -644,7 +869,8 @@ EpochMetrics evaluate(
   m.loss = acc.loss(options.loss_average());
   m.accuracy = acc.accuracy();
   m.samples = acc.samples;
-  m.steps = acc.steps;
+  m.steps = acc.batches;
+  m.batches = acc.batches;
   m.seconds = detail::seconds_since(start);
   return m;
 }

@@ -1,8 +1,9 @@
 #pragma once
 
-// Exact snapshots of a module and an optimizer, taken before an LR range test
-// and restored after it. Internal to dlcore (optim/lr_finder.h,
-// train/batch_size_study.h).
+// Exact snapshots of a module and an optimizer: the LR range test takes them
+// before it trains and restores them afterwards; the LR grid and the
+// batch-size study start every model from one module snapshot. Internal to
+// dlcore (study/lr_finder.h, study/batch_size_study.h).
 
 #include <dlcore/detail/torch_compat.h>
 
@@ -33,11 +34,11 @@ namespace detail {
 /// per-submodule training flags. `restore` writes them back in place
 /// (`copy_`), so tensor identity is kept and an optimizer that holds the
 /// parameters stays valid; the values are restored bit for bit.
-class FinderModuleSnapshot {
+class ModuleSnapshot {
  public:
-  FinderModuleSnapshot() = default;
+  ModuleSnapshot() = default;
 
-  explicit FinderModuleSnapshot(const torch::nn::Module& module) {
+  explicit ModuleSnapshot(const torch::nn::Module& module) {
     torch::NoGradGuard no_grad;
     for (const auto& p : module.parameters(/*recurse=*/true)) {
       params_.push_back(p.detach().clone());
@@ -135,44 +136,44 @@ class FinderModuleSnapshot {
   std::vector<bool> training_;
 };
 
-inline torch::Tensor finder_clone(const torch::Tensor& t) {
+inline torch::Tensor clone_if_defined(const torch::Tensor& t) {
   return t.defined() ? t.detach().clone() : torch::Tensor();
 }
 
 /// A deep copy (tensors cloned) of the per-parameter state of LibTorch's
 /// SGD, Adam, AdamW, RMSprop and Adagrad; null for any other type.
-inline std::unique_ptr<torch::optim::OptimizerParamState> finder_deep_clone(
-    const torch::optim::OptimizerParamState& s) {
+inline std::unique_ptr<torch::optim::OptimizerParamState>
+deep_clone_param_state(const torch::optim::OptimizerParamState& s) {
   namespace o = torch::optim;
   if (auto* p = dynamic_cast<const o::SGDParamState*>(&s)) {
     auto c = std::make_unique<o::SGDParamState>(*p);
-    c->momentum_buffer(finder_clone(p->momentum_buffer()));
+    c->momentum_buffer(clone_if_defined(p->momentum_buffer()));
     return c;
   }
   if (auto* p = dynamic_cast<const o::AdamParamState*>(&s)) {
     auto c = std::make_unique<o::AdamParamState>(*p);
-    c->exp_avg(finder_clone(p->exp_avg()));
-    c->exp_avg_sq(finder_clone(p->exp_avg_sq()));
-    c->max_exp_avg_sq(finder_clone(p->max_exp_avg_sq()));
+    c->exp_avg(clone_if_defined(p->exp_avg()));
+    c->exp_avg_sq(clone_if_defined(p->exp_avg_sq()));
+    c->max_exp_avg_sq(clone_if_defined(p->max_exp_avg_sq()));
     return c;
   }
   if (auto* p = dynamic_cast<const o::AdamWParamState*>(&s)) {
     auto c = std::make_unique<o::AdamWParamState>(*p);
-    c->exp_avg(finder_clone(p->exp_avg()));
-    c->exp_avg_sq(finder_clone(p->exp_avg_sq()));
-    c->max_exp_avg_sq(finder_clone(p->max_exp_avg_sq()));
+    c->exp_avg(clone_if_defined(p->exp_avg()));
+    c->exp_avg_sq(clone_if_defined(p->exp_avg_sq()));
+    c->max_exp_avg_sq(clone_if_defined(p->max_exp_avg_sq()));
     return c;
   }
   if (auto* p = dynamic_cast<const o::RMSpropParamState*>(&s)) {
     auto c = std::make_unique<o::RMSpropParamState>(*p);
-    c->square_avg(finder_clone(p->square_avg()));
-    c->momentum_buffer(finder_clone(p->momentum_buffer()));
-    c->grad_avg(finder_clone(p->grad_avg()));
+    c->square_avg(clone_if_defined(p->square_avg()));
+    c->momentum_buffer(clone_if_defined(p->momentum_buffer()));
+    c->grad_avg(clone_if_defined(p->grad_avg()));
     return c;
   }
   if (auto* p = dynamic_cast<const o::AdagradParamState*>(&s)) {
     auto c = std::make_unique<o::AdagradParamState>(*p);
-    c->sum(finder_clone(p->sum()));
+    c->sum(clone_if_defined(p->sum()));
     return c;
   }
   return nullptr;
@@ -184,14 +185,14 @@ inline std::unique_ptr<torch::optim::OptimizerParamState> finder_deep_clone(
 /// Adagrad states are cloned directly; any other optimizer goes through its
 /// own serialization into memory. Both copy tensors and doubles exactly.
 /// `restore` also drops state that was created after the snapshot.
-class FinderOptimizerSnapshot {
+class OptimizerSnapshot {
  public:
-  explicit FinderOptimizerSnapshot(const torch::optim::Optimizer& optimizer) {
+  explicit OptimizerSnapshot(const torch::optim::Optimizer& optimizer) {
     for (const auto& g : optimizer.param_groups()) {
       options_.push_back(g.options().clone());
     }
     for (const auto& [key, state] : optimizer.state()) {
-      auto copy = finder_deep_clone(*state);
+      auto copy = deep_clone_param_state(*state);
       if (copy == nullptr) {
         state_.clear();
         serialized_ = true;
@@ -226,7 +227,7 @@ class FinderOptimizerSnapshot {
       optimizer.load(archive);
     } else {
       for (const auto& [key, state] : state_) {
-        optimizer.state()[key] = finder_deep_clone(*state);
+        optimizer.state()[key] = deep_clone_param_state(*state);
       }
     }
     for (std::size_t i = 0; i < groups.size(); ++i) {
