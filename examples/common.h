@@ -16,9 +16,12 @@
 
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/tensor_dataset.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/files.h>
+#include <dlcore/io/json.h>
+#include <dlcore/io/number_format.h>
 #include <dlcore/train/allocator.h>
 #include <dlcore/train/plot.h>
-#include <dlcore/train/report.h>
 #include <dlcore/train/threads.h>
 
 #include <torch/cuda.h>

@@ -47,13 +47,16 @@
 #include <dlcore/data/batches.h>
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/split.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/files.h>
+#include <dlcore/io/json.h>
+#include <dlcore/io/number_format.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/optim/cyclic_lr.h>
 #include <dlcore/study/batch_size_study.h>
 #include <dlcore/study/lr_finder.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/plot.h>
-#include <dlcore/train/report.h>
 #include <dlcore/train/train_loop.h>
 
 #include <fmt/format.h>

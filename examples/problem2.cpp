@@ -34,6 +34,10 @@
 // section of summary.md.
 #include "common.h"
 
+#include <dlcore/io/csv.h>
+#include <dlcore/io/files.h>
+#include <dlcore/io/json.h>
+#include <dlcore/io/number_format.h>
 #include <dlcore/nn/layer_math.h>
 #include <dlcore/nn/models/alexnet.h>
 #include <dlcore/nn/models/googlenet.h>
@@ -41,7 +45,6 @@
 #include <dlcore/nn/models/rpn.h>
 #include <dlcore/nn/models/vgg.h>
 #include <dlcore/nn/summary.h>
-#include <dlcore/train/report.h>
 
 #include <fmt/format.h>
 

@@ -35,6 +35,10 @@
 #include <dlcore/data/batches.h>
 #include <dlcore/data/fashion_mnist.h>
 #include <dlcore/data/split.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/files.h>
+#include <dlcore/io/json.h>
+#include <dlcore/io/number_format.h>
 #include <dlcore/nn/checkpoint.h>
 #include <dlcore/nn/freeze.h>
 #include <dlcore/nn/heads.h>
@@ -46,7 +50,6 @@
 #include <dlcore/optim/step_lr.h>
 #include <dlcore/train/history.h>
 #include <dlcore/train/plot.h>
-#include <dlcore/train/report.h>
 #include <dlcore/train/train_loop.h>
 
 #include "common.h"

@@ -30,9 +30,12 @@
 #include <dlcore/data/hashtag_resampler.h>
 #include <dlcore/data/label_noise.h>
 #include <dlcore/data/split.h>
+#include <dlcore/io/csv.h>
+#include <dlcore/io/files.h>
+#include <dlcore/io/json.h>
+#include <dlcore/io/number_format.h>
 #include <dlcore/nn/models/lenet5.h>
 #include <dlcore/train/plot.h>
-#include <dlcore/train/report.h>
 #include <dlcore/train/train_loop.h>
 
 #include "common.h"
