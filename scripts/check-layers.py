@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks that the library's headers respect its rooms (docs/architecture.md).
 
-    scripts/check-layers.py [include-dir]
+    scripts/check-layers.py [include-dir [architecture-page]]
 
 Rooms, lowest first: detail (and the root headers per_group.h, version.h),
 io, data, nn, optim, train, study, distributed; dlcore.h includes everything.
@@ -9,7 +9,9 @@ A header may include a header of its own room or of a lower one, never of a
 higher one. A room's private helpers (`<room>/detail/...`) may be included
 only from that room. A forwarding header, kept at a header's old path for
 one release, may include the header that moved, wherever it went, and must
-hold nothing else. Exits 1 and names every offending include.
+hold nothing else. With an architecture page (docs/architecture.md), also
+checks that the page names every header (by file name) and names no header
+that does not exist. Exits 1 and names every offence.
 """
 
 import os
@@ -59,6 +61,24 @@ def private_room(rel):
     return None
 
 
+def check_page(base, page):
+    """The page names every header's file name, and no other `*.h`."""
+    with open(page, encoding="utf-8") as f:
+        text = f.read()
+    # File names of headers, except those under examples/ or tests/.
+    named = set(re.findall(r"(?<![A-Za-z0-9_/])(?:[A-Za-z0-9_]+/)*?"
+                           r"([A-Za-z0-9_]+\.h)\b", text))
+    named -= set(re.findall(r"(?:examples|tests)/([A-Za-z0-9_]+\.h)", text))
+    names = set()
+    for dirpath, _, files in os.walk(base):
+        names.update(n for n in files if n.endswith(".h"))
+    errors = [f"{page}: does not name the header {n}"
+              for n in sorted(names - named)]
+    errors += [f"{page}: names {n}, which no header is called"
+               for n in sorted(named - names)]
+    return errors
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     base = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
@@ -101,12 +121,15 @@ def main():
                                   f"a private helper of {owner}")
     if headers == 0:
         errors.append(f"no headers under {base}")
+    if len(sys.argv) > 2:
+        errors += check_page(base, sys.argv[2])
     for e in errors:
         print("check-layers:", e)
     if errors:
         return 1
+    page = f"; {sys.argv[2]} names them all" if len(sys.argv) > 2 else ""
     print(f"check-layers: {headers} headers, no include goes up a room or "
-          "into another room's detail/")
+          f"into another room's detail/{page}")
     return 0
 
 
