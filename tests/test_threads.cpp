@@ -2,6 +2,7 @@
 #include <dlcore/train/threads.h>
 
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -263,4 +264,58 @@ TEST_CASE("the thread pool's idle workers sleep", "[threads]") {
     }
     CHECK(state == 'S');
   }
+}
+
+TEST_CASE(
+    "pool workers run LibTorch with one thread and change no global count",
+    "[threads]") {
+  PoolSizeGuard guard;
+  const int saved = at::get_num_threads();
+  at::set_num_threads(2);
+  dlcore::set_pool_threads(4);
+  std::vector<int> seen(16, -1);
+  std::vector<bool> on_caller(16, false);
+  const auto caller = std::this_thread::get_id();
+  dlcore::detail::run_tasks(16, [&](int64_t t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    seen[static_cast<size_t>(t)] = at::get_num_threads();
+    on_caller[static_cast<size_t>(t)] = std::this_thread::get_id() == caller;
+  });
+  for (size_t t = 0; t < seen.size(); ++t) {
+    INFO("task " << t << (on_caller[t] ? " (caller)" : " (worker)"));
+    CHECK(seen[t] == (on_caller[t] ? 2 : 1));
+  }
+  // The caller, and a thread started afterwards, still see LibTorch's count.
+  CHECK(at::get_num_threads() == 2);
+  int fresh = 0;
+  std::thread([&] { fresh = at::get_num_threads(); }).join();
+  CHECK(fresh == 2);
+  at::set_num_threads(saved);
+}
+
+TEST_CASE("a forked child gets a working pool of its own", "[threads]") {
+  PoolSizeGuard guard;
+  dlcore::set_pool_threads(4);
+  std::atomic<int> parent_sum{0};
+  dlcore::detail::run_tasks(32, [&](int64_t t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    parent_sum += static_cast<int>(t);
+  });
+  REQUIRE(parent_sum == 31 * 32 / 2);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::alarm(60); // a hang ends the child with SIGALRM
+    std::atomic<int> sum{0};
+    dlcore::detail::run_tasks(32, [&](int64_t t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      sum += static_cast<int>(t);
+    });
+    ::_exit(sum == 31 * 32 / 2 && dlcore::pool_threads() == 4 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -9,6 +9,9 @@
 
 #include <ATen/Parallel.h>
 
+#include <dlfcn.h>
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -38,17 +41,23 @@ namespace detail {
 /// size.
 ///
 /// Workers are started on demand, up to the limit (`set_pool_threads`); each
-/// runs LibTorch with one intra-op thread. A worker that cannot start
+/// runs LibTorch with one intra-op thread (OpenMP's per-thread setting; no
+/// process-wide count is changed). A worker that cannot start
 /// (`std::system_error`, or no memory for its stack) is not an error: the
 /// tasks run on the threads that exist. Idle workers sleep on a condition
 /// variable. The pool lives until the process ends (never destroyed, so no
-/// exit-time join can hang or touch destroyed state).
+/// exit-time join can hang or touch destroyed state). A forked child starts
+/// with a fresh pool of its own.
 class ThreadPool {
  public:
   /// The pool.
   static ThreadPool& instance() {
-    static ThreadPool* pool = new ThreadPool();
-    return *pool;
+    static std::once_flag once;
+    std::call_once(once, [] {
+      slot() = new ThreadPool();
+      ::pthread_atfork(nullptr, nullptr, &ThreadPool::after_fork_in_child);
+    });
+    return *slot();
   }
 
   ThreadPool(const ThreadPool&) = delete;
@@ -133,6 +142,22 @@ class ThreadPool {
     max_workers_.store(cores > 1 ? cores - 1 : 0);
   }
 
+  static ThreadPool*& slot() {
+    static ThreadPool* pool = nullptr;
+    return pool;
+  }
+
+  // A forked child has none of the parent's workers, and the pool's mutex
+  // and condition variables still record them (glibc's broadcast then waits
+  // for waiters that do not exist here). The child gets a fresh pool with
+  // the same limit; the old one is never touched again.
+  static void after_fork_in_child() {
+    ThreadPool* old = slot();
+    auto* fresh = new ThreadPool();
+    fresh->max_workers_.store(old->max_workers_.load());
+    slot() = fresh;
+  }
+
   static void run_inline(int64_t n, const std::function<void(int64_t)>& task) {
     std::exception_ptr first;
     for (int64_t t = 0; t < n; ++t) {
@@ -186,7 +211,7 @@ class ThreadPool {
   }
 
   void worker_loop() {
-    at::set_num_threads(1);
+    limit_openmp_to_one_thread();
     while (true) {
       std::shared_ptr<Job> job;
       {
@@ -211,6 +236,29 @@ class ThreadPool {
       if (job) {
         work_on(*job);
       }
+    }
+  }
+
+  // Makes OpenMP regions started from this thread (LibTorch's intra-op
+  // parallelism) use one thread, touching no process-wide setting:
+  // `at::set_num_threads` would also change LibTorch's global count and its
+  // pthreadpool's, which other threads read, and in a forked child it fails.
+  // LibTorch first initialises this thread's count from its global one
+  // (`at::get_num_threads`), then OpenMP's per-thread setting is lowered
+  // through `omp_set_num_threads`, looked up at run time (no link-time
+  // dependency on an OpenMP runtime). Never throws.
+  static void limit_openmp_to_one_thread() noexcept {
+    try {
+      (void)at::get_num_threads();
+    } catch (...) {
+      // LibTorch's own initialisation failed (e.g. in a forked child): the
+      // per-thread setting below still applies.
+    }
+    using SetThreads = void (*)(int);
+    static const auto set_threads = reinterpret_cast<SetThreads>(
+        ::dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+    if (set_threads != nullptr) {
+      set_threads(1);
     }
   }
 
