@@ -14,8 +14,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -42,12 +44,13 @@ namespace detail {
 ///
 /// Workers are started on demand, up to the limit (`set_pool_threads`); each
 /// runs LibTorch with one intra-op thread (OpenMP's per-thread setting; no
-/// process-wide count is changed). A worker that cannot start
+/// process-wide count is changed) and leaves after 250 ms without work. A
+/// worker that cannot start
 /// (`std::system_error`, or no memory for its stack) is not an error: the
 /// tasks run on the threads that exist. Idle workers sleep on a condition
-/// variable. The pool lives until the process ends (never destroyed, so no
-/// exit-time join can hang or touch destroyed state). A forked child starts
-/// with a fresh pool of its own.
+/// variable. At exit the workers are joined, before LibTorch's static
+/// objects are destroyed; the pool object itself is never destroyed. A
+/// forked child starts with a fresh pool of its own.
 class ThreadPool {
  public:
   /// The pool.
@@ -56,6 +59,7 @@ class ThreadPool {
     std::call_once(once, [] {
       slot() = new ThreadPool();
       ::pthread_atfork(nullptr, nullptr, &ThreadPool::after_fork_in_child);
+      std::atexit(&ThreadPool::shut_down_at_exit);
     });
     return *slot();
   }
@@ -147,6 +151,32 @@ class ThreadPool {
     return pool;
   }
 
+  // At exit, before the static objects of LibTorch that the workers' tasks
+  // used are destroyed (this handler was registered after they were built),
+  // the workers finish what they run, leave, and are joined, so no worker
+  // outlives the program's own threads. Later calls run on the caller.
+  static void shut_down_at_exit() {
+    ThreadPool* pool = slot();
+    if (pool == nullptr) {
+      return;
+    }
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(pool->mutex_);
+      pool->quit_ = true;
+      pool->max_workers_.store(0);
+      threads.swap(pool->threads_);
+    }
+    pool->wake_.notify_all();
+    for (auto& t : threads) {
+      if (t.get_id() == std::this_thread::get_id()) {
+        t.detach(); // exit() called from a task on this worker
+      } else if (t.joinable()) {
+        t.join();
+      }
+    }
+  }
+
   // A forked child has none of the parent's workers, and the pool's mutex
   // and condition variables still record them (glibc's broadcast then waits
   // for waiters that do not exist here). The child gets a fresh pool with
@@ -216,7 +246,10 @@ class ThreadPool {
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] {
+        const bool woken = wake_.wait_for(lock, kIdleExit, [&] {
+          if (quit_) {
+            return true;
+          }
           for (auto& j : jobs_) {
             if (j->helpers.load(std::memory_order_relaxed) > 0 &&
                 j->next.load(std::memory_order_relaxed) < j->n) {
@@ -225,6 +258,22 @@ class ThreadPool {
           }
           return false;
         });
+        if (quit_) {
+          return;
+        }
+        if (!woken) {
+          // Idle for kIdleExit: leave, so that a program between bursts of
+          // parallel work holds no threads (a later call starts new ones).
+          const auto self = std::this_thread::get_id();
+          for (auto it = threads_.begin(); it != threads_.end(); ++it) {
+            if (it->get_id() == self) {
+              it->detach();
+              threads_.erase(it);
+              break;
+            }
+          }
+          return;
+        }
         for (auto& j : jobs_) {
           if (j->next.load(std::memory_order_relaxed) < j->n &&
               j->helpers.fetch_sub(1, std::memory_order_relaxed) > 0) {
@@ -262,10 +311,14 @@ class ThreadPool {
     }
   }
 
+  // How long a worker waits for work before it leaves.
+  static constexpr std::chrono::milliseconds kIdleExit{250};
+
   std::atomic<int> max_workers_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::vector<std::thread> threads_; // detached at exit: never joined
+  std::vector<std::thread> threads_; // joined at exit
+  bool quit_ = false;                // guarded by mutex_
   std::deque<std::shared_ptr<Job>> jobs_;
 };
 
