@@ -205,6 +205,18 @@ enum class BatchNormPolicy {
   kFrozen,
 };
 
+namespace detail {
+/// The parameters and running statistics of a batch-norm module of any of
+/// the three types.
+struct BatchNormTensors {
+  torch::Tensor weight;
+  torch::Tensor bias;
+  torch::Tensor mean;
+  torch::Tensor var;
+  torch::Tensor count;
+};
+} // namespace detail
+
 /// Replaces every 2-d batch norm below `model` (BatchNorm2d,
 /// EvalStickyBatchNorm2d, FrozenBatchNorm2d) by the type of `policy`,
 /// carrying over statistics, affine values and device; returns how many
@@ -254,8 +266,16 @@ inline int64_t set_batchnorm_policy(
             "build the Sequential with the wanted batch-norm type, or call "
             "dlcore::set_batchnorm_eval(model) after each train()");
         // The source's options and state, whatever its type.
+        const auto state_of = [](auto* m) {
+          return detail::BatchNormTensors{
+              m->weight,
+              m->bias,
+              m->running_mean,
+              m->running_var,
+              m->num_batches_tracked};
+        };
         torch::nn::BatchNormOptions options(1);
-        torch::Tensor w, b, mean, var, count;
+        detail::BatchNormTensors src;
         bool trainable = true;
         if (bn != nullptr) {
           options = bn->options;
@@ -265,76 +285,52 @@ inline int64_t set_batchnorm_policy(
               dotted,
               "' has track_running_stats = false, so there are no running "
               "statistics to keep");
-          w = bn->weight;
-          b = bn->bias;
-          mean = bn->running_mean;
-          var = bn->running_var;
-          count = bn->num_batches_tracked;
+          src = state_of(bn);
         } else if (sticky != nullptr) {
           options = sticky->options;
-          w = sticky->weight;
-          b = sticky->bias;
-          mean = sticky->running_mean;
-          var = sticky->running_var;
-          count = sticky->num_batches_tracked;
+          src = state_of(sticky);
         } else {
           options = torch::nn::BatchNormOptions(frozen->num_features)
                         .eps(frozen->eps);
-          w = frozen->weight;
-          b = frozen->bias;
-          mean = frozen->running_mean;
-          var = frozen->running_var;
-          count = frozen->num_batches_tracked;
+          src = state_of(frozen);
         }
-        if (frozen == nullptr && w.defined()) {
-          trainable = w.requires_grad();
+        if (frozen == nullptr && src.weight.defined()) {
+          trainable = src.weight.requires_grad();
         }
         std::shared_ptr<torch::nn::Module> replacement;
-        torch::Tensor nw, nb, nmean, nvar, ncount;
+        detail::BatchNormTensors dst;
         if (policy == BatchNormPolicy::kFrozen) {
           auto m = std::make_shared<FrozenBatchNorm2dImpl>(
               options.num_features(), options.eps());
           replacement = m;
-          nw = m->weight;
-          nb = m->bias;
-          nmean = m->running_mean;
-          nvar = m->running_var;
-          ncount = m->num_batches_tracked;
+          dst = state_of(m.get());
         } else if (policy == BatchNormPolicy::kEvalSticky) {
           auto m = std::make_shared<EvalStickyBatchNorm2dImpl>(options);
           replacement = m;
-          nw = m->weight;
-          nb = m->bias;
-          nmean = m->running_mean;
-          nvar = m->running_var;
-          ncount = m->num_batches_tracked;
+          dst = state_of(m.get());
         } else {
           auto m = std::make_shared<torch::nn::BatchNorm2dImpl>(options);
           replacement = m;
-          nw = m->weight;
-          nb = m->bias;
-          nmean = m->running_mean;
-          nvar = m->running_var;
-          ncount = m->num_batches_tracked;
+          dst = state_of(m.get());
         }
         // Device and dtype first (in place: the members stay valid), values
         // after, so no precision is lost on the way.
-        replacement->to(mean.device(), mean.scalar_type());
+        replacement->to(src.mean.device(), src.mean.scalar_type());
         {
           torch::NoGradGuard no_grad;
-          if (nw.defined() && w.defined()) {
-            nw.copy_(w);
-            nb.copy_(b);
+          if (dst.weight.defined() && src.weight.defined()) {
+            dst.weight.copy_(src.weight);
+            dst.bias.copy_(src.bias);
           }
-          nmean.copy_(mean);
-          nvar.copy_(var);
-          if (ncount.defined() && count.defined()) {
-            ncount.copy_(count);
+          dst.mean.copy_(src.mean);
+          dst.var.copy_(src.var);
+          if (dst.count.defined() && src.count.defined()) {
+            dst.count.copy_(src.count);
           }
         }
-        if (policy != BatchNormPolicy::kFrozen && nw.defined()) {
-          nw.requires_grad_(trainable);
-          nb.requires_grad_(trainable);
+        if (policy != BatchNormPolicy::kFrozen && dst.weight.defined()) {
+          dst.weight.requires_grad_(trainable);
+          dst.bias.requires_grad_(trainable);
         }
         replacement->train(parent.is_training());
         parent.replace_module(child_name, replacement);

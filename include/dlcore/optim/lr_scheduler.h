@@ -317,17 +317,7 @@ class SchedulerBase {
       const detail::StateReader& state,
       const std::string& key,
       int64_t expected) const {
-    const int64_t saved = state.read_int(key);
-    TORCH_CHECK(
-        saved == expected,
-        name_,
-        ": the archive was saved with ",
-        key,
-        " = ",
-        saved,
-        ", but this scheduler has ",
-        expected,
-        "; construct it with the options of the saved run");
+    check_saved_equal(key, state.read_int(key), expected);
   }
 
   /// Checks that a saved bool equals this scheduler's.
@@ -335,7 +325,13 @@ class SchedulerBase {
       const detail::StateReader& state,
       const std::string& key,
       bool expected) const {
-    const bool saved = state.read_bool(key);
+    check_saved_equal(key, state.read_bool(key), expected);
+  }
+
+  /// The error of a saved scalar option that differs from this scheduler's.
+  template <typename T>
+  void check_saved_equal(
+      const std::string& key, const T& saved, const T& expected) const {
     TORCH_CHECK(
         saved == expected,
         name_,

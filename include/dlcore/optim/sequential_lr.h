@@ -46,6 +46,32 @@ inline std::string composite_key(std::size_t i) {
   return "scheduler_" + std::to_string(i);
 }
 
+/// Writes the children of a composite scheduler, each as a nested archive.
+inline void save_children(
+    detail::StateWriter& state,
+    const std::vector<std::shared_ptr<LRScheduler>>& schedulers) {
+  for (std::size_t i = 0; i < schedulers.size(); ++i) {
+    torch::serialize::OutputArchive child;
+    schedulers[i]->save(child);
+    state.put_archive(composite_key(i), child);
+  }
+}
+
+/// Reads every child's archive first (a missing one fails before any child
+/// changed), then loads them in order; a child that refuses its archive
+/// throws, and children before it keep what they loaded.
+inline void load_children(
+    const detail::StateReader& state,
+    const std::vector<std::shared_ptr<LRScheduler>>& schedulers) {
+  std::vector<torch::serialize::InputArchive> children(schedulers.size());
+  for (std::size_t i = 0; i < schedulers.size(); ++i) {
+    state.read_archive(composite_key(i), children[i]);
+  }
+  for (std::size_t i = 0; i < schedulers.size(); ++i) {
+    schedulers[i]->load(children[i]);
+  }
+}
+
 } // namespace detail
 
 /// Runs schedulers one after the other: schedulers[i] drives the LR from
@@ -201,11 +227,7 @@ class SequentialLR : public LRScheduler {
     state.put_ints("milestones", milestones_);
     state.put_int("num_schedulers", static_cast<int64_t>(schedulers_.size()));
     save_lrs(state);
-    for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      torch::serialize::OutputArchive child;
-      schedulers_[i]->save(child);
-      state.put_archive(detail::composite_key(i), child);
-    }
+    detail::save_children(state, schedulers_);
   }
 
   void load_state(
@@ -214,15 +236,7 @@ class SequentialLR : public LRScheduler {
     check_same_int(
         state, "num_schedulers", static_cast<int64_t>(schedulers_.size()));
     SavedLRs lrs = read_lrs(state);
-    std::vector<torch::serialize::InputArchive> children(schedulers_.size());
-    for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      state.read_archive(detail::composite_key(i), children[i]);
-    }
-    // A child that refuses its archive throws; children before it keep what
-    // they loaded.
-    for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      schedulers_[i]->load(children[i]);
-    }
+    detail::load_children(state, schedulers_);
     restore_lrs(std::move(lrs), last_epoch);
   }
 
@@ -317,11 +331,7 @@ class ChainedScheduler : public LRScheduler {
   void save_state(detail::StateWriter& state) const override {
     state.put_int("num_schedulers", static_cast<int64_t>(schedulers_.size()));
     save_lrs(state);
-    for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      torch::serialize::OutputArchive child;
-      schedulers_[i]->save(child);
-      state.put_archive(detail::composite_key(i), child);
-    }
+    detail::save_children(state, schedulers_);
   }
 
   void load_state(
@@ -329,13 +339,7 @@ class ChainedScheduler : public LRScheduler {
     check_same_int(
         state, "num_schedulers", static_cast<int64_t>(schedulers_.size()));
     SavedLRs lrs = read_lrs(state);
-    std::vector<torch::serialize::InputArchive> children(schedulers_.size());
-    for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      state.read_archive(detail::composite_key(i), children[i]);
-    }
-    for (std::size_t i = 0; i < schedulers_.size(); ++i) {
-      schedulers_[i]->load(children[i]);
-    }
+    detail::load_children(state, schedulers_);
     restore_lrs(std::move(lrs), last_epoch);
   }
 
