@@ -20,6 +20,20 @@
 
 namespace dlcore {
 
+namespace detail {
+/// torchvision's `downsample` shortcut: a strided 1x1 convolution and a
+/// batch norm, for a block whose input and output shapes differ.
+inline torch::nn::Sequential resnet_downsample(
+    int64_t in_channels, int64_t out_channels, int64_t stride) {
+  namespace nn = torch::nn;
+  return nn::Sequential(
+      nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1)
+                     .stride(stride)
+                     .bias(false)),
+      nn::BatchNorm2d(out_channels));
+}
+} // namespace detail
+
 /// ResNet's basic block (two 3x3 convolutions), as torchvision's
 /// `BasicBlock`: conv1 (3x3, stride), bn1, relu, conv2 (3x3), bn2, plus the
 /// shortcut (identity, or `downsample` = 1x1 conv with stride + batch norm),
@@ -47,11 +61,7 @@ class ResNetBasicBlockImpl : public torch::nn::Module, public SummaryTraceable {
     if (stride != 1 || inplanes != planes * expansion) {
       downsample = register_module(
           "downsample",
-          nn::Sequential(
-              nn::Conv2d(nn::Conv2dOptions(inplanes, planes * expansion, 1)
-                             .stride(stride)
-                             .bias(false)),
-              nn::BatchNorm2d(planes * expansion)));
+          detail::resnet_downsample(inplanes, planes * expansion, stride));
     }
   }
 
@@ -110,11 +120,7 @@ class ResNetBottleneckImpl : public torch::nn::Module, public SummaryTraceable {
     if (stride != 1 || inplanes != planes * expansion) {
       downsample = register_module(
           "downsample",
-          nn::Sequential(
-              nn::Conv2d(nn::Conv2dOptions(inplanes, planes * expansion, 1)
-                             .stride(stride)
-                             .bias(false)),
-              nn::BatchNorm2d(planes * expansion)));
+          detail::resnet_downsample(inplanes, planes * expansion, stride));
     }
   }
 
