@@ -5,9 +5,8 @@
 #   DLCORE_SANITIZE=1 scripts/test.sh   ASan+UBSan build in build-sanitize/
 #
 # Runs the unit tests, the ODR, link-order, consumer-project, CLI and layer
-# checks, the
-# formatting check, every example at --scale quick, and the compile check of
-# every translation unit against LibTorch 2.x's headers
+# checks, the formatting check, every example at --scale quick, and the
+# compile check of every translation unit against LibTorch 2.x's headers
 # (scripts/check-torch2.sh; it says so when it has no headers to use).
 #
 # Every CMake option the suite depends on is set here explicitly, so a build
