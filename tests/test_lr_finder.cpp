@@ -1011,16 +1011,20 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "the range test cycles dlcore::Batches through successive epochs",
+    "the range test reads a const dlcore::Batches through successive epochs "
+    "and leaves its epoch unchanged",
     "[lr_finder]") {
-  // 40 samples in batches of 16: 3 batches per epoch, so 7 iterations start
-  // epochs 0, 1 and 2 (a new shuffle each) and leave the batches at epoch 3.
+  // 40 samples in batches of 16: 3 batches per epoch, so 7 iterations read
+  // the passes over epochs 2, 3 and 4 (a new shuffle each) of batches at
+  // epoch 2, which stay at epoch 2.
   auto gen = at::detail::createCPUGenerator(41);
   dlcore::TensorDataset data{
       torch::randn({40, 4}, gen),
       torch::randint(0, 3, {40}, gen, torch::kLong)};
   auto options = dlcore::BatchesOptions(16).shuffle(true).seed(41);
   dlcore::Batches batches(data, options);
+  batches.set_epoch(2);
+  const dlcore::Batches& read_only = batches;
   auto opts = dlcore::LRFinderOptions()
                   .start_lr(1e-3)
                   .end_lr(1.0)
@@ -1029,13 +1033,19 @@ TEST_CASE(
                   .stop_on_divergence(false);
   auto model = make_linear(41);
   torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
-  auto r = dlcore::LRFinder(model, sgd, opts).range_test(batches);
+  dlcore::LRFinder finder(model, sgd, opts);
+  auto r = finder.range_test(read_only);
   REQUIRE(r.iterations() == 7);
-  CHECK(batches.epoch() == 3);
+  CHECK(batches.epoch() == 2);
+  // A non-const Batches is read the same way, and does not move either.
+  auto r2 = finder.range_test(batches);
+  CHECK(batches.epoch() == 2);
+  CHECK(r2.losses == r.losses);
 
-  // The same 7 batches, taken from epochs 0, 1, 2 by hand, fed to the
+  // The same 7 batches, taken from epochs 2, 3, 4 by hand, fed to the
   // hand-written loop.
   dlcore::Batches again(data, options);
+  again.set_epoch(2);
   std::vector<TestBatch> seen;
   for (int e = 0; e < 3; ++e) {
     for (const auto& b : again) {
