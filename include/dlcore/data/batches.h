@@ -123,10 +123,11 @@ struct SamplerHasLocalLength<
 ///
 /// Ownership: the sampler is held by `std::shared_ptr` and shared by copies
 /// of the `Batches` (it may be large, and the caller may keep using it, for
-/// example to read `HashtagResampler::report()`). A pass draws from it, so
-/// the sampler's own epoch and position change at the start of every pass,
-/// also of a pass over a const `Batches`; the `Batches` itself keeps only its
-/// epoch counter. Passes that share a sampler must not start concurrently.
+/// example to read `HashtagResampler::report()`). A pass draws all of its
+/// epoch's indices when it starts, into one int64 tensor (8 bytes per
+/// index), so the sampler's own epoch and position change then, also for a
+/// pass over a const `Batches`; the `Batches` itself keeps only its epoch
+/// counter. Passes that share a sampler must not start concurrently.
 ///
 /// Example:
 ///   dlcore::Batches train_batches(
