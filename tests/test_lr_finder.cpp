@@ -842,6 +842,34 @@ TEST_CASE("lr_grid_search evaluates validation batches", "[lr_finder]") {
   CHECK(g.points[0].epoch_accuracies.size() == 1);
 }
 
+TEST_CASE(
+    "lr_grid_search reads validation Batches through a const reference and "
+    "leaves their epoch",
+    "[lr_finder]") {
+  auto gen = at::detail::createCPUGenerator(33);
+  dlcore::TensorDataset data{
+      torch::randn({24, 4}, gen),
+      torch::randint(0, 3, {24}, gen, torch::kLong)};
+  dlcore::Batches train(data, dlcore::BatchesOptions(8).shuffle(true).seed(1));
+  dlcore::Batches val_batches(
+      data, dlcore::BatchesOptions(8).shuffle(true).seed(2));
+  val_batches.set_epoch(5);
+  const dlcore::Batches& val = val_batches;
+  auto g = dlcore::lr_grid_search(
+      [] { return make_linear(3); },
+      [](torch::nn::Linear& m, double lr) {
+        return torch::optim::SGD(m->parameters(), torch::optim::SGDOptions(lr));
+      },
+      train,
+      val,
+      dlcore::LRGridOptions().lrs({0.1, 0.2}).epochs(2));
+  REQUIRE(g.points.size() == 2);
+  CHECK(val.epoch() == 5);
+  CHECK(std::isfinite(g.points[1].val_loss));
+  // Training moved the training batches: set_epoch(1), then one pass.
+  CHECK(train.epoch() == 2);
+}
+
 TEST_CASE("invalid grid searches are clear errors", "[lr_finder]") {
   auto batches = make_batches(1, 4, 1);
   auto mm = [] { return make_linear(0); };
