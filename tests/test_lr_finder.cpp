@@ -1393,14 +1393,26 @@ TEST_CASE(
   CHECK(p.markers()[2].label == label("valley", valley.lr));
   CHECK(p.markers()[3].x == 0.01);
   CHECK(p.markers()[3].label == "max_lr");
-  // The y axis ends 5% above the highest smoothed loss.
+  // The y axis ends 10% of the span above the highest smoothed loss before
+  // the smoothed minimum, below the rise to divergence.
+  std::size_t best = 0;
+  for (std::size_t i = 0; i < r.smoothed_losses.size(); ++i) {
+    if (r.smoothed_losses[i] < r.smoothed_losses[best]) {
+      best = i;
+    }
+  }
   double lo = 1e300, hi = -1e300;
   for (std::size_t i = 0; i < r.losses.size(); ++i) {
     lo = std::min({lo, r.losses[i], r.smoothed_losses[i]});
-    hi = std::max(hi, r.smoothed_losses[i]);
+    if (i <= best) {
+      hi = std::max(hi, r.smoothed_losses[i]);
+    }
   }
+  CHECK(best > 0);
+  CHECK(best + 1 < r.smoothed_losses.size());
   CHECK(std::isnan(p.y_range().min));
-  CHECK(p.y_range().max == hi + 0.05 * (hi - lo));
+  CHECK(p.y_range().max == hi + 0.1 * (hi - lo));
+  CHECK(p.y_range().max < r.smoothed_losses.back());
   // Without suggestions, or with too few points for them: no markers.
   auto no_suggestions = opts;
   no_suggestions.suggestions(false);

@@ -285,11 +285,12 @@ struct LRFinderResult {
   /// Renders the curve into the PNG `png_path` with `plot_png`: the raw
   /// loss (thin) and the smoothed loss (thick) against the learning rate
   /// on a log axis with ticks as "1e-05", the suggestions and `markers` as
-  /// labelled vertical lines. The y axis ends a little above the highest
-  /// finite smoothed loss, so a raw spike at divergence does not flatten the
-  /// curve. The data goes through a temporary CSV next to the PNG, removed
-  /// afterwards (`write_csv` keeps it). As `plot_png`, a missing or failing
-  /// gnuplot is reported in the result, not thrown.
+  /// labelled vertical lines. The y axis ends 10% of the losses' span above
+  /// the highest smoothed loss before the smoothed minimum, so the rise to
+  /// divergence does not flatten the descent. The data goes through a temporary
+  /// CSV next to the PNG, removed afterwards (`write_csv` keeps it). As
+  /// `plot_png`, a missing or failing gnuplot is reported in the result, not
+  /// thrown.
   ///
   /// Example:
   ///   dlcore::PlotResult p = result.plot("results/lr_finder.png");
@@ -856,23 +857,31 @@ inline PlotPanel LRFinderResult::plot_panel(
   for (const PlotMarker& m : options.markers()) {
     panel.marker(m.x, m.label);
   }
-  // The y axis ends 5% (of the losses' span) above the highest finite
-  // smoothed loss.
+  // The y axis shows the descent: up to the highest smoothed loss before
+  // the smoothed minimum, plus 10% of the span, so the rise to divergence
+  // (up to diverge_th times the minimum, raw spikes beyond) does not flatten
+  // it.
+  const auto finite = static_cast<std::size_t>(detail::finite_prefix(*this));
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < finite; ++i) {
+    if (smoothed_losses[i] < smoothed_losses[best]) {
+      best = i;
+    }
+  }
   double lo = std::numeric_limits<double>::infinity();
   double hi = -lo;
-  for (std::size_t i = 0; i < lrs.size(); ++i) {
-    for (double v : {losses[i], smoothed_losses[i]}) {
-      if (std::isfinite(v)) {
-        lo = std::min(lo, v);
-      }
+  for (std::size_t i = 0; i < finite; ++i) {
+    if (std::isfinite(losses[i])) {
+      lo = std::min(lo, losses[i]);
     }
-    if (std::isfinite(smoothed_losses[i])) {
+    lo = std::min(lo, smoothed_losses[i]);
+    if (i <= best) {
       hi = std::max(hi, smoothed_losses[i]);
     }
   }
-  if (lo < hi) {
+  if (finite > 0 && lo < hi) {
     panel.y_range(
-        {std::numeric_limits<double>::quiet_NaN(), hi + 0.05 * (hi - lo)});
+        {std::numeric_limits<double>::quiet_NaN(), hi + 0.1 * (hi - lo)});
   }
   panel
       .add(PlotSeries(csv, "lr", "loss")

@@ -639,7 +639,7 @@ inline std::string plot_commands(
         // Along the line, reading upwards from near the top, so that the
         // labels of neighbouring markers do not overlap.
         gp += "set label " + detail::gnuplot_quote(m.label) + " at first " + x +
-              ", graph 0.98 right rotate by 90 offset -0.7,0 textcolor rgb "
+              ", graph 0.98 right rotate by 90 offset -1,0 textcolor rgb "
               "'#333333'\n";
       }
     }
