@@ -383,6 +383,13 @@ TEST_CASE(
   const std::string acc = panel_text(gp, 0);
   CHECK(has_line(acc, "set format y '%g%%'"));
   CHECK(has_line(acc, "set yrange [0:100]"));
+  // Automatic percent ends: the data's (0.2 .. 1) plus 5% of the span, not
+  // past 100% since the data stay within it.
+  dlcore::PlotPanel automatic;
+  automatic.y_format(dlcore::TickFormat::kPercent)
+      .add(dlcore::PlotSeries(csv, "epoch", "train_loss"));
+  CHECK(has_line(
+      dlcore::gnuplot_script("out.png", automatic), "set yrange [16:100]"));
   CHECK_THAT(acc, Catch::Contains("using 1:($3*100) axes x1y1"));
   const std::string log = panel_text(gp, 1);
   CHECK(has_line(log, "set logscale x 10"));
@@ -444,7 +451,9 @@ TEST_CASE(
       .add(dlcore::PlotSeries(csv, "name", "uniform").title("uniform draws"));
   std::string gp = dlcore::gnuplot_script("out.png", bars);
   CHECK(has_line(gp, "set style histogram clustered gap 1"));
-  CHECK(has_line(gp, "set yrange [0:*]")); // bars rise from 0
+  // Bars rise from 0; the top is the highest bar (70%) plus 5% of the span,
+  // rounded up to a tenth of a percent.
+  CHECK(has_line(gp, "set yrange [0:73.5]"));
   CHECK_THAT(
       gp,
       Catch::Contains("using ($3*100):xtic(2) with histograms linetype 1 title "

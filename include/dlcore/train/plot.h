@@ -36,7 +36,9 @@ enum class TickFormat {
   /// a log axis, its ticks without decimals.
   kInteger,
   /// The axis's values are fractions drawn as percentages: 0.25 is drawn
-  /// and labelled "25%" (ranges are still given as fractions).
+  /// and labelled "25%" (ranges are still given as fractions). An automatic
+  /// end on a linear axis is the data's, 5% of their span further out, but
+  /// not past 0% or 100% when the data stay within them.
   kPercent,
   /// Mantissa and exponent: "1e-07", "1e-05" on a log axis (its ticks are
   /// powers of ten), "2.5e-03" on a linear one.
@@ -411,9 +413,46 @@ inline std::string axis_commands(
              format_double(step) + "\n";
     }
   }
+  if (axis.format == TickFormat::kPercent && !axis.log) {
+    // The data's range, 5% of it added at each automatic end, no further
+    // than 0% or 100% when the data stay within them, in whole tenths of a
+    // percent.
+    double lo = std::numeric_limits<double>::infinity();
+    double hi = -lo;
+    for (double v : values) {
+      if (std::isfinite(v)) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+    }
+    lo = std::isnan(range.min) ? lo : range.min;
+    hi = std::isnan(range.max) ? hi : range.max;
+    if (lo <= hi) {
+      const double span = hi > lo ? hi - lo : std::max(std::fabs(hi), 0.01);
+      if (std::isnan(range.min)) {
+        const double padded = lo - 0.05 * span;
+        range.min = std::floor(padded * 1000.0) / 1000.0;
+        if (lo >= 0.0) {
+          range.min = std::max(range.min, 0.0);
+        }
+      }
+      if (std::isnan(range.max)) {
+        const double padded = hi + 0.05 * span;
+        range.max = std::ceil(padded * 1000.0) / 1000.0;
+        if (hi <= 1.0) {
+          range.max = std::min(range.max, 1.0);
+        }
+      }
+    }
+  }
   const double scale = axis_scale(axis.format);
   const auto end = [&](double v) {
-    return std::isnan(v) ? std::string("*") : format_double(v * scale);
+    if (std::isnan(v)) {
+      return std::string("*");
+    }
+    // Percent ends to 1e-4 of a percent: 0.127 is "12.7", not 12.700...01.
+    return scale == 1.0 ? format_double(v)
+                        : format_double(std::round(v * scale * 1e4) / 1e4);
   };
   gp += "set " + a + "range [" + end(range.min) + ":" + end(range.max) + "]\n";
   gp += tics;
@@ -559,7 +598,7 @@ inline std::string plot_commands(
       }
       const TickFormat yf = s.y2() ? panel.y2_format() : panel.y_format();
       const bool ylog = s.y2() ? panel.log_y2() : panel.log_y();
-      if (yf == TickFormat::kInteger && !ylog) {
+      if ((yf == TickFormat::kInteger || yf == TickFormat::kPercent) && !ylog) {
         append(s.y2() ? y2s : ys, table.column(s.y()));
       }
     }
