@@ -27,12 +27,14 @@
 // sweep, 15 CLR epochs, 8 batch sizes × 5 epochs × 2 rules).
 //
 // Writes into --out:
-//   lr_finder.csv      sweep: iteration, lr, log10_lr, loss, smoothed_loss
-//   lr_finder.png      smoothed and raw loss vs log10 LR, bounds marked
+//   lr_finder.csv      sweep: iteration, lr, loss, smoothed_loss
+//   lr_finder.png      raw and smoothed loss vs LR (log axis), the
+//                      suggestions and CLR base_lr marked
 //   lr_grid.csv/.png   (full scale or --grid) final training loss per grid LR
 //   curves.csv         CLR run per epoch: train/val loss and accuracy
 //   steps.csv          CLR run per step: loss, accuracy, LR and momentum
-//   clr_training.png   loss, accuracy, LR and momentum over training
+//   clr_training.png   loss, accuracy, and LR (left axis) with momentum
+//                      (right axis) over training
 //   batch_size.csv     study: one row per (batch size, rule)
 //   batch_size_wide.csv, batch_size.png  loss and val accuracy vs log2(bs)
 //   summary.json       settings, suggestions, bounds, every result, seconds
@@ -281,30 +283,17 @@ Sweep lr_range_test(
       w.bounds.max_lr,
       sw.seconds());
   const std::string csv = out.path("lr_finder.csv");
-  dlcore::CsvTable t({"iteration", "lr", "log10_lr", "loss", "smoothed_loss"});
-  for (int64_t i = 0; i < sweep.iterations(); ++i) {
-    t.add_row(
-        {i,
-         sweep.lrs[i],
-         std::log10(sweep.lrs[i]),
-         sweep.losses[i],
-         sweep.smoothed_losses[i]});
-  }
-  t.write(csv);
-  dlcore::PlotPanel p = ex::csv_panel(
-      "LR range test (loss vs log10 LR)",
-      "log10(learning rate)",
-      "training loss",
-      csv,
-      "log10_lr",
-      {{"loss", "raw"}, {"smoothed_loss", "smoothed (EMA 0.98)"}},
-      "lines");
-  p.marker(std::log10(w.bounds.base_lr), "base_lr")
-      .marker(std::log10(w.bounds.max_lr), "max_lr");
+  sweep.write_csv(csv);
+  // The suggestions are marked; CLR's max_lr is the min/10 one.
+  const auto plot = dlcore::LRFinderPlotOptions()
+                        .title("LR range test (CLR max_lr = min/10)")
+                        .skip_start(w.skip_start)
+                        .skip_end(w.skip_end)
+                        .markers({{w.bounds.base_lr, "CLR base_lr"}});
   out.plot(
       "lr_finder.png",
-      {p},
-      dlcore::PlotOptions().width(900).height(550),
+      {sweep.plot_panel(csv, plot)},
+      plot.plot_options(),
       "LR finder");
   return w;
 }
@@ -359,14 +348,16 @@ Grid lr_grid(
       fmt::format(
           "LR grid ({} per LR): final training loss",
           epochs_text(s.grid_epochs)),
-      "log10(learning rate)",
+      "learning rate (log scale)",
       "final training loss",
       csv,
-      "log10_lr",
+      "lr",
       {{"final_train_loss", ""}});
   p.key("off")
-      .marker(std::log10(g.bounds.base_lr), "lr_min")
-      .marker(std::log10(g.bounds.max_lr), "lr_max");
+      .log_x(true)
+      .x_format(dlcore::TickFormat::kScientific)
+      .marker(g.bounds.base_lr, "lr_min")
+      .marker(g.bounds.max_lr, "lr_max");
   out.plot(
       "lr_grid.png",
       {p},
@@ -453,43 +444,41 @@ ClrRun train_with_clr(
   const std::string steps = out.path("steps.csv");
   history.epochs_table().write(curves);
   history.steps_table().write(steps);
-  const auto loss_panel = ex::csv_panel(
+  auto loss_panel = ex::csv_panel(
       "Loss",
       "epoch",
       "cross-entropy",
       curves,
       "epoch",
       {{"train_loss", "train"}, {"val_loss", "validation"}});
+  loss_panel.x_format(dlcore::TickFormat::kInteger);
   auto acc_panel = ex::csv_panel(
       "Accuracy",
       "epoch",
-      "accuracy (fraction)",
+      "accuracy",
       curves,
       "epoch",
       {{"train_accuracy", "train"}, {"val_accuracy", "validation"}});
-  acc_panel.key("bottom right");
-  auto lr_panel = ex::csv_panel(
-      "Learning rate over training steps",
-      "step",
-      "learning rate",
-      steps,
-      "global_step",
-      {{"lr_0", ""}},
-      "lines");
-  lr_panel.key("off");
-  auto mom_panel = ex::csv_panel(
-      "Momentum over training steps",
-      "step",
-      "momentum",
-      steps,
-      "global_step",
-      {{"momentum_0", ""}},
-      "lines");
-  mom_panel.key("off");
+  acc_panel.x_format(dlcore::TickFormat::kInteger)
+      .y_format(dlcore::TickFormat::kPercent);
+  // LR on the left axis, momentum on the right, against the same steps.
+  dlcore::PlotPanel schedule;
+  schedule.title("Learning rate and momentum over training steps")
+      .xlabel("step")
+      .ylabel("learning rate")
+      .y2label("momentum")
+      .x_format(dlcore::TickFormat::kInteger)
+      .add(dlcore::PlotSeries(steps, "global_step", "lr_0")
+               .title("LR (left axis)")
+               .style("lines"))
+      .add(dlcore::PlotSeries(steps, "global_step", "momentum_0")
+               .title("momentum (right axis)")
+               .style("lines")
+               .y2(true));
   out.plot(
       "clr_training.png",
-      {loss_panel, acc_panel, lr_panel, mom_panel},
-      dlcore::PlotOptions().width(1200).height(900).columns(2).title(
+      {loss_panel, acc_panel, schedule},
+      dlcore::PlotOptions().width(1500).height(520).columns(3).title(
           "Problem 1: LeNet-5 with CyclicLR (exp_range, cycled momentum)"),
       "CLR training");
   return c;
@@ -561,21 +550,23 @@ void write_study_files(
     losses.emplace_back(name + "_train_loss", label);
     accuracies.emplace_back(name + "_val_accuracy", label);
   }
-  const auto loss_panel = ex::csv_panel(
+  auto loss_panel = ex::csv_panel(
       fmt::format("Final training loss ({})", epochs_text(s.bs_epochs)),
       "log2(batch size)",
       "training loss",
       bs_wide,
       "log2_batch_size",
       losses);
+  loss_panel.x_format(dlcore::TickFormat::kInteger);
   auto acc_panel = ex::csv_panel(
       "Final validation accuracy",
       "log2(batch size)",
-      "accuracy (fraction)",
+      "accuracy",
       bs_wide,
       "log2_batch_size",
       accuracies);
-  acc_panel.key("bottom left");
+  acc_panel.x_format(dlcore::TickFormat::kInteger)
+      .y_format(dlcore::TickFormat::kPercent);
   out.plot(
       "batch_size.png",
       {loss_panel, acc_panel},

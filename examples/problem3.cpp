@@ -679,8 +679,15 @@ RunsReport write_runs(
   test_loss.title("test loss").xlabel("epoch").ylabel("loss");
   train_acc.title("training accuracy").xlabel("epoch").ylabel("accuracy");
   test_acc.title("test accuracy").xlabel("epoch").ylabel("accuracy");
-  test_acc.key("bottom right");
-  train_acc.key("bottom right");
+  for (auto* panel : {&train_loss, &test_loss, &train_acc, &test_acc}) {
+    panel->x_format(dlcore::TickFormat::kInteger);
+  }
+  train_acc.y_format(dlcore::TickFormat::kPercent);
+  test_acc.y_format(dlcore::TickFormat::kPercent);
+  // The legends sit under the accuracy panels only: the colours are the
+  // same in all four.
+  train_loss.key("off");
+  test_loss.key("off");
   std::ostringstream md_table;
   md_table << "| run | trainable params | test accuracy % (final, mean ± sd "
               "over "

@@ -414,9 +414,9 @@ std::vector<dlcore::PlotPanel> sweep_panels(
   acc.title("Test accuracy vs " + x)
       .xlabel(x)
       .ylabel("test accuracy")
-      .key("bottom right")
+      .y_format(dlcore::TickFormat::kPercent)
       .add(dlcore::PlotSeries(csv, x, "final_accuracy")
-               .title("student: pretrain on D-hat, fine-tune on D"))
+               .title("student: D-hat, then D"))
       .add(dlcore::PlotSeries(csv, x, "pretrain_accuracy")
                .title("student: D-hat only"))
       .add(dlcore::PlotSeries(csv, x, "baseline_accuracy")
@@ -432,7 +432,10 @@ std::vector<dlcore::PlotPanel> sweep_panels(
       csv,
       x,
       {{"precision", "precision"}});
-  prec.key("bottom left");
+  prec.key("off").y_format(dlcore::TickFormat::kPercent);
+  // K and P are counts: whole-number ticks.
+  acc.x_format(dlcore::TickFormat::kInteger);
+  prec.x_format(dlcore::TickFormat::kInteger);
   if (x == "K") {
     prec.marker(
         static_cast<double>(u_size) / kClasses, "images per class in U");

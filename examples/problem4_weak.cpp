@@ -19,8 +19,9 @@
 //
 // Writes into --out: resampling.csv (one row per scheme and seed: overall and
 // per-class test accuracy), per_class.csv and per_class.png (per-class
-// accuracy against training-class frequency, log x), noise.csv (noise level,
-// realized rate, accuracy, drop), results.json and summary.md.
+// accuracy as grouped bars, classes from the rarest to the most frequent in
+// training), noise.csv (noise level, realized rate, accuracy, drop),
+// results.json and summary.md.
 //
 // Shape: main() parses and checks every flag before any work, then calls one
 // step per finding (make_long_tail, run_resampling, per_class_report,
@@ -384,18 +385,22 @@ bool per_class_report(
   }
   const std::string pc_path = out.path("per_class.csv");
   pc_csv.write(pc_path);
+  // One group of bars per class, from the rarest class to the head class.
   dlcore::PlotPanel panel;
-  panel.title("Per-class test accuracy vs training images of the class")
-      .xlabel("training images of the class (log)")
+  panel.title("Per-class test accuracy")
+      .xlabel("class, from the rarest in training (left) to the most frequent")
       .ylabel("test accuracy")
-      .log_x(true)
-      .key("bottom right");
+      .y_format(dlcore::TickFormat::kPercent)
+      .grouped_bars(true);
   for (const auto& sc : schemes()) {
-    panel.add(dlcore::PlotSeries(pc_path, "train_images", sc.name)
+    panel.add(dlcore::PlotSeries(pc_path, "name", sc.name)
                   .title(sc.name + " (alpha " + alpha_text(sc.alpha) + ")"));
   }
-  return static_cast<bool>(
-      out.plot("per_class.png", {panel}, dlcore::PlotOptions(), "per-class"));
+  return static_cast<bool>(out.plot(
+      "per_class.png",
+      {panel},
+      dlcore::PlotOptions().width(1100).height(550),
+      "per-class"));
 }
 
 // ---- 3. Label noise ---------------------------------------------------

@@ -2,11 +2,18 @@
 
 #include <dlcore/data/batches.h>
 #include <dlcore/detail/torch_compat.h>
+#include <dlcore/io/files.h>
 #include <dlcore/train/train_loop.h>
 
 #include "golden/lr_finder.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -1262,4 +1269,238 @@ TEST_CASE(
   CHECK(std::isfinite(r.points[0].val_loss));
   CHECK(std::isnan(r.points[0].val_accuracy));
   CHECK_FALSE(r.points[0].diverged);
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fresh_lr_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("dlcore_lr_finder_" + name + "_" +
+                                              std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::size_t files_in(const fs::path& dir) {
+  std::size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+/// A 40-point curve over 1e-6..1 with a valley, as a range test gives.
+dlcore::LRFinderResult valley_curve() {
+  std::vector<double> lrs, losses;
+  for (int i = 0; i < 40; ++i) {
+    const double x = -6.0 + 6.0 * i / 39.0; // log10 lr
+    lrs.push_back(std::pow(10.0, x));
+    losses.push_back(
+        2.3 - 1.5 / (1.0 + std::exp(-2.0 * (x + 3.5))) +
+        (x > -1.5 ? 3.0 * (x + 1.5) * (x + 1.5) : 0.0));
+  }
+  dlcore::LRFinderResult r = synthetic(lrs, losses);
+  for (std::size_t i = 0; i < r.losses.size(); ++i) {
+    r.losses[i] += (i % 2 == 0 ? 0.05 : -0.05); // raw noise around smoothed
+  }
+  return r;
+}
+
+} // namespace
+
+TEST_CASE(
+    "LRFinderResult::write_csv writes iteration, lr, raw and smoothed loss",
+    "[lr_finder]") {
+  dlcore::LRFinderResult r;
+  r.lrs = {1e-07, 0.001, 0.25};
+  r.losses = {2.5, 1.75, std::numeric_limits<double>::infinity()};
+  r.smoothed_losses = {2.5, 2.125, std::nan("")};
+  CHECK(
+      r.to_csv().to_string() ==
+      "iteration,lr,loss,smoothed_loss\n"
+      "0,1e-07,2.5,2.5\n"
+      "1,0.001,1.75,2.125\n"
+      "2,0.25,inf,nan\n");
+  // Several param groups: one column per group after the first.
+  r.group_lrs = {
+      {1e-07, 1e-08, 2e-07}, {0.001, 0.0001, 0.002}, {0.25, 0.025, 0.5}};
+  CHECK(
+      r.to_csv().to_string() ==
+      "iteration,lr,loss,smoothed_loss,lr_1,lr_2\n"
+      "0,1e-07,2.5,2.5,1e-08,2e-07\n"
+      "1,0.001,1.75,2.125,0.0001,0.002\n"
+      "2,0.25,inf,nan,0.025,0.5\n");
+  fs::path dir = fresh_lr_dir("csv");
+  const std::string path = (dir / "sub" / "lr_finder.csv").string();
+  r.write_csv(path);
+  CHECK(dlcore::read_file(path) == r.to_csv().to_string());
+  CHECK(files_in(dir / "sub") == 1); // no temporary file left
+  fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "LRFinderResult's CSV round-trips a real range test exactly",
+    "[lr_finder]") {
+  auto model = make_linear(21);
+  torch::optim::SGD sgd(
+      model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  dlcore::LRFinder finder(model, sgd, dlcore::LRFinderOptions().num_iter(25));
+  auto batches = make_batches(5, 8, 21);
+  const dlcore::LRFinderResult r = finder.range_test(batches);
+  fs::path dir = fresh_lr_dir("roundtrip");
+  const std::string path = (dir / "lr_finder.csv").string();
+  r.write_csv(path);
+  const dlcore::CsvTable back = dlcore::CsvTable::read(path);
+  CHECK(
+      back.header() ==
+      std::vector<std::string>{"iteration", "lr", "loss", "smoothed_loss"});
+  CHECK(back.column("lr") == r.lrs);
+  CHECK(back.column("loss") == r.losses);
+  CHECK(back.column("smoothed_loss") == r.smoothed_losses);
+  const std::vector<double> it = back.column("iteration");
+  for (std::size_t i = 0; i < it.size(); ++i) {
+    CHECK(it[i] == static_cast<double>(i));
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "LRFinderResult's CSV and plot reject mismatched columns", "[lr_finder]") {
+  dlcore::LRFinderResult r = synthetic({0.1, 0.2}, {1.0, 2.0});
+  r.smoothed_losses.pop_back();
+  CHECK_THAT(
+      error_of([&] { (void)r.to_csv(); }),
+      Contains("LRFinderResult::to_csv: expected one learning rate, loss and "
+               "smoothed loss (and group LR row) per iteration, but got 2 "
+               "learning rates, 2 losses, 1 smoothed losses and 0 group LR "
+               "rows"));
+  CHECK_THAT(
+      error_of([&] { (void)r.plot_panel("x.csv"); }),
+      Contains("LRFinderResult::plot: expected one learning rate"));
+  dlcore::LRFinderResult g = synthetic({0.1, 0.2}, {1.0, 2.0});
+  g.group_lrs = {{0.1, 0.01}, {0.2}};
+  CHECK_THAT(
+      error_of([&] { (void)g.to_csv(); }),
+      Contains("expected the same number (>= 1) of group learning rates in "
+               "every iteration, but iteration 0 has 2 and iteration 1 has "
+               "1"));
+  CHECK_THAT(
+      error_of([&] { (void)dlcore::LRFinderResult().plot_panel("x.csv"); }),
+      Contains("LRFinderResult::plot: expected at least one iteration"));
+  CHECK_THAT(
+      error_of([&] {
+        (void)synthetic({0.1}, {1.0})
+            .plot_panel("x.csv", dlcore::LRFinderPlotOptions().skip_end(-1));
+      }),
+      Contains("skip_start and skip_end must be >= 0, but got 10 and -1"));
+}
+
+TEST_CASE(
+    "LRFinderResult's plot marks the suggestions on a log axis with readable "
+    "ticks",
+    "[lr_finder]") {
+  const dlcore::LRFinderResult r = valley_curve();
+  const auto opts =
+      dlcore::LRFinderPlotOptions().skip_start(3).skip_end(2).markers(
+          {{0.01, "max_lr"}});
+  const dlcore::PlotPanel p = r.plot_panel("curve.csv", opts);
+  CHECK(p.log_x());
+  CHECK(p.x_format() == dlcore::TickFormat::kScientific);
+  REQUIRE(p.series().size() == 2);
+  CHECK(p.series()[0].y() == "loss");
+  CHECK(p.series()[1].y() == "smoothed_loss");
+  CHECK(p.series()[0].x() == "lr");
+  CHECK(p.series()[0].csv() == "curve.csv");
+  const auto steepest = dlcore::suggest_steepest(r, 3, 2);
+  const auto min10 = dlcore::suggest_min_div10(r, 3, 2);
+  const auto valley = dlcore::suggest_valley(r, 3, 2);
+  REQUIRE(p.markers().size() == 4);
+  auto label = [](const char* what, double lr) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%s %.1e", what, lr);
+    return std::string(buf);
+  };
+  CHECK(p.markers()[0].x == steepest.lr);
+  CHECK(p.markers()[0].label == label("steepest", steepest.lr));
+  CHECK(p.markers()[1].x == min10.lr);
+  CHECK(p.markers()[1].label == label("min/10", min10.lr));
+  CHECK(p.markers()[2].x == valley.lr);
+  CHECK(p.markers()[2].label == label("valley", valley.lr));
+  CHECK(p.markers()[3].x == 0.01);
+  CHECK(p.markers()[3].label == "max_lr");
+  // The y axis ends 10% of the span above the highest smoothed loss before
+  // the smoothed minimum, below the rise to divergence.
+  std::size_t best = 0;
+  for (std::size_t i = 0; i < r.smoothed_losses.size(); ++i) {
+    if (r.smoothed_losses[i] < r.smoothed_losses[best]) {
+      best = i;
+    }
+  }
+  double lo = 1e300, hi = -1e300;
+  for (std::size_t i = 0; i < r.losses.size(); ++i) {
+    lo = std::min({lo, r.losses[i], r.smoothed_losses[i]});
+    if (i <= best) {
+      hi = std::max(hi, r.smoothed_losses[i]);
+    }
+  }
+  CHECK(best > 0);
+  CHECK(best + 1 < r.smoothed_losses.size());
+  CHECK(std::isnan(p.y_range().min));
+  CHECK(p.y_range().max == hi + 0.1 * (hi - lo));
+  CHECK(p.y_range().max < r.smoothed_losses.back());
+  // Without suggestions, or with too few points for them: no markers.
+  auto no_suggestions = opts;
+  no_suggestions.suggestions(false);
+  CHECK(r.plot_panel("c.csv", no_suggestions).markers().size() == 1);
+  CHECK(
+      synthetic({0.1, 0.2}, {1.0, 2.0}).plot_panel("c.csv").markers().empty());
+}
+
+TEST_CASE(
+    "LRFinderResult::plot renders a PNG and leaves no other file",
+    "[lr_finder]") {
+  const dlcore::LRFinderResult r = valley_curve();
+  fs::path dir = fresh_lr_dir("plot");
+  const std::string png = (dir / "out" / "lr_finder.png").string();
+  SECTION("with gnuplot") {
+    if (!dlcore::gnuplot_available()) {
+      const char* allow = std::getenv("DLCORE_ALLOW_MISSING_DEPS");
+      if (allow != nullptr && std::string(allow) == "1") {
+        WARN("gnuplot is not installed; skipped (DLCORE_ALLOW_MISSING_DEPS=1)");
+        return;
+      }
+      FAIL(
+          "gnuplot is not installed (not found on PATH): install it, or set "
+          "DLCORE_ALLOW_MISSING_DEPS=1 to skip this test");
+    }
+    const dlcore::PlotResult p =
+        r.plot(png, dlcore::LRFinderPlotOptions().skip_start(3).skip_end(2));
+    INFO(p.message);
+    REQUIRE(p.ok);
+    CHECK(p.message.empty()); // no gnuplot warning
+    std::ifstream in(png, std::ios::binary);
+    char magic[8] = {};
+    in.read(magic, 8);
+    CHECK(std::string(magic, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+    CHECK(files_in(dir / "out") == 1); // the temporary CSV is gone
+    // A diverged curve (inf at the end) still plots.
+    dlcore::LRFinderResult d = r;
+    d.losses.back() = std::numeric_limits<double>::infinity();
+    d.smoothed_losses.back() = std::nan("");
+    CHECK(d.plot(png).ok);
+    CHECK(files_in(dir / "out") == 1);
+  }
+  SECTION("without gnuplot") {
+    const dlcore::PlotResult p = r.plot(
+        png,
+        dlcore::LRFinderPlotOptions().plot_options(
+            dlcore::PlotOptions().gnuplot("/nonexistent/gnuplot")));
+    CHECK(!p.ok);
+    CHECK_THAT(p.message, Contains("was not found"));
+    CHECK(files_in(dir / "out") == 0);
+  }
+  fs::remove_all(dir);
 }

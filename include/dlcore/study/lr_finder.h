@@ -6,10 +6,13 @@
 /// `train_epoch` (train/train_loop.h). Moved here from optim/lr_finder.h,
 /// which still forwards to this header.
 
+#include <dlcore/detail/atomic_file.h>
+#include <dlcore/io/csv.h>
 #include <dlcore/study/detail/cycled_range.h>
 #include <dlcore/study/detail/state_snapshot.h>
 #include <dlcore/study/detail/study_epoch.h>
 #include <dlcore/train/losses.h>
+#include <dlcore/train/plot.h>
 #include <dlcore/train/train_loop.h>
 
 #include <c10/util/Exception.h>
@@ -17,11 +20,14 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -211,6 +217,35 @@ struct LRSweep {
 
 } // namespace detail
 
+/// Options of `LRFinderResult::plot`.
+///
+/// Example:
+///   result.plot("results/lr_finder.png",
+///               dlcore::LRFinderPlotOptions().skip_start(5).markers(
+///                   {{bounds.max_lr, "max_lr"}}));
+struct LRFinderPlotOptions {
+  /// Panel title. Default: "LR range test"
+  TORCH_ARG(std::string, title) = "LR range test";
+  /// Mark `suggest_steepest`, `suggest_min_div10` and `suggest_valley` (each
+  /// labelled with its learning rate) when the curve has enough points for
+  /// them. Default: true
+  TORCH_ARG(bool, suggestions) = true;
+  /// Points the suggestions skip at the start of the curve (as in
+  /// `suggest_steepest`). Default: 10
+  TORCH_ARG(int64_t, skip_start) = 10;
+  /// Points the suggestions skip at the end of the curve. Default: 5
+  TORCH_ARG(int64_t, skip_end) = 5;
+  /// Further vertical markers at learning rates (the `CyclicLR` bounds
+  /// chosen, say). Default: none
+  TORCH_ARG(std::vector<PlotMarker>, markers) = {};
+  /// Logarithmic learning-rate axis, ticks as "1e-05". Default: true
+  TORCH_ARG(bool, log_x) = true;
+  /// gnuplot, size and figure title. Default: 900 x 550 pixels
+  TORCH_ARG(PlotOptions, plot_options) = PlotOptions().width(900).height(550);
+
+ public:
+};
+
 /// What a range test recorded, one entry per iteration.
 struct LRFinderResult {
   /// Group 0's learning rate used for each iteration's step.
@@ -234,6 +269,41 @@ struct LRFinderResult {
   int64_t iterations() const {
     return static_cast<int64_t>(lrs.size());
   }
+
+  /// The curve as a table, one row per iteration: `iteration`, `lr` (group
+  /// 0's), `loss` (raw), `smoothed_loss`, and with several param groups
+  /// `lr_1`, `lr_2`, ... (group g's learning rate). Non-finite losses are
+  /// written "nan", "inf" or "-inf".
+  CsvTable to_csv() const;
+
+  /// Writes `to_csv()` to `path` atomically (see `write_file_atomic`).
+  ///
+  /// Example:
+  ///   finder.range_test(batches).write_csv("results/lr_finder.csv");
+  void write_csv(const std::string& path) const;
+
+  /// Renders the curve into the PNG `png_path` with `plot_png`: the raw
+  /// loss (thin) and the smoothed loss (thick) against the learning rate
+  /// on a log axis with ticks as "1e-05", the suggestions and `markers` as
+  /// labelled vertical lines. The y axis ends 10% of the losses' span above
+  /// the highest smoothed loss before the smoothed minimum, so the rise to
+  /// divergence does not flatten the descent. The data goes through a temporary
+  /// CSV next to the PNG, removed afterwards (`write_csv` keeps it). As
+  /// `plot_png`, a missing or failing gnuplot is reported in the result, not
+  /// thrown.
+  ///
+  /// Example:
+  ///   dlcore::PlotResult p = result.plot("results/lr_finder.png");
+  ///   if (!p) std::cerr << "no plot: " << p.message << "\n";
+  PlotResult plot(
+      const std::string& png_path,
+      const LRFinderPlotOptions& options = LRFinderPlotOptions()) const;
+
+  /// The panel `plot` draws, reading the curve from `csv` (a file that
+  /// `write_csv` wrote): to combine it with other panels in one figure.
+  PlotPanel plot_panel(
+      const std::string& csv,
+      const LRFinderPlotOptions& options = LRFinderPlotOptions()) const;
 };
 
 /// Smith's learning-rate range test ("Cyclical Learning Rates for Training
@@ -463,6 +533,21 @@ struct LRSuggestion {
 
 namespace detail {
 
+/// How many points from the start of the curve have a finite smoothed loss
+/// and a finite learning rate > 0.
+inline int64_t finite_prefix(const LRFinderResult& r) {
+  const int64_t n =
+      static_cast<int64_t>(std::min(r.lrs.size(), r.smoothed_losses.size()));
+  int64_t finite = 0;
+  while (finite < n &&
+         std::isfinite(r.smoothed_losses[static_cast<std::size_t>(finite)]) &&
+         std::isfinite(r.lrs[static_cast<std::size_t>(finite)]) &&
+         r.lrs[static_cast<std::size_t>(finite)] > 0.0) {
+    ++finite;
+  }
+  return finite;
+}
+
 /// [first, last) of the points a suggestion looks at: the finite prefix of
 /// the smoothed curve, less `skip_start` points at the start and `skip_end`
 /// at the end. Needs at least `min_points`.
@@ -486,13 +571,7 @@ inline std::pair<int64_t, int64_t> suggestion_window(
       r.lrs.size(),
       " and ",
       r.smoothed_losses.size());
-  int64_t finite = 0;
-  while (finite < r.iterations() &&
-         std::isfinite(r.smoothed_losses[static_cast<std::size_t>(finite)]) &&
-         std::isfinite(r.lrs[static_cast<std::size_t>(finite)]) &&
-         r.lrs[static_cast<std::size_t>(finite)] > 0.0) {
-    ++finite;
-  }
+  const int64_t finite = finite_prefix(r);
   const int64_t first = skip_start;
   const int64_t last = finite - skip_end;
   TORCH_CHECK(
@@ -678,6 +757,167 @@ inline CyclicBounds suggest_cyclic_bounds(
       break;
   }
   return {s.lr / options.base_div(), s.lr};
+}
+
+// ---------------------------------------------------------------------------
+// The range test's CSV and plot.
+// ---------------------------------------------------------------------------
+
+namespace detail {
+
+/// Checks that the columns of `r` have one entry per iteration.
+inline void check_result_columns(const LRFinderResult& r, const char* owner) {
+  TORCH_CHECK(
+      r.losses.size() == r.lrs.size() &&
+          r.smoothed_losses.size() == r.lrs.size() &&
+          (r.group_lrs.empty() || r.group_lrs.size() == r.lrs.size()),
+      owner,
+      ": expected one learning rate, loss and smoothed loss (and group LR "
+      "row) per iteration, but got ",
+      r.lrs.size(),
+      " learning rates, ",
+      r.losses.size(),
+      " losses, ",
+      r.smoothed_losses.size(),
+      " smoothed losses and ",
+      r.group_lrs.size(),
+      " group LR rows");
+}
+
+/// "steepest 3.2e-03": a marker label with the learning rate.
+inline std::string lr_label(const char* what, double lr) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%s %.1e", what, lr);
+  return buf;
+}
+
+} // namespace detail
+
+inline CsvTable LRFinderResult::to_csv() const {
+  detail::check_result_columns(*this, "LRFinderResult::to_csv");
+  std::size_t groups = 1;
+  if (!group_lrs.empty()) {
+    groups = group_lrs.front().size();
+    for (std::size_t i = 0; i < group_lrs.size(); ++i) {
+      TORCH_CHECK(
+          group_lrs[i].size() == groups && groups >= 1,
+          "LRFinderResult::to_csv: expected the same number (>= 1) of group "
+          "learning rates in every iteration, but iteration 0 has ",
+          groups,
+          " and iteration ",
+          i,
+          " has ",
+          group_lrs[i].size());
+    }
+  }
+  std::vector<std::string> header = {
+      "iteration", "lr", "loss", "smoothed_loss"};
+  for (std::size_t g = 1; g < groups; ++g) {
+    header.push_back("lr_" + std::to_string(g));
+  }
+  CsvTable table(header);
+  for (std::size_t i = 0; i < lrs.size(); ++i) {
+    std::vector<CsvCell> row = {
+        static_cast<int64_t>(i), lrs[i], losses[i], smoothed_losses[i]};
+    for (std::size_t g = 1; g < groups; ++g) {
+      row.emplace_back(group_lrs[i][g]);
+    }
+    table.add_row(row);
+  }
+  return table;
+}
+
+inline void LRFinderResult::write_csv(const std::string& path) const {
+  to_csv().write(path);
+}
+
+inline PlotPanel LRFinderResult::plot_panel(
+    const std::string& csv, const LRFinderPlotOptions& options) const {
+  detail::check_result_columns(*this, "LRFinderResult::plot");
+  TORCH_CHECK(
+      iterations() >= 1,
+      "LRFinderResult::plot: expected at least one iteration, but got none");
+  TORCH_CHECK(
+      options.skip_start() >= 0 && options.skip_end() >= 0,
+      "LRFinderResult::plot: skip_start and skip_end must be >= 0, but got ",
+      options.skip_start(),
+      " and ",
+      options.skip_end());
+  PlotPanel panel;
+  panel.title(options.title())
+      .xlabel(options.log_x() ? "learning rate (log scale)" : "learning rate")
+      .ylabel("training loss")
+      .log_x(options.log_x())
+      .x_format(options.log_x() ? TickFormat::kScientific : TickFormat::kAuto);
+  if (options.suggestions()) {
+    const int64_t points = detail::finite_prefix(*this) - options.skip_start() -
+                           options.skip_end();
+    if (points >= 2) {
+      const LRSuggestion steepest =
+          suggest_steepest(*this, options.skip_start(), options.skip_end());
+      const LRSuggestion min10 =
+          suggest_min_div10(*this, options.skip_start(), options.skip_end());
+      const LRSuggestion valley =
+          suggest_valley(*this, options.skip_start(), options.skip_end());
+      panel.marker(steepest.lr, detail::lr_label("steepest", steepest.lr))
+          .marker(min10.lr, detail::lr_label("min/10", min10.lr))
+          .marker(valley.lr, detail::lr_label("valley", valley.lr));
+    }
+  }
+  for (const PlotMarker& m : options.markers()) {
+    panel.marker(m.x, m.label);
+  }
+  // The y axis shows the descent: up to the highest smoothed loss before
+  // the smoothed minimum, plus 10% of the span, so the rise to divergence
+  // (up to diverge_th times the minimum, raw spikes beyond) does not flatten
+  // it.
+  const auto finite = static_cast<std::size_t>(detail::finite_prefix(*this));
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < finite; ++i) {
+    if (smoothed_losses[i] < smoothed_losses[best]) {
+      best = i;
+    }
+  }
+  double lo = std::numeric_limits<double>::infinity();
+  double hi = -lo;
+  for (std::size_t i = 0; i < finite; ++i) {
+    if (std::isfinite(losses[i])) {
+      lo = std::min(lo, losses[i]);
+    }
+    lo = std::min(lo, smoothed_losses[i]);
+    if (i <= best) {
+      hi = std::max(hi, smoothed_losses[i]);
+    }
+  }
+  if (finite > 0 && lo < hi) {
+    panel.y_range(
+        {std::numeric_limits<double>::quiet_NaN(), hi + 0.1 * (hi - lo)});
+  }
+  panel
+      .add(PlotSeries(csv, "lr", "loss")
+               .title("raw loss")
+               .style("lines")
+               .line_width(1.0))
+      .add(PlotSeries(csv, "lr", "smoothed_loss")
+               .title("smoothed loss")
+               .style("lines")
+               .line_width(2.5));
+  return panel;
+}
+
+inline PlotResult LRFinderResult::plot(
+    const std::string& png_path, const LRFinderPlotOptions& options) const {
+  // Checks the result and options before a file is created.
+  (void)plot_panel(png_path, options);
+  detail::make_directories(
+      detail::path_parent(png_path), "LRFinderResult::plot");
+  auto [csv_tmp, csv_fd] =
+      detail::make_temp_next_to(png_path + ".csv", "LRFinderResult::plot");
+  ::close(csv_fd);
+  detail::TempFileGuard csv_guard{csv_tmp};
+  to_csv().write(csv_tmp);
+  return plot_png(
+      png_path, plot_panel(csv_tmp, options), options.plot_options());
 }
 
 // ---------------------------------------------------------------------------
