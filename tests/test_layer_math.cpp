@@ -304,6 +304,44 @@ TEST_CASE("addition with an empty branch is a residual block", "[layer_math]") {
 }
 
 TEST_CASE(
+    "subsample_pad is the option-A shortcut: every s-th pixel, zero channels "
+    "appended",
+    "[layer_math]") {
+  // Odd sizes keep ceil(n / s) rows and columns, as x[:, :, ::2, ::2].
+  auto s = dlcore::analyze_layers({L::subsample_pad(32, 2)}, {16, 7, 9});
+  CHECK(s.output_shape == std::vector<int64_t>{32, 4, 5});
+  const auto& row = s.layers[0];
+  CHECK(row.type == "SubsamplePad");
+  CHECK(row.params == 0);
+  CHECK(row.macs == 0);
+  CHECK(row.flops == 0);
+  CHECK(row.activation_bytes == 32 * 4 * 5 * 4);
+  CHECK(row.receptive_field[0] == 1);
+  CHECK(row.jump[0] == 2);
+  CHECK(row.start[0] == 0.5);
+  // In a residual block it matches the strided main path.
+  auto block = L::add({
+      {L::conv2d(16, 32, 3).stride(2).padding(1).bias(false),
+       L::batch_norm(32)},
+      {L::subsample_pad(32, 2)},
+  });
+  CHECK(
+      dlcore::analyze_layers({block}, {16, 7, 7}).output_shape ==
+      std::vector<int64_t>{32, 4, 4});
+  using Catch::Contains;
+  CHECK_THAT(
+      error_of({L::subsample_pad(8, 2).name("sc")}, {16, 4, 4}),
+      Contains("layer 0 (sc, SubsamplePad): out_channels (8) must be at least "
+               "the input's 16 channels"));
+  CHECK_THAT(
+      error_of({L::subsample_pad(16, 0)}, {16, 4, 4}),
+      Contains("stride must be >= 1, got (0, 0)"));
+  CHECK_THAT(
+      error_of({L::flatten(), L::subsample_pad(16, 1)}, {16, 4, 4}),
+      Contains("expects a [C, H, W] input"));
+}
+
+TEST_CASE(
     "analysis is deterministic and independent of the batch for params",
     "[layer_math]") {
   std::vector<L> net = {

@@ -196,3 +196,136 @@ TEST_CASE(
   CHECK(dlcore::convert_frozen_batchnorm(*r18) == 20); // 17 + 3 downsample
   CHECK(dlcore::convert_to_batchnorm(*r18) == 20);
 }
+
+namespace {
+
+std::vector<int64_t> with_batch(std::vector<int64_t> shape, int64_t batch) {
+  shape.insert(shape.begin(), batch);
+  return shape;
+}
+
+/// summary(net) on the golden table's input equals PyTorch's forward hooks
+/// (every Conv2d, BatchNorm2d and Linear call: name, type, output shape,
+/// own parameters, MACs), a brute-force parameter count, and
+/// analyze_layers(resnet_cifar_layers(options)) row by row (every leaf row,
+/// functional steps included: name, output shape, parameters, MACs), and the
+/// forward memory of both.
+void check_traced(
+    const dlcore::ResNetCifar& net,
+    const golden_resnet_cifar::LayerTable& gold) {
+  const auto s = dlcore::summary(net, gold.input);
+  REQUIRE(s.traced);
+  CHECK(s.output_shape == gold.output);
+  CHECK(s.total_params == gold.params);
+  CHECK(s.total_params == count(*net));
+  CHECK(s.total_macs == gold.macs);
+  const auto leaves = s.module_leaves();
+  REQUIRE(leaves.size() == gold.rows.size());
+  for (std::size_t i = 0; i < leaves.size(); ++i) {
+    const auto& want = gold.rows[i];
+    INFO("module " << i << " " << want.name);
+    CHECK(leaves[i].name == want.name);
+    CHECK(leaves[i].type == want.type);
+    CHECK(leaves[i].output_shape == want.shape);
+    CHECK(leaves[i].params == want.params);
+    CHECK(leaves[i].macs == want.macs);
+  }
+
+  const int64_t batch = gold.input[0];
+  const std::vector<int64_t> per_sample(
+      gold.input.begin() + 1, gold.input.end());
+  const auto layers = dlcore::resnet_cifar_layers(net->options);
+  const auto a = dlcore::analyze_layers(
+      layers, per_sample, dlcore::LayerMathOptions().batch_size(batch));
+  std::vector<const dlcore::SummaryRow*> rows;
+  for (const auto& r : s.rows) {
+    if (r.is_leaf) {
+      rows.push_back(&r);
+    }
+  }
+  REQUIRE(rows.size() == a.layers.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    INFO("row " << i << " " << a.layers[i].name);
+    CHECK(rows[i]->name == a.layers[i].name);
+    CHECK(rows[i]->output_shape == with_batch(a.layers[i].output_shape, batch));
+    CHECK(rows[i]->params == a.layers[i].params);
+    CHECK(rows[i]->macs == a.layers[i].macs);
+  }
+  CHECK(a.params == gold.params);
+  CHECK(a.macs == gold.macs);
+  CHECK(with_batch(a.output_shape, batch) == gold.output);
+  const auto no_input = dlcore::analyze_layers(
+      layers,
+      per_sample,
+      dlcore::LayerMathOptions().batch_size(batch).count_input(false));
+  CHECK(s.forward_bytes == no_input.forward_bytes);
+}
+
+} // namespace
+
+TEST_CASE(
+    "CIFAR ResNets are traced: summary equals PyTorch's layers and "
+    "resnet_cifar_layers row by row",
+    "[resnet_cifar]") {
+  namespace g = golden_resnet_cifar;
+  SECTION("ResNet-20, option A, 3x32x32") {
+    check_traced(dlcore::resnet20_cifar(), g::resnet20_a_3x10_32());
+  }
+  SECTION("ResNet-20, option A, batch 2 of 1x28x28, 5 classes") {
+    check_traced(dlcore::resnet20_cifar(5, 1), g::resnet20_a_1x5_28());
+  }
+  SECTION("ResNet-18, option B, 3x32x32") {
+    check_traced(dlcore::resnet18_cifar(), g::resnet18_small_3x10_32());
+  }
+  SECTION("option-A shortcuts and blocks appear as rows") {
+    const auto s = dlcore::summary(dlcore::resnet20_cifar(), {1, 3, 32, 32});
+    std::map<std::string, const dlcore::SummaryRow*> by_name;
+    for (const auto& r : s.rows) {
+      by_name[r.name] = &r;
+    }
+    REQUIRE(by_name.count("layer2.0.shortcut"));
+    CHECK(
+        by_name["layer2.0.shortcut"]->output_shape ==
+        std::vector<int64_t>{1, 32, 16, 16});
+    CHECK_FALSE(by_name.count("layer1.0.shortcut")); // identity: no step
+    REQUIRE(by_name.count("layer3"));
+    CHECK(by_name["layer3"]->type == "ModuleList");
+    CHECK_FALSE(by_name["layer3"]->is_leaf);
+    CHECK(by_name["layer3.2"]->type == "ResNetCifarBlock");
+    CHECK(by_name["flatten"]->output_shape == std::vector<int64_t>{1, 64});
+  }
+}
+
+TEST_CASE(
+    "a CIFAR ResNet's trace follows replaced layers and leaves forward alone",
+    "[resnet_cifar]") {
+  auto net = dlcore::resnet20_cifar(10, 1);
+  net->eval();
+  const auto x = torch::randn({2, 1, 28, 28});
+  {
+    torch::NoGradGuard no_grad;
+    dlcore::SummaryTracer off;
+    CHECK(net->trace_forward(x, off).equal(net->forward(x)));
+    CHECK(net->features(x).sizes() == torch::IntArrayRef{2, 64});
+  }
+  const auto before = dlcore::summary(net, {1, 1, 28, 28});
+  dlcore::replace_linear_head(net, "fc", 4, /*seed=*/0);
+  CHECK(dlcore::convert_frozen_batchnorm(net) == 19);
+  const auto after = dlcore::summary(net, {1, 1, 28, 28});
+  CHECK(after.traced);
+  CHECK(after.output_shape == std::vector<int64_t>{1, 4});
+  // Frozen batch norms hold buffers, not parameters: 19 x 2C fewer.
+  int64_t bn_params = 0;
+  for (const auto& r : before.module_leaves()) {
+    if (r.type == "BatchNorm2d") {
+      bn_params += r.params;
+    }
+  }
+  CHECK(after.total_params == before.total_params - bn_params - 6 * 64 - 6);
+  int64_t frozen_rows = 0;
+  for (const auto& r : after.module_leaves()) {
+    frozen_rows += r.type == "FrozenBatchNorm2d";
+  }
+  CHECK(frozen_rows == 19);
+  CHECK(after.total_macs == before.total_macs - 6 * 64);
+}

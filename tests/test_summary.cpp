@@ -2,9 +2,35 @@
 
 #include <dlcore/nn/layer_math.h>
 
+#include <fstream>
+#include <iterator>
 #include <random>
 
 namespace {
+
+// [docs/summary.md: opt-in example]
+struct MyNetImpl : torch::nn::Module, dlcore::SummaryTraceable {
+  MyNetImpl()
+      : conv(register_module("conv", torch::nn::Conv2d(1, 4, 3))),
+        fc(register_module("fc", torch::nn::Linear(4 * 26 * 26, 10))) {}
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    dlcore::SummaryTracer off; // not recording: forward's one code path
+    return trace_forward(x, off);
+  }
+  torch::Tensor trace_forward(
+      const torch::Tensor& x, dlcore::SummaryTracer& t) override {
+    auto y = t("conv", conv, x); // a child: t(name, child, input)
+    y = t.functional("relu", y, torch::relu(y)); // a step: (name, in, out)
+    y = t.functional("flatten", y, y.flatten(1));
+    return t("fc", fc, y);
+  }
+
+  torch::nn::Conv2d conv;
+  torch::nn::Linear fc;
+};
+TORCH_MODULE(MyNet);
+// [end of example]
 
 namespace nn = torch::nn;
 using L = dlcore::LayerSpec;
@@ -300,6 +326,42 @@ TEST_CASE(
   CHECK_FALSE(net[2]->is_training());
 }
 
+TEST_CASE(
+    "the opt-in example of docs/summary.md compiles, is traced and is the "
+    "page's code",
+    "[summary]") {
+  MyNet net;
+  const auto s = dlcore::summary(net, {1, 1, 28, 28});
+  CHECK(s.traced);
+  REQUIRE(s.rows.size() == 4);
+  CHECK(s.rows[0].name == "conv");
+  CHECK(s.rows[1].name == "relu");
+  CHECK(s.rows[2].output_shape == std::vector<int64_t>{1, 4 * 26 * 26});
+  CHECK(s.rows[3].name == "fc");
+  CHECK(s.output_shape == std::vector<int64_t>{1, 10});
+  CHECK(s.total_params == 4 * 9 + 4 + 2704 * 10 + 10);
+  CHECK(s.total_macs == 4 * 26 * 26 * 9 + 2704 * 10);
+  // The page shows exactly the code compiled above.
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    REQUIRE(in.good());
+    return std::string(
+        std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string source =
+      read(std::string(DLCORE_SOURCE_DIR) + "/tests/test_summary.cpp");
+  const std::string begin = "// [docs/summary.md: opt-in example]\n";
+  const auto from = source.find(begin);
+  const auto to = source.find("// [end of example]");
+  REQUIRE(from != std::string::npos);
+  REQUIRE(to != std::string::npos);
+  const std::string code =
+      source.substr(from + begin.size(), to - from - begin.size());
+  const std::string page =
+      read(std::string(DLCORE_SOURCE_DIR) + "/docs/summary.md");
+  CHECK(page.find("```cpp\n" + code + "```") != std::string::npos);
+}
+
 TEST_CASE("the dtype option sets the dummy input's type", "[summary]") {
   nn::Sequential net(nn::Linear(3, 2));
   net->to(torch::kFloat64);
@@ -315,7 +377,7 @@ TEST_CASE("invalid calls are errors naming the problem", "[summary]") {
   using Catch::Contains;
   CHECK_THAT(
       error_of([] { dlcore::summary(std::shared_ptr<nn::Module>(), {1}); }),
-      Contains("summary: module is null"));
+      Contains("summary: expected a module, but got a null pointer"));
   nn::Sequential net(nn::Conv2d(3, 4, 3), nn::Linear(5, 2));
   CHECK_THAT(
       error_of([&] {

@@ -3,9 +3,13 @@
 
 Writes tests/golden/resnet_cifar.h: torchvision's ResNet-18 adapted to small
 images (conv1 = Conv2d(c, 64, 3, 1, 1, bias=False), maxpool = Identity()),
-its parameter count, and every state_dict entry's name and shape; and the
+its parameter count, and every state_dict entry's name and shape; the
 parameter counts of He et al.'s option-A CIFAR ResNets, built here the way
-the paper (and akamaster/pytorch_resnet_cifar10) does.
+the paper (and akamaster/pytorch_resnet_cifar10) does, with torchvision's
+module names; and, for a few of these networks at a given input, one row per
+call of a Conv2d, BatchNorm2d or Linear in call order (forward hooks): name,
+type, output shape, the module's own parameters and MACs (conv:
+numel(output) * Cin/groups * kh * kw; linear: numel(output) * in_features).
 
 Run with Debian's python3-torch:  /usr/bin/python3 scripts/golden/resnet_cifar.py
 """
@@ -36,16 +40,63 @@ class BlockA(nn.Module):
         return F.relu(y + s)
 
 
+class ResNetA(nn.Module):
+    """The paper's 6n+2-layer CIFAR ResNet, named as torchvision's ResNet."""
+
+    def __init__(self, depth, cin, classes):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(cin, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        c = 16
+        for s, w in enumerate([16, 32, 64]):
+            blocks = []
+            for b in range(n):
+                blocks.append(BlockA(c, w, 2 if (s > 0 and b == 0) else 1))
+                c = w
+            setattr(self, "layer%d" % (s + 1), nn.Sequential(*blocks))
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.layer3(self.layer2(self.layer1(y)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
 def resnet_a(depth, cin, classes):
-    n = (depth - 2) // 6
-    layers = [nn.Conv2d(cin, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)]
-    c = 16
-    for s, w in enumerate([16, 32, 64]):
-        for b in range(n):
-            layers.append(BlockA(c, w, 2 if (s > 0 and b == 0) else 1))
-            c = w
-    layers.append(nn.Linear(64, classes))
-    return nn.Sequential(*layers)
+    return ResNetA(depth, cin, classes)
+
+
+def macs_of(module, output):
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return output.numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    return 0
+
+
+def layer_rows(model, x):
+    """One row per call of a Conv2d, BatchNorm2d or Linear, in call order."""
+    rows = []
+    hooks = []
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            continue
+
+        def hook(mod, inp, out, name=name):
+            own = sum(p.numel() for p in mod.parameters(recurse=False))
+            shape = ", ".join(str(int(d)) for d in out.shape)
+            rows.append((name, type(mod).__name__, shape, own,
+                         macs_of(mod, out)))
+
+        hooks.append(m.register_forward_hook(hook))
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    for h in hooks:
+        h.remove()
+    return rows, out
 
 
 def count(m):
@@ -79,6 +130,22 @@ def main():
         "  std::vector<int64_t> shape;",
         "};",
         "",
+        "struct LayerRow {",
+        "  const char* name;",
+        "  const char* type;",
+        "  std::vector<int64_t> shape;",
+        "  int64_t params;",
+        "  int64_t macs;",
+        "};",
+        "",
+        "struct LayerTable {",
+        "  std::vector<int64_t> input;",
+        "  std::vector<int64_t> output;",
+        "  int64_t params;",
+        "  int64_t macs;",
+        "  std::vector<LayerRow> rows;",
+        "};",
+        "",
         "// torchvision resnet18, 3x3 stem, no max-pool, 10 classes.",
         "constexpr int64_t kResNet18SmallParams3x10 = %d;" % count(r18),
         "constexpr int64_t kResNet18SmallParams1x5 = %d;"
@@ -99,6 +166,28 @@ def main():
         lines.append('      {"%s", {%s}},' % (k, shape))
     lines.append("  };")
     lines.append("}")
+    lines.append("")
+    tables = [
+        ("resnet20_a_3x10_32", resnet_a(20, 3, 10), (1, 3, 32, 32)),
+        ("resnet20_a_1x5_28", resnet_a(20, 1, 5), (2, 1, 28, 28)),
+        ("resnet18_small_3x10_32", resnet18_small(3, 10), (1, 3, 32, 32)),
+    ]
+    for ident, model, shape in tables:
+        rows, y = layer_rows(model, torch.zeros(*shape))
+        lines.append("")
+        lines.append("// Conv2d, BatchNorm2d and Linear calls of %s at %s."
+                     % (ident, "x".join(str(d) for d in shape)))
+        lines.append("inline LayerTable %s() {" % ident)
+        lines.append("  return {")
+        lines.append("      {%s}," % ", ".join(str(d) for d in shape))
+        lines.append("      {%s}," % ", ".join(str(int(d)) for d in y.shape))
+        lines.append("      %d," % count(model))
+        lines.append("      %d," % sum(r[4] for r in rows))
+        lines.append("      {")
+        for r in rows:
+            lines.append('          {"%s", "%s", {%s}, %d, %d},' % r)
+        lines.append("      }};")
+        lines.append("}")
     lines.append("")
     lines.append("} // namespace golden_resnet_cifar")
     with open(out, "w") as f:

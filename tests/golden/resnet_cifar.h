@@ -12,6 +12,22 @@ struct NamedShape {
   std::vector<int64_t> shape;
 };
 
+struct LayerRow {
+  const char* name;
+  const char* type;
+  std::vector<int64_t> shape;
+  int64_t params;
+  int64_t macs;
+};
+
+struct LayerTable {
+  std::vector<int64_t> input;
+  std::vector<int64_t> output;
+  int64_t params;
+  int64_t macs;
+  std::vector<LayerRow> rows;
+};
+
 // torchvision resnet18, 3x3 stem, no max-pool, 10 classes.
 constexpr int64_t kResNet18SmallParams3x10 = 11173962;
 constexpr int64_t kResNet18SmallParams1x5 = 11170245;
@@ -147,6 +163,158 @@ inline std::vector<NamedShape> resnet18_small_state() {
       {"fc.weight", {10, 512}},
       {"fc.bias", {10}},
   };
+}
+
+// Conv2d, BatchNorm2d and Linear calls of resnet20_a_3x10_32 at 1x3x32x32.
+inline LayerTable resnet20_a_3x10_32() {
+  return {
+      {1, 3, 32, 32},
+      {1, 10},
+      269722,
+      40551040,
+      {
+          {"conv1", "Conv2d", {1, 16, 32, 32}, 432, 442368},
+          {"bn1", "BatchNorm2d", {1, 16, 32, 32}, 32, 0},
+          {"layer1.0.conv1", "Conv2d", {1, 16, 32, 32}, 2304, 2359296},
+          {"layer1.0.bn1", "BatchNorm2d", {1, 16, 32, 32}, 32, 0},
+          {"layer1.0.conv2", "Conv2d", {1, 16, 32, 32}, 2304, 2359296},
+          {"layer1.0.bn2", "BatchNorm2d", {1, 16, 32, 32}, 32, 0},
+          {"layer1.1.conv1", "Conv2d", {1, 16, 32, 32}, 2304, 2359296},
+          {"layer1.1.bn1", "BatchNorm2d", {1, 16, 32, 32}, 32, 0},
+          {"layer1.1.conv2", "Conv2d", {1, 16, 32, 32}, 2304, 2359296},
+          {"layer1.1.bn2", "BatchNorm2d", {1, 16, 32, 32}, 32, 0},
+          {"layer1.2.conv1", "Conv2d", {1, 16, 32, 32}, 2304, 2359296},
+          {"layer1.2.bn1", "BatchNorm2d", {1, 16, 32, 32}, 32, 0},
+          {"layer1.2.conv2", "Conv2d", {1, 16, 32, 32}, 2304, 2359296},
+          {"layer1.2.bn2", "BatchNorm2d", {1, 16, 32, 32}, 32, 0},
+          {"layer2.0.conv1", "Conv2d", {1, 32, 16, 16}, 4608, 1179648},
+          {"layer2.0.bn1", "BatchNorm2d", {1, 32, 16, 16}, 64, 0},
+          {"layer2.0.conv2", "Conv2d", {1, 32, 16, 16}, 9216, 2359296},
+          {"layer2.0.bn2", "BatchNorm2d", {1, 32, 16, 16}, 64, 0},
+          {"layer2.1.conv1", "Conv2d", {1, 32, 16, 16}, 9216, 2359296},
+          {"layer2.1.bn1", "BatchNorm2d", {1, 32, 16, 16}, 64, 0},
+          {"layer2.1.conv2", "Conv2d", {1, 32, 16, 16}, 9216, 2359296},
+          {"layer2.1.bn2", "BatchNorm2d", {1, 32, 16, 16}, 64, 0},
+          {"layer2.2.conv1", "Conv2d", {1, 32, 16, 16}, 9216, 2359296},
+          {"layer2.2.bn1", "BatchNorm2d", {1, 32, 16, 16}, 64, 0},
+          {"layer2.2.conv2", "Conv2d", {1, 32, 16, 16}, 9216, 2359296},
+          {"layer2.2.bn2", "BatchNorm2d", {1, 32, 16, 16}, 64, 0},
+          {"layer3.0.conv1", "Conv2d", {1, 64, 8, 8}, 18432, 1179648},
+          {"layer3.0.bn1", "BatchNorm2d", {1, 64, 8, 8}, 128, 0},
+          {"layer3.0.conv2", "Conv2d", {1, 64, 8, 8}, 36864, 2359296},
+          {"layer3.0.bn2", "BatchNorm2d", {1, 64, 8, 8}, 128, 0},
+          {"layer3.1.conv1", "Conv2d", {1, 64, 8, 8}, 36864, 2359296},
+          {"layer3.1.bn1", "BatchNorm2d", {1, 64, 8, 8}, 128, 0},
+          {"layer3.1.conv2", "Conv2d", {1, 64, 8, 8}, 36864, 2359296},
+          {"layer3.1.bn2", "BatchNorm2d", {1, 64, 8, 8}, 128, 0},
+          {"layer3.2.conv1", "Conv2d", {1, 64, 8, 8}, 36864, 2359296},
+          {"layer3.2.bn1", "BatchNorm2d", {1, 64, 8, 8}, 128, 0},
+          {"layer3.2.conv2", "Conv2d", {1, 64, 8, 8}, 36864, 2359296},
+          {"layer3.2.bn2", "BatchNorm2d", {1, 64, 8, 8}, 128, 0},
+          {"fc", "Linear", {1, 10}, 650, 640},
+      }};
+}
+
+// Conv2d, BatchNorm2d and Linear calls of resnet20_a_1x5_28 at 2x1x28x28.
+inline LayerTable resnet20_a_1x5_28() {
+  return {
+      {2, 1, 28, 28},
+      {2, 5},
+      269109,
+      61641856,
+      {
+          {"conv1", "Conv2d", {2, 16, 28, 28}, 144, 225792},
+          {"bn1", "BatchNorm2d", {2, 16, 28, 28}, 32, 0},
+          {"layer1.0.conv1", "Conv2d", {2, 16, 28, 28}, 2304, 3612672},
+          {"layer1.0.bn1", "BatchNorm2d", {2, 16, 28, 28}, 32, 0},
+          {"layer1.0.conv2", "Conv2d", {2, 16, 28, 28}, 2304, 3612672},
+          {"layer1.0.bn2", "BatchNorm2d", {2, 16, 28, 28}, 32, 0},
+          {"layer1.1.conv1", "Conv2d", {2, 16, 28, 28}, 2304, 3612672},
+          {"layer1.1.bn1", "BatchNorm2d", {2, 16, 28, 28}, 32, 0},
+          {"layer1.1.conv2", "Conv2d", {2, 16, 28, 28}, 2304, 3612672},
+          {"layer1.1.bn2", "BatchNorm2d", {2, 16, 28, 28}, 32, 0},
+          {"layer1.2.conv1", "Conv2d", {2, 16, 28, 28}, 2304, 3612672},
+          {"layer1.2.bn1", "BatchNorm2d", {2, 16, 28, 28}, 32, 0},
+          {"layer1.2.conv2", "Conv2d", {2, 16, 28, 28}, 2304, 3612672},
+          {"layer1.2.bn2", "BatchNorm2d", {2, 16, 28, 28}, 32, 0},
+          {"layer2.0.conv1", "Conv2d", {2, 32, 14, 14}, 4608, 1806336},
+          {"layer2.0.bn1", "BatchNorm2d", {2, 32, 14, 14}, 64, 0},
+          {"layer2.0.conv2", "Conv2d", {2, 32, 14, 14}, 9216, 3612672},
+          {"layer2.0.bn2", "BatchNorm2d", {2, 32, 14, 14}, 64, 0},
+          {"layer2.1.conv1", "Conv2d", {2, 32, 14, 14}, 9216, 3612672},
+          {"layer2.1.bn1", "BatchNorm2d", {2, 32, 14, 14}, 64, 0},
+          {"layer2.1.conv2", "Conv2d", {2, 32, 14, 14}, 9216, 3612672},
+          {"layer2.1.bn2", "BatchNorm2d", {2, 32, 14, 14}, 64, 0},
+          {"layer2.2.conv1", "Conv2d", {2, 32, 14, 14}, 9216, 3612672},
+          {"layer2.2.bn1", "BatchNorm2d", {2, 32, 14, 14}, 64, 0},
+          {"layer2.2.conv2", "Conv2d", {2, 32, 14, 14}, 9216, 3612672},
+          {"layer2.2.bn2", "BatchNorm2d", {2, 32, 14, 14}, 64, 0},
+          {"layer3.0.conv1", "Conv2d", {2, 64, 7, 7}, 18432, 1806336},
+          {"layer3.0.bn1", "BatchNorm2d", {2, 64, 7, 7}, 128, 0},
+          {"layer3.0.conv2", "Conv2d", {2, 64, 7, 7}, 36864, 3612672},
+          {"layer3.0.bn2", "BatchNorm2d", {2, 64, 7, 7}, 128, 0},
+          {"layer3.1.conv1", "Conv2d", {2, 64, 7, 7}, 36864, 3612672},
+          {"layer3.1.bn1", "BatchNorm2d", {2, 64, 7, 7}, 128, 0},
+          {"layer3.1.conv2", "Conv2d", {2, 64, 7, 7}, 36864, 3612672},
+          {"layer3.1.bn2", "BatchNorm2d", {2, 64, 7, 7}, 128, 0},
+          {"layer3.2.conv1", "Conv2d", {2, 64, 7, 7}, 36864, 3612672},
+          {"layer3.2.bn1", "BatchNorm2d", {2, 64, 7, 7}, 128, 0},
+          {"layer3.2.conv2", "Conv2d", {2, 64, 7, 7}, 36864, 3612672},
+          {"layer3.2.bn2", "BatchNorm2d", {2, 64, 7, 7}, 128, 0},
+          {"fc", "Linear", {2, 5}, 325, 640},
+      }};
+}
+
+// Conv2d, BatchNorm2d and Linear calls of resnet18_small_3x10_32 at 1x3x32x32.
+inline LayerTable resnet18_small_3x10_32() {
+  return {
+      {1, 3, 32, 32},
+      {1, 10},
+      11173962,
+      555422720,
+      {
+          {"conv1", "Conv2d", {1, 64, 32, 32}, 1728, 1769472},
+          {"bn1", "BatchNorm2d", {1, 64, 32, 32}, 128, 0},
+          {"layer1.0.conv1", "Conv2d", {1, 64, 32, 32}, 36864, 37748736},
+          {"layer1.0.bn1", "BatchNorm2d", {1, 64, 32, 32}, 128, 0},
+          {"layer1.0.conv2", "Conv2d", {1, 64, 32, 32}, 36864, 37748736},
+          {"layer1.0.bn2", "BatchNorm2d", {1, 64, 32, 32}, 128, 0},
+          {"layer1.1.conv1", "Conv2d", {1, 64, 32, 32}, 36864, 37748736},
+          {"layer1.1.bn1", "BatchNorm2d", {1, 64, 32, 32}, 128, 0},
+          {"layer1.1.conv2", "Conv2d", {1, 64, 32, 32}, 36864, 37748736},
+          {"layer1.1.bn2", "BatchNorm2d", {1, 64, 32, 32}, 128, 0},
+          {"layer2.0.conv1", "Conv2d", {1, 128, 16, 16}, 73728, 18874368},
+          {"layer2.0.bn1", "BatchNorm2d", {1, 128, 16, 16}, 256, 0},
+          {"layer2.0.conv2", "Conv2d", {1, 128, 16, 16}, 147456, 37748736},
+          {"layer2.0.bn2", "BatchNorm2d", {1, 128, 16, 16}, 256, 0},
+          {"layer2.0.downsample.0", "Conv2d", {1, 128, 16, 16}, 8192, 2097152},
+          {"layer2.0.downsample.1", "BatchNorm2d", {1, 128, 16, 16}, 256, 0},
+          {"layer2.1.conv1", "Conv2d", {1, 128, 16, 16}, 147456, 37748736},
+          {"layer2.1.bn1", "BatchNorm2d", {1, 128, 16, 16}, 256, 0},
+          {"layer2.1.conv2", "Conv2d", {1, 128, 16, 16}, 147456, 37748736},
+          {"layer2.1.bn2", "BatchNorm2d", {1, 128, 16, 16}, 256, 0},
+          {"layer3.0.conv1", "Conv2d", {1, 256, 8, 8}, 294912, 18874368},
+          {"layer3.0.bn1", "BatchNorm2d", {1, 256, 8, 8}, 512, 0},
+          {"layer3.0.conv2", "Conv2d", {1, 256, 8, 8}, 589824, 37748736},
+          {"layer3.0.bn2", "BatchNorm2d", {1, 256, 8, 8}, 512, 0},
+          {"layer3.0.downsample.0", "Conv2d", {1, 256, 8, 8}, 32768, 2097152},
+          {"layer3.0.downsample.1", "BatchNorm2d", {1, 256, 8, 8}, 512, 0},
+          {"layer3.1.conv1", "Conv2d", {1, 256, 8, 8}, 589824, 37748736},
+          {"layer3.1.bn1", "BatchNorm2d", {1, 256, 8, 8}, 512, 0},
+          {"layer3.1.conv2", "Conv2d", {1, 256, 8, 8}, 589824, 37748736},
+          {"layer3.1.bn2", "BatchNorm2d", {1, 256, 8, 8}, 512, 0},
+          {"layer4.0.conv1", "Conv2d", {1, 512, 4, 4}, 1179648, 18874368},
+          {"layer4.0.bn1", "BatchNorm2d", {1, 512, 4, 4}, 1024, 0},
+          {"layer4.0.conv2", "Conv2d", {1, 512, 4, 4}, 2359296, 37748736},
+          {"layer4.0.bn2", "BatchNorm2d", {1, 512, 4, 4}, 1024, 0},
+          {"layer4.0.downsample.0", "Conv2d", {1, 512, 4, 4}, 131072, 2097152},
+          {"layer4.0.downsample.1", "BatchNorm2d", {1, 512, 4, 4}, 1024, 0},
+          {"layer4.1.conv1", "Conv2d", {1, 512, 4, 4}, 2359296, 37748736},
+          {"layer4.1.bn1", "BatchNorm2d", {1, 512, 4, 4}, 1024, 0},
+          {"layer4.1.conv2", "Conv2d", {1, 512, 4, 4}, 2359296, 37748736},
+          {"layer4.1.bn2", "BatchNorm2d", {1, 512, 4, 4}, 1024, 0},
+          {"fc", "Linear", {1, 10}, 5130, 5120},
+      }};
 }
 
 } // namespace golden_resnet_cifar

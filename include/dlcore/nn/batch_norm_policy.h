@@ -5,6 +5,7 @@
 // says), and BatchNormPolicy with set_batchnorm_policy, which converts every
 // 2-d batch norm of a model to one of them or back.
 
+#include <dlcore/detail/module_handle.h>
 #include <dlcore/detail/module_walk.h>
 
 #include <ATen/core/Tensor.h>
@@ -236,13 +237,12 @@ struct BatchNormTensors {
 /// `train()`.
 ///
 /// Example:
-///   dlcore::set_batchnorm_policy(*model, dlcore::BatchNormPolicy::kFrozen);
+///   dlcore::set_batchnorm_policy(model, dlcore::BatchNormPolicy::kFrozen);
 ///   model->train();  // batch norms still use and keep their statistics
-inline int64_t set_batchnorm_policy(
-    torch::nn::Module& model, BatchNormPolicy policy) {
+inline int64_t set_batchnorm_policy(ModuleRef model, BatchNormPolicy policy) {
   int64_t replaced = 0;
   detail::walk_child_edges(
-      model,
+      model.get("set_batchnorm_policy"),
       "",
       [&](torch::nn::Module& parent,
           const std::string& child_name,
@@ -342,29 +342,37 @@ inline int64_t set_batchnorm_policy(
 /// Replaces every batch norm below `model` by a FrozenBatchNorm2d; returns
 /// how many were replaced. Same as
 /// `set_batchnorm_policy(model, BatchNormPolicy::kFrozen)`.
-inline int64_t convert_frozen_batchnorm(torch::nn::Module& model) {
-  return set_batchnorm_policy(model, BatchNormPolicy::kFrozen);
+inline int64_t convert_frozen_batchnorm(ModuleRef model) {
+  return set_batchnorm_policy(
+      model.get("convert_frozen_batchnorm"), BatchNormPolicy::kFrozen);
 }
 
 /// Replaces every FrozenBatchNorm2d / EvalStickyBatchNorm2d below `model` by
 /// a plain BatchNorm2d; returns how many were replaced. Same as
 /// `set_batchnorm_policy(model, BatchNormPolicy::kTrain)`.
-inline int64_t convert_to_batchnorm(torch::nn::Module& model) {
-  return set_batchnorm_policy(model, BatchNormPolicy::kTrain);
+inline int64_t convert_to_batchnorm(ModuleRef model) {
+  return set_batchnorm_policy(
+      model.get("convert_to_batchnorm"), BatchNormPolicy::kTrain);
 }
 
 /// Puts every batch norm (1-d, 2-d, 3-d) below and including `model` in eval
 /// mode in place, for models whose layers cannot be replaced; returns how
 /// many. The effect lasts until the next `train()`, so call it after each.
-inline int64_t set_batchnorm_eval(torch::nn::Module& model) {
+inline int64_t set_batchnorm_eval(ModuleRef model) {
+  auto& root = model.get("set_batchnorm_eval");
   int64_t count = 0;
-  for (const auto& m : model.modules(/*include_self=*/true)) {
-    if (dynamic_cast<torch::nn::BatchNorm1dImpl*>(m.get()) ||
-        dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get()) ||
-        dynamic_cast<torch::nn::BatchNorm3dImpl*>(m.get())) {
-      m->eval();
+  auto visit = [&count](torch::nn::Module& m) {
+    if (dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m) ||
+        dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m) ||
+        dynamic_cast<torch::nn::BatchNorm3dImpl*>(&m)) {
+      m.eval();
       ++count;
     }
+  };
+  // The root by reference: modules(include_self) needs it in a shared_ptr.
+  visit(root);
+  for (const auto& m : root.modules(/*include_self=*/false)) {
+    visit(*m);
   }
   return count;
 }

@@ -5,6 +5,7 @@
 
 #include <dlcore/detail/archive.h>
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/module_handle.h>
 #include <dlcore/detail/regular_file.h>
 #include <dlcore/nn/detail/archive_names.h>
 
@@ -36,12 +37,13 @@ namespace dlcore {
 /// registration order — the order and names of PyTorch's `state_dict()`
 /// up to the interleaving of parameters and buffers.
 inline std::vector<std::pair<std::string, torch::Tensor>> state_dict(
-    const torch::nn::Module& module) {
+    ConstModuleRef module) {
+  const torch::nn::Module& m = module.get("state_dict");
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+  for (const auto& p : m.named_parameters(/*recurse=*/true)) {
     out.emplace_back(p.key(), p.value());
   }
-  for (const auto& b : module.named_buffers(/*recurse=*/true)) {
+  for (const auto& b : m.named_buffers(/*recurse=*/true)) {
     out.emplace_back(b.key(), b.value());
   }
   return out;
@@ -54,15 +56,14 @@ inline std::vector<std::pair<std::string, torch::Tensor>> state_dict(
 /// and `model.load_state_dict(...)`.
 ///
 /// Example:
-///   dlcore::save_weights(*net, "out/backbone.pt");
+///   dlcore::save_weights(net, "out/backbone.pt");
 ///
 /// Differences from LibTorch: `torch::save(module, path)` writes a nested
 /// TorchScript archive that Python's `load_state_dict` cannot use directly;
 /// `load_weights` reads both.
-inline void save_weights(
-    const torch::nn::Module& module, const std::string& path) {
+inline void save_weights(ConstModuleRef module, const std::string& path) {
   c10::Dict<std::string, torch::Tensor> dict;
-  for (const auto& [name, tensor] : state_dict(module)) {
+  for (const auto& [name, tensor] : state_dict(module.get("save_weights"))) {
     dict.insert(name, tensor.detach().cpu());
   }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
@@ -300,7 +301,7 @@ inline LoadWeightsReport load_matching_weights(
 /// holding them stay valid).
 ///
 /// Example:
-///   auto report = dlcore::load_weights(*net, "backbone.pt",
+///   auto report = dlcore::load_weights(net, "backbone.pt",
 ///       dlcore::LoadWeightsOptions().ignore("^fc\\."));
 ///
 /// Differences from PyTorch (Python): as `load_state_dict(strict)`, plus the
@@ -308,12 +309,13 @@ inline LoadWeightsReport load_matching_weights(
 /// from LibTorch: `torch::load(module, path)` stops at the first problem
 /// with a message that does not name the shapes.
 inline LoadWeightsReport load_weights(
-    torch::nn::Module& module,
+    ModuleRef module,
     const std::string& path,
     const LoadWeightsOptions& options = {}) {
+  auto& m = module.get("load_weights");
   const auto ignore = detail::weights_ignore_regex(options, "load_weights");
   return detail::load_matching_weights(
-      module, read_weights(path), options, ignore, "load_weights", path);
+      m, read_weights(path), options, ignore, "load_weights", path);
 }
 
 } // namespace dlcore

@@ -2,10 +2,12 @@
 
 // Calling a child module through its parent's registry (`forward_child`), so
 // that a later `replace_module` (`set_batchnorm_policy`, `replace_head`) takes
-// effect in a model's forward().
+// effect in a model's forward(), and `summary()` can follow the call.
 
+#include <dlcore/detail/module_handle.h>
 #include <dlcore/detail/module_walk.h>
 #include <dlcore/nn/batch_norm_policy.h>
+#include <dlcore/nn/summary.h>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -15,6 +17,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include <memory>
 #include <string>
 
 namespace dlcore {
@@ -65,10 +68,9 @@ bool forward_child_as_first_of(
 /// list instead, at compile time.
 template <typename... ExtraImpls>
 torch::Tensor forward_child(
-    torch::nn::Module& parent,
-    const std::string& name,
-    const torch::Tensor& input) {
-  auto& child = detail::find_submodule(parent, name, "forward_child");
+    ModuleRef parent, const std::string& name, const torch::Tensor& input) {
+  auto& child = detail::find_submodule(
+      parent.get("forward_child"), name, "forward_child");
   torch::Tensor out;
   if (detail::forward_child_as_first_of<
           ExtraImpls...,
@@ -93,6 +95,32 @@ torch::Tensor forward_child(
       ", but it is ",
       child.name());
   return torch::Tensor();
+}
+
+/// Same, as step `name` of `tracer` (see `summary()`): a recording tracer
+/// records the child's row (and follows it inside when it is a Sequential
+/// or a `SummaryTraceable`); an inactive one costs nothing more than the
+/// call above. A model whose forward reaches its children through the
+/// registry writes its `trace_forward` with this overload.
+///
+/// Example (in a model's trace_forward):
+///   x = dlcore::forward_child(*this, "bn1", x, tracer);
+template <typename... ExtraImpls>
+torch::Tensor forward_child(
+    ModuleRef parent,
+    const std::string& name,
+    const torch::Tensor& input,
+    SummaryTracer& tracer) {
+  if (!tracer.recording()) {
+    return forward_child<ExtraImpls...>(parent, name, input);
+  }
+  auto& owner = parent.get("forward_child");
+  // The child is held by its parent's registry in a shared_ptr.
+  const std::shared_ptr<torch::nn::Module> child =
+      detail::find_submodule(owner, name, "forward_child").shared_from_this();
+  return tracer.trace(name, child, input, [&](const torch::Tensor& in) {
+    return forward_child<ExtraImpls...>(owner, name, in);
+  });
 }
 
 } // namespace dlcore

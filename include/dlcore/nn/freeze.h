@@ -15,6 +15,7 @@
 // code written when they lived here keeps compiling; the optim/ ones must be
 // included by name (nn/ never includes optim/).
 
+#include <dlcore/detail/module_handle.h>
 #include <dlcore/detail/module_walk.h>
 // For one release only (deprecated): include these by name.
 #include <dlcore/nn/batch_norm_policy.h>
@@ -47,8 +48,8 @@ namespace dlcore {
 /// which it is found anywhere (`std::regex_search`, as Python's `re.search`).
 ///
 /// Example:
-///   dlcore::freeze(*model, "layer1");                          // prefix
-///   dlcore::freeze(*model, dlcore::ParamSelector::regex("bn"));  // regex
+///   dlcore::freeze(model, "layer1");                          // prefix
+///   dlcore::freeze(model, dlcore::ParamSelector::regex("bn"));  // regex
 class ParamSelector {
  public:
   /// A prefix selector (implicit, so a string literal reads as a prefix).
@@ -106,13 +107,15 @@ class ParamSelector {
   std::regex regex_;
 };
 
-/// The distinct parameters of `module` whose names `selector` selects, in
+/// The distinct parameters of `module` (the module, its holder or a
+/// shared_ptr to it, see `ModuleRef`) whose names `selector` selects, in
 /// registration order. A `c10::Error` names the selector and a few parameter
 /// names when nothing matches.
 inline std::vector<torch::Tensor> select_parameters(
-    const torch::nn::Module& module, const ParamSelector& selector) {
+    ConstModuleRef module, const ParamSelector& selector) {
   std::vector<torch::Tensor> out;
-  const auto named = detail::unique_named_parameters(module);
+  const auto named =
+      detail::unique_named_parameters(module.get("select_parameters"));
   for (const auto& [name, tensor] : named) {
     if (selector.matches(name)) {
       out.push_back(tensor);
@@ -152,32 +155,32 @@ inline int64_t unfreeze(const std::vector<torch::Tensor>& tensors) {
 }
 
 /// Freezes every parameter of `module` (any submodule works:
-/// `freeze(*model->layer1)`); returns how many tensors changed.
+/// `freeze(model->layer1)`); returns how many tensors changed. `module` is
+/// the module, its holder or a shared_ptr to it (see `ModuleRef`), as for
+/// every function here.
 ///
 /// Example:
-///   dlcore::freeze(*model);
-///   dlcore::unfreeze(*model, "fc");  // only the head trains
+///   dlcore::freeze(model);
+///   dlcore::unfreeze(model, "fc");  // only the head trains
 ///
 /// Differences from PyTorch (Python): PyTorch has no helper; this is the loop
 /// `for p in m.parameters(): p.requires_grad = False`, counting changes.
 /// Batch-norm running statistics are buffers, not parameters: see
 /// `set_batchnorm_policy`.
-inline int64_t freeze(torch::nn::Module& module) {
-  return freeze(module.parameters(/*recurse=*/true));
+inline int64_t freeze(ModuleRef module) {
+  return freeze(module.get("freeze").parameters(/*recurse=*/true));
 }
 /// Unfreezes every parameter of `module`; returns how many tensors changed.
-inline int64_t unfreeze(torch::nn::Module& module) {
-  return unfreeze(module.parameters(/*recurse=*/true));
+inline int64_t unfreeze(ModuleRef module) {
+  return unfreeze(module.get("unfreeze").parameters(/*recurse=*/true));
 }
 /// Freezes the parameters `selector` selects; error when none matches.
-inline int64_t freeze(
-    torch::nn::Module& module, const ParamSelector& selector) {
-  return freeze(select_parameters(module, selector));
+inline int64_t freeze(ModuleRef module, const ParamSelector& selector) {
+  return freeze(select_parameters(module.get("freeze"), selector));
 }
 /// Unfreezes the parameters `selector` selects; error when none matches.
-inline int64_t unfreeze(
-    torch::nn::Module& module, const ParamSelector& selector) {
-  return unfreeze(select_parameters(module, selector));
+inline int64_t unfreeze(ModuleRef module, const ParamSelector& selector) {
+  return unfreeze(select_parameters(module.get("unfreeze"), selector));
 }
 
 /// Trainable and frozen parameter counts of a module (each shared tensor
@@ -198,9 +201,10 @@ struct ParameterCounts {
 };
 
 /// Counts trainable and frozen parameters of `module`.
-inline ParameterCounts parameter_counts(const torch::nn::Module& module) {
+inline ParameterCounts parameter_counts(ConstModuleRef module) {
   ParameterCounts c;
-  for (const auto& [name, t] : detail::unique_named_parameters(module)) {
+  for (const auto& [name, t] :
+       detail::unique_named_parameters(module.get("parameter_counts"))) {
     (void)name;
     if (t.requires_grad()) {
       c.trainable += t.numel();
@@ -225,10 +229,10 @@ using LayerGroups = std::vector<std::vector<torch::Tensor>>;
 /// parameter no selector takes, unless `allow_unassigned`.
 ///
 /// Example:
-///   auto groups = dlcore::layer_groups(*model,
+///   auto groups = dlcore::layer_groups(model,
 ///       {"conv1", "bn1", "layer1", "layer2", "layer3", "fc"});
 inline LayerGroups layer_groups(
-    const torch::nn::Module& model,
+    ConstModuleRef model,
     const std::vector<ParamSelector>& selectors,
     bool allow_unassigned = false) {
   TORCH_CHECK(
@@ -236,7 +240,8 @@ inline LayerGroups layer_groups(
       "layer_groups: expected at least one selector, but got none");
   LayerGroups groups(selectors.size());
   std::vector<std::string> unassigned;
-  for (const auto& [name, t] : detail::unique_named_parameters(model)) {
+  for (const auto& [name, t] :
+       detail::unique_named_parameters(model.get("layer_groups"))) {
     bool taken = false;
     for (std::size_t g = 0; g < selectors.size() && !taken; ++g) {
       if (selectors[g].matches(name)) {

@@ -3,6 +3,7 @@
 // Replacing a model's head (or any submodule) by dotted path: replace_head and
 // replace_linear_head.
 
+#include <dlcore/detail/module_handle.h>
 #include <dlcore/detail/module_walk.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -23,15 +24,16 @@
 namespace dlcore {
 
 /// Replaces the submodule at dotted path `name` (e.g. "fc",
-/// "classifier.6") by `head` in its parent's registry and returns `head`.
+/// "classifier.6") of `model` (the module, its holder or a shared_ptr to it,
+/// see `ModuleRef`) by `head` in its parent's registry and returns `head`.
 /// An unknown name is an error naming the existing children.
 ///
 /// As with every `replace_module`, a model that calls a typed member holder
-/// must reassign it: `model->fc = dlcore::replace_head(*model, "fc", h)`;
+/// must reassign it: `model->fc = dlcore::replace_head(model, "fc", h)`;
 /// dlcore's models reach their head through the registry and need not.
 template <typename ModuleType>
 std::shared_ptr<ModuleType> replace_head(
-    torch::nn::Module& model,
+    ModuleRef model,
     const std::string& name,
     std::shared_ptr<ModuleType> head) {
   TORCH_CHECK(
@@ -39,7 +41,8 @@ std::shared_ptr<ModuleType> replace_head(
   TORCH_CHECK(
       !name.empty(), "replace_head: expected a submodule name, but got ''");
   const auto [parent_path, child] = detail::split_last_name(name);
-  auto& parent = detail::find_submodule(model, parent_path, "replace_head");
+  auto& parent = detail::find_submodule(
+      model.get("replace_head"), parent_path, "replace_head");
   // Check that the child exists (error lists the children otherwise).
   auto& old = detail::find_submodule(parent, child, "replace_head");
   TORCH_CHECK(
@@ -53,10 +56,10 @@ std::shared_ptr<ModuleType> replace_head(
   return head;
 }
 
-/// Holder overload: `replace_head(*model, "fc", torch::nn::Linear(512, 5))`.
+/// Holder overload: `replace_head(model, "fc", torch::nn::Linear(512, 5))`.
 template <typename Contained>
 torch::nn::ModuleHolder<Contained> replace_head(
-    torch::nn::Module& model,
+    ModuleRef model,
     const std::string& name,
     torch::nn::ModuleHolder<Contained> head) {
   replace_head(model, name, head.ptr());
@@ -70,9 +73,9 @@ torch::nn::ModuleHolder<Contained> replace_head(
 /// without, LibTorch's default init with the global generator.
 ///
 /// Example:
-///   dlcore::replace_linear_head(*model, "fc", 5, /*seed=*/0);
+///   dlcore::replace_linear_head(model, "fc", 5, /*seed=*/0);
 inline torch::nn::Linear replace_linear_head(
-    torch::nn::Module& model,
+    ModuleRef model,
     const std::string& name,
     int64_t num_classes,
     std::optional<uint64_t> seed = std::nullopt) {
@@ -80,7 +83,8 @@ inline torch::nn::Linear replace_linear_head(
       num_classes > 0,
       "replace_linear_head: expected num_classes > 0, but got ",
       num_classes);
-  auto& old = detail::find_submodule(model, name, "replace_linear_head");
+  auto& root = model.get("replace_linear_head");
+  auto& old = detail::find_submodule(root, name, "replace_linear_head");
   auto* linear = dynamic_cast<torch::nn::LinearImpl*>(&old);
   TORCH_CHECK(
       linear != nullptr,
@@ -101,7 +105,7 @@ inline torch::nn::Linear replace_linear_head(
     }
   }
   head->to(linear->weight.device(), linear->weight.scalar_type());
-  replace_head(model, name, head);
+  replace_head(root, name, head);
   return head;
 }
 

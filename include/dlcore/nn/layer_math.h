@@ -43,6 +43,10 @@ enum class LayerKind {
   /// Parallel branches on the same input, joined by elementwise addition (an
   /// empty branch is the identity shortcut of a residual block).
   kAdd,
+  /// Spatial subsampling by a stride and zero channels appended: the
+  /// parameter-free residual shortcut (option A) of He et al.'s CIFAR
+  /// ResNets.
+  kSubsamplePad,
 };
 
 /// Display name of a kind: PyTorch's class name ("Conv2d", "MaxPool2d", ...),
@@ -73,6 +77,8 @@ inline const char* layer_kind_name(LayerKind kind) {
       return "Concat";
     case LayerKind::kAdd:
       return "Add";
+    case LayerKind::kSubsamplePad:
+      return "SubsamplePad";
   }
   return "?";
 }
@@ -164,6 +170,15 @@ struct LayerSpec {
   static LayerSpec add(std::vector<std::vector<LayerSpec>> branches) {
     return LayerSpec(LayerKind::kAdd).branches(std::move(branches));
   }
+  /// `F.pad(x[:, :, ::s, ::s], (0, 0, 0, 0, 0, out_channels - C))`: every
+  /// s-th row and column, then zero channels up to `out_channels` (He et
+  /// al.'s option-A shortcut, as in `ResNetCifar`). No parameters, no MACs.
+  static LayerSpec subsample_pad(
+      int64_t out_channels, torch::ExpandingArray<2> stride) {
+    return LayerSpec(LayerKind::kSubsamplePad)
+        .out_channels(out_channels)
+        .stride(stride);
+  }
 
   /// What the layer is.
   TORCH_ARG(LayerKind, kind);
@@ -173,7 +188,7 @@ struct LayerSpec {
   TORCH_ARG(std::string, name) = "";
   /// Input channels of a convolution. Default: 0
   TORCH_ARG(int64_t, in_channels) = 0;
-  /// Output channels of a convolution. Default: 0
+  /// Output channels of a convolution or a subsample_pad. Default: 0
   TORCH_ARG(int64_t, out_channels) = 0;
   /// Input features of a linear layer. Default: 0
   TORCH_ARG(int64_t, in_features) = 0;
@@ -183,8 +198,8 @@ struct LayerSpec {
   TORCH_ARG(int64_t, num_features) = 0;
   /// Kernel (height, width) of a convolution or pooling. Default: 1
   TORCH_ARG(torch::ExpandingArray<2>, kernel_size) = 1;
-  /// Stride of a convolution or pooling. Default: 1 (pooling factories set
-  /// it to the kernel size, as PyTorch does)
+  /// Stride of a convolution, pooling or subsample_pad. Default: 1 (pooling
+  /// factories set it to the kernel size, as PyTorch does)
   TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
   /// Implicit zero (or -inf) padding on both sides. Default: 0
   TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
@@ -264,7 +279,7 @@ struct LayerStats {
   /// a bias; batch norm 2 per element (scale, shift); activation 1 per
   /// element; max pooling (window − 1) comparisons and average pooling
   /// window-size operations per output element; addition (branches − 1) per
-  /// element; flatten, dropout and concatenation 0.
+  /// element; flatten, dropout, concatenation and subsample_pad 0.
   int64_t flops = 0;
   /// Receptive field (height, width) of one output unit, in input pixels.
   std::array<double, 2> receptive_field{{1, 1}};

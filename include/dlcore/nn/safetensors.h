@@ -5,6 +5,7 @@
 // pickle, so a file from anywhere can be read without trusting it.
 
 #include <dlcore/detail/atomic_file.h>
+#include <dlcore/detail/module_handle.h>
 #include <dlcore/nn/checkpoint.h>
 #include <dlcore/nn/detail/safetensors_format.h>
 
@@ -118,14 +119,17 @@ inline std::map<std::string, torch::Tensor> read_safetensors(
 /// `model.load_state_dict(safetensors.torch.load_file(path))`.
 ///
 /// Example:
-///   dlcore::save_weights_safetensors(*net, "out/backbone.safetensors");
+///   dlcore::save_weights_safetensors(net, "out/backbone.safetensors");
 inline void save_weights_safetensors(
-    const torch::nn::Module& module,
+    ConstModuleRef module,
     const std::string& path,
     const std::map<std::string, std::string>& metadata = {}) {
   const std::string bytes = detail::serialize_safetensors(
       detail::safetensors_cpu_tensors(
-          state_dict(module), metadata, "save_weights_safetensors", path),
+          state_dict(module.get("save_weights_safetensors")),
+          metadata,
+          "save_weights_safetensors",
+          path),
       metadata);
   detail::write_file_atomic(path, bytes, "save_weights_safetensors");
 }
@@ -139,7 +143,7 @@ inline void save_weights_safetensors(
 /// keep their identity and device, so optimizers holding them stay valid).
 ///
 /// Example:
-///   auto report = dlcore::load_weights_safetensors(*net,
+///   auto report = dlcore::load_weights_safetensors(net,
 ///       "backbone.safetensors",
 ///       dlcore::LoadWeightsOptions().ignore("^fc\\."));
 ///
@@ -148,10 +152,11 @@ inline void save_weights_safetensors(
 /// converts silently): convert the model, or read the file with
 /// `read_safetensors` and convert the tensors.
 inline LoadWeightsReport load_weights_safetensors(
-    torch::nn::Module& module,
+    ModuleRef module,
     const std::string& path,
     const LoadWeightsOptions& options = {}) {
   const std::string owner = "load_weights_safetensors";
+  auto& m = module.get("load_weights_safetensors");
   const auto ignore = detail::weights_ignore_regex(options, owner);
   auto file = detail::read_safetensors_contents(path, owner);
   std::map<std::string, torch::Tensor> tensors;
@@ -165,7 +170,7 @@ inline LoadWeightsReport load_weights_safetensors(
                         : std::string(c10::toString(type));
   };
   return detail::load_matching_weights(
-      module, tensors, options, ignore, owner, path, dtype_name);
+      m, tensors, options, ignore, owner, path, dtype_name);
 }
 
 } // namespace dlcore

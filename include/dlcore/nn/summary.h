@@ -4,6 +4,8 @@
 // on a dummy input, followed layer by layer, with output shapes, parameters,
 // MACs and activation memory per layer.
 
+#include <dlcore/detail/module_handle.h>
+
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 #include <torch/arg.h>
@@ -150,6 +152,26 @@ class SummaryTracer {
       const torch::Tensor& x,
       const std::function<torch::Tensor(const torch::Tensor&)>& leaf_forward);
 
+  /// Runs `steps` on `x` as the inside of step `name`, a container `module`
+  /// whose children the caller runs itself (e.g. a `torch::nn::ModuleList`
+  /// of blocks applied one after another): `steps` records its children
+  /// through the tracer it receives, nested under `name`, and the container's
+  /// row sums their MACs. An inactive tracer just runs `steps`.
+  ///
+  /// Example (a stage held in a ModuleList, in a trace_forward):
+  ///   x = tracer.nested("layer1", stage.ptr(), x,
+  ///       [&](const torch::Tensor& in, dlcore::SummaryTracer& inner) {
+  ///         auto y = in;
+  ///         for (auto& block : *stage) y = inner(..., y);
+  ///         return y;
+  ///       });
+  torch::Tensor nested(
+      const std::string& name,
+      const std::shared_ptr<torch::nn::Module>& module,
+      const torch::Tensor& x,
+      const std::function<torch::Tensor(const torch::Tensor&, SummaryTracer&)>&
+          steps);
+
  private:
   std::string path(const std::string& name) const {
     return prefix_.empty() ? name : prefix_ + "." + name;
@@ -191,31 +213,22 @@ struct SummaryOptions {
 /// `trace_forward`; any other module met inside them runs as one leaf.
 /// A root that is neither cannot be run generically (LibTorch modules have
 /// no virtual forward): its rows then list the leaf modules with their
-/// parameters, `traced` is false and shapes are empty.
+/// parameters, `traced` is false, shapes are empty, and the printed table
+/// shows mult-adds and memory as "-- (not traced)" with a note saying why,
+/// never as zeros. `module` is the module, its holder or a shared_ptr to it
+/// (see `ModuleRef`).
 ///
 /// Example:
 ///   dlcore::AlexNet net;
-///   std::cout << dlcore::summary(net.ptr(), {1, 3, 224, 224});
+///   std::cout << dlcore::summary(net, {1, 3, 224, 224});
 ///
 /// Differences from PyTorch (Python): torchinfo uses forward hooks; LibTorch
 /// has none, hence SummaryTraceable. MACs count Conv and Linear layers only
 /// (torchvision's "GFLOPS" convention), without bias adds.
 inline ModelSummary summary(
-    const std::shared_ptr<torch::nn::Module>& module,
+    ModuleRef module,
     const std::vector<int64_t>& input_shape,
     const SummaryOptions& options = {});
-
-/// Same, from a module holder (`dlcore::summary(net, {1, 3, 224, 224})`).
-template <typename Impl>
-ModelSummary summary(
-    const torch::nn::ModuleHolder<Impl>& module,
-    const std::vector<int64_t>& input_shape,
-    const SummaryOptions& options = {}) {
-  return summary(
-      std::static_pointer_cast<torch::nn::Module>(module.ptr()),
-      input_shape,
-      options);
-}
 
 } // namespace dlcore
 

@@ -57,7 +57,7 @@ inline std::vector<double> discriminative_lrs(
 /// `torch::optim::SGDOptions(0.1).momentum(0.9)`; its lr is overwritten).
 ///
 /// Example:
-///   auto groups = dlcore::layer_groups(*model, {"conv1", "layer1", "fc"});
+///   auto groups = dlcore::layer_groups(model, {"conv1", "layer1", "fc"});
 ///   torch::optim::SGD sgd(
 ///       dlcore::discriminative_param_groups(groups, 1e-3, 1e-1,
 ///           torch::optim::SGDOptions(0.1).momentum(0.9)),
@@ -86,7 +86,7 @@ discriminative_param_groups(
 /// optimizer's defaults, with `lr` when given.
 ///
 /// Example:
-///   dlcore::unfreeze(*model, "layer3");
+///   dlcore::unfreeze(model, "layer3");
 ///   dlcore::add_trainable_param_group(sgd, model->parameters(), 0.01);
 ///
 /// Differences from PyTorch Lightning: `BaseFinetuning` filters parameters

@@ -334,7 +334,8 @@ struct LRFinderResult {
 /// AdamW, RMSprop and Adagrad is cloned directly; any other optimizer must
 /// implement `save`/`load`, through which its state is copied). `model` (a
 /// module holder such as `LeNet5`, or a `std::shared_ptr` to a module with
-/// `forward(Tensor)`) is held by handle; `optimizer` must outlive the finder.
+/// `forward(Tensor)`) is held by handle; a module itself (`*net`) is held by
+/// reference. The module and `optimizer` must outlive the finder.
 ///
 /// Example:
 ///   dlcore::LeNet5 model;
@@ -359,7 +360,7 @@ class LRFinder {
       Model model,
       torch::optim::Optimizer& optimizer,
       LRFinderOptions options = {})
-      : model_(std::move(model)),
+      : model_(std::forward<Model>(model)),
         optimizer_(optimizer),
         options_(std::move(options)) {
     options_.validate("LRFinder");
@@ -522,6 +523,14 @@ class LRFinder {
   torch::optim::Optimizer& optimizer_;
   LRFinderOptions options_;
 };
+
+/// A module given as itself (`dlcore::LRFinder finder(*net, sgd)`) is held
+/// by reference, never copied, and must outlive the finder; a holder or a
+/// `std::shared_ptr` is held by handle.
+template <
+    typename M,
+    typename = std::enable_if_t<std::is_base_of_v<torch::nn::Module, M>>>
+LRFinder(M&, torch::optim::Optimizer&, LRFinderOptions = {}) -> LRFinder<M&>;
 
 /// A suggested learning rate: the value, and the iteration (or grid index)
 /// and smoothed loss of the point it was read from.

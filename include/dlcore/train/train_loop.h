@@ -1,5 +1,6 @@
 #pragma once
 
+#include <dlcore/detail/module_handle.h>
 #include <dlcore/detail/thread_pool.h>
 #include <dlcore/optim/momentum.h>
 #include <dlcore/train/losses.h>
@@ -198,48 +199,6 @@ struct EvaluateOptions {
 };
 
 namespace detail {
-
-template <typename T, typename = void>
-struct IsPointerLike : std::false_type {};
-template <typename T>
-struct IsPointerLike<
-    T,
-    std::void_t<
-        decltype(*std::declval<T&>()),
-        decltype(std::declval<T&>() == nullptr)>> : std::true_type {};
-
-/// The object behind a handle: `*handle` for a `ModuleHolder` (`LeNet5`) or
-/// a pointer (`std::shared_ptr`, `std::unique_ptr`, raw), checked non-empty,
-/// else `handle` itself. `owner` and `expected` ("a module") word the error.
-template <typename T>
-decltype(auto) pointee(T& handle, const char* owner, const char* expected) {
-  if constexpr (std::is_base_of_v<torch::detail::ModuleHolderIndicator, T>) {
-    TORCH_CHECK(
-        !handle.is_empty(),
-        owner,
-        ": expected ",
-        expected,
-        ", but got an empty ModuleHolder");
-    return *handle;
-  } else if constexpr (IsPointerLike<T>::value) {
-    TORCH_CHECK(
-        handle != nullptr,
-        owner,
-        ": expected ",
-        expected,
-        ", but got a null pointer");
-    return *handle;
-  } else {
-    return (handle);
-  }
-}
-
-/// The module behind a `ModuleHolder` (`LeNet5`) or a pointer to a module
-/// (`std::shared_ptr<Module>`), or the module itself.
-template <typename Model>
-decltype(auto) module_of(Model& model, const char* owner = "dlcore") {
-  return pointee(model, owner, "a module");
-}
 
 template <typename T, typename = void>
 struct HasConstBegin : std::false_type {};

@@ -395,6 +395,33 @@ inline LayerFlow layer_one(
       }
       break;
     }
+    case LayerKind::kSubsamplePad: {
+      layer_check_rank3(label, in.shape);
+      layer_check_positive(label, "stride", spec.stride(), 1);
+      TORCH_CHECK(
+          spec.out_channels() >= in.shape[0],
+          label,
+          ": out_channels (",
+          spec.out_channels(),
+          ") must be at least the input's ",
+          in.shape[0],
+          " channels (input shape ",
+          format_shape(in.shape),
+          ")");
+      const std::array<int64_t, 2> s = *spec.stride();
+      // x[:, :, ::s, ::s] keeps ceil(n / s) rows and columns.
+      out.shape = {
+          spec.out_channels(),
+          (in.shape[1] - 1) / s[0] + 1,
+          (in.shape[2] - 1) / s[1] + 1};
+      layer_slide(
+          out,
+          {{1.0, 1.0}},
+          {{1.0, 1.0}},
+          {{static_cast<double>(s[0]), static_cast<double>(s[1])}},
+          {{0.0, 0.0}});
+      break;
+    }
   }
 
   row.index = static_cast<int64_t>(ctx.rows->size());

@@ -84,15 +84,19 @@ inline std::string summary_fixed(double v, int decimals) {
   return buf;
 }
 
+/// Whether `summary()` can follow `module` inside: a Sequential or a
+/// SummaryTraceable.
+inline bool summary_followable(torch::nn::Module& module) {
+  return dynamic_cast<torch::nn::SequentialImpl*>(&module) != nullptr ||
+         dynamic_cast<SummaryTraceable*>(&module) != nullptr;
+}
+
 /// Runs the children of a Sequential or the steps of a SummaryTraceable
-/// module, recording them under `tracer`; false when `module` is neither.
-inline bool summary_trace_inside(
-    const std::shared_ptr<torch::nn::Module>& module,
-    const torch::Tensor& x,
-    SummaryTracer& tracer,
-    torch::Tensor& y) {
-  if (auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(module)) {
-    y = x;
+/// `module` (see `summary_followable`), recording them under `tracer`.
+inline torch::Tensor summary_trace_inside(
+    torch::nn::Module& module, const torch::Tensor& x, SummaryTracer& tracer) {
+  if (auto* seq = dynamic_cast<torch::nn::SequentialImpl*>(&module)) {
+    torch::Tensor y = x;
     size_t i = 0;
     for (auto& any : *seq) {
       y = tracer.trace(
@@ -100,13 +104,11 @@ inline bool summary_trace_inside(
             return any.forward(in);
           });
     }
-    return true;
+    return y;
   }
-  if (auto* traceable = dynamic_cast<SummaryTraceable*>(module.get())) {
-    y = traceable->trace_forward(x, tracer);
-    return true;
-  }
-  return false;
+  auto* traceable = dynamic_cast<SummaryTraceable*>(&module);
+  TORCH_INTERNAL_ASSERT(traceable != nullptr);
+  return traceable->trace_forward(x, tracer);
 }
 
 } // namespace detail
@@ -145,39 +147,67 @@ inline torch::Tensor SummaryTracer::trace(
       "SummaryTracer: step '",
       path(name),
       "' is an empty module holder");
+  if (detail::summary_followable(*module)) {
+    return nested(
+        name, module, x, [&module](const torch::Tensor& in, SummaryTracer& t) {
+          return detail::summary_trace_inside(*module, in, t);
+        });
+  }
   SummaryRow row;
   row.name = path(name);
   row.type = detail::summary_type_name(*module);
   row.depth = depth_;
   detail::summary_count(*module, row.params, row.trainable_params);
+  torch::Tensor y;
+  try {
+    y = leaf_forward(x);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(
+        false,
+        "summary: step '",
+        row.name,
+        "' (",
+        row.type,
+        ") failed on an input of shape ",
+        x.sizes(),
+        ": ",
+        e.what_without_backtrace());
+  }
+  row.macs = detail::summary_leaf_macs(*module, y);
+  row.allocates = !detail::summary_shares_storage(x, y);
+  row.output_shape = y.sizes().vec();
+  rows_->push_back(std::move(row));
+  return y;
+}
+
+inline torch::Tensor SummaryTracer::nested(
+    const std::string& name,
+    const std::shared_ptr<torch::nn::Module>& module,
+    const torch::Tensor& x,
+    const std::function<torch::Tensor(const torch::Tensor&, SummaryTracer&)>&
+        steps) {
+  if (!recording()) {
+    return steps(x, *this);
+  }
+  TORCH_CHECK(
+      module != nullptr,
+      "SummaryTracer: step '",
+      path(name),
+      "' is an empty module holder");
+  SummaryRow row;
+  row.name = path(name);
+  row.type = detail::summary_type_name(*module);
+  row.depth = depth_;
+  row.is_leaf = false;
+  row.allocates = false;
+  detail::summary_count(*module, row.params, row.trainable_params);
   const size_t first = rows_->size();
   SummaryTracer inner(rows_, row.name, depth_ + 1);
-  torch::Tensor y;
-  if (detail::summary_trace_inside(module, x, inner, y)) {
-    row.is_leaf = false;
-    row.allocates = false;
-    for (size_t i = first; i < rows_->size(); ++i) {
-      if ((*rows_)[i].is_leaf) {
-        row.macs += (*rows_)[i].macs;
-      }
+  torch::Tensor y = steps(x, inner);
+  for (size_t i = first; i < rows_->size(); ++i) {
+    if ((*rows_)[i].is_leaf) {
+      row.macs += (*rows_)[i].macs;
     }
-  } else {
-    try {
-      y = leaf_forward(x);
-    } catch (const c10::Error& e) {
-      TORCH_CHECK(
-          false,
-          "summary: step '",
-          row.name,
-          "' (",
-          row.type,
-          ") failed on an input of shape ",
-          x.sizes(),
-          ": ",
-          e.what_without_backtrace());
-    }
-    row.macs = detail::summary_leaf_macs(*module, y);
-    row.allocates = !detail::summary_shares_storage(x, y);
   }
   row.output_shape = y.sizes().vec();
   rows_->push_back(std::move(row));
@@ -298,10 +328,10 @@ inline std::string ModelSummary::to_string(int64_t max_depth) const {
 }
 
 inline ModelSummary summary(
-    const std::shared_ptr<torch::nn::Module>& module,
+    ModuleRef model,
     const std::vector<int64_t>& input_shape,
     const SummaryOptions& options) {
-  TORCH_CHECK(module != nullptr, "summary: module is null");
+  torch::nn::Module& module = model.get("summary");
   TORCH_CHECK(
       !input_shape.empty() && std::all_of(
                                   input_shape.begin(),
@@ -314,7 +344,7 @@ inline ModelSummary summary(
   ModelSummary s;
   s.input_shape = input_shape;
   torch::Device device(torch::kCPU);
-  for (const auto& p : module->parameters()) {
+  for (const auto& p : module.parameters()) {
     s.total_params += p.numel();
     s.param_bytes += p.numel() * static_cast<int64_t>(p.element_size());
     if (p.requires_grad()) {
@@ -323,7 +353,7 @@ inline ModelSummary summary(
     device = p.device();
   }
   s.non_trainable_params = s.total_params - s.trainable_params;
-  for (const auto& b : module->buffers()) {
+  for (const auto& b : module.buffers()) {
     s.buffers += b.numel();
   }
   const int64_t elem = static_cast<int64_t>(c10::elementSize(options.dtype()));
@@ -333,11 +363,8 @@ inline ModelSummary summary(
   }
   s.input_bytes = in_numel * elem;
 
-  const bool followable =
-      std::dynamic_pointer_cast<torch::nn::SequentialImpl>(module) != nullptr ||
-      dynamic_cast<SummaryTraceable*>(module.get()) != nullptr;
-  if (!followable) {
-    for (const auto& item : module->named_modules("", /*include_self=*/false)) {
+  if (!detail::summary_followable(module)) {
+    for (const auto& item : module.named_modules("", /*include_self=*/false)) {
       if (!item.value()->children().empty()) {
         continue;
       }
@@ -352,16 +379,20 @@ inline ModelSummary summary(
     return s;
   }
 
+  // The root by reference (modules(include_self) needs it in a shared_ptr),
+  // then its descendants in pre-order.
+  const bool root_training = module.is_training();
   std::vector<std::pair<std::shared_ptr<torch::nn::Module>, bool>> modes;
-  for (const auto& m : module->modules(/*include_self=*/true)) {
+  for (const auto& m : module.modules(/*include_self=*/false)) {
     modes.emplace_back(m, m->is_training());
   }
-  auto restore = [&modes] {
+  auto restore = [&module, root_training, &modes] {
+    module.train(root_training);
     for (auto& m : modes) { // pre-order: parents first, children override
       m.first->train(m.second);
     }
   };
-  module->eval();
+  module.eval();
   torch::Tensor y;
   try {
     torch::NoGradGuard no_grad;
@@ -369,7 +400,7 @@ inline ModelSummary summary(
         input_shape,
         torch::TensorOptions().dtype(options.dtype()).device(device));
     SummaryTracer tracer(&s.rows, "", 0);
-    detail::summary_trace_inside(module, x, tracer, y);
+    y = detail::summary_trace_inside(module, x, tracer);
   } catch (...) {
     restore();
     throw;

@@ -5,6 +5,8 @@
 
 #include <dlcore/nn/forward_child.h>
 #include <dlcore/nn/freeze.h>
+#include <dlcore/nn/layer_math.h>
+#include <dlcore/nn/summary.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
@@ -82,11 +84,53 @@ struct ResNetCifarOptions {
   }
 };
 
+namespace detail {
+/// Checks `o` for `ResNetCifar` and `resnet_cifar_layers` (`owner`).
+inline void resnet_cifar_check(const ResNetCifarOptions& o, const char* owner) {
+  TORCH_CHECK(
+      !o.blocks().empty() && o.blocks().size() == o.widths().size(),
+      owner,
+      ": expected as many widths as stages (at least one), but got ",
+      o.blocks().size(),
+      " stages and ",
+      o.widths().size(),
+      " widths");
+  for (std::size_t s = 0; s < o.blocks().size(); ++s) {
+    TORCH_CHECK(
+        o.blocks()[s] >= 1 && o.widths()[s] >= 1,
+        owner,
+        ": expected blocks and widths >= 1, but stage ",
+        s,
+        " has ",
+        o.blocks()[s],
+        " blocks of width ",
+        o.widths()[s]);
+    TORCH_CHECK(
+        o.shortcut() == ResNetShortcut::kB || s == 0 ||
+            o.widths()[s] >= o.widths()[s - 1],
+        owner,
+        ": option A shortcuts need non-decreasing widths, but got ",
+        c10::IntArrayRef(o.widths()));
+  }
+  TORCH_CHECK(
+      o.in_channels() >= 1,
+      owner,
+      ": expected in_channels >= 1, but got ",
+      o.in_channels());
+  TORCH_CHECK(
+      o.num_classes() >= 1,
+      owner,
+      ": expected num_classes >= 1, but got ",
+      o.num_classes());
+}
+} // namespace detail
+
 /// Option-B shortcut: 1x1 convolution ("0") and batch norm ("1"), the
 /// parameter names of torchvision's `downsample` Sequential; the batch norm is
 /// reached through the registry, so `set_batchnorm_policy` applies to it.
 class ResNetCifarProjectionImpl
-    : public torch::nn::Cloneable<ResNetCifarProjectionImpl> {
+    : public torch::nn::Cloneable<ResNetCifarProjectionImpl>,
+      public SummaryTraceable {
  public:
   ResNetCifarProjectionImpl(int64_t in, int64_t out, int64_t stride)
       : in_(in), out_(out), stride_(stride) {
@@ -101,7 +145,13 @@ class ResNetCifarProjectionImpl
     register_module("1", torch::nn::BatchNorm2d(out_));
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    return forward_child(*this, "1", conv(x));
+    SummaryTracer off;
+    return trace_forward(x, off);
+  }
+  /// `forward`, step by step (see `summary()`): "0", then "1".
+  torch::Tensor trace_forward(
+      const torch::Tensor& x, SummaryTracer& t) override {
+    return forward_child(*this, "1", t("0", conv, x), t);
   }
   torch::nn::Conv2d conv{nullptr};
 
@@ -114,8 +164,11 @@ TORCH_MODULE(ResNetCifarProjection);
 
 /// The basic residual block: conv3x3-bn-relu-conv3x3-bn, plus the
 /// shortcut, then relu. Children: conv1, bn1, conv2, bn2 and, for option B
-/// where the shape changes, downsample.
-class ResNetCifarBlockImpl : public torch::nn::Cloneable<ResNetCifarBlockImpl> {
+/// where the shape changes, downsample. In `summary()` the steps are conv1,
+/// bn1, relu1, conv2, bn2, the shortcut (downsample, or the option-A
+/// `shortcut`, or nothing for the identity), add, relu2.
+class ResNetCifarBlockImpl : public torch::nn::Cloneable<ResNetCifarBlockImpl>,
+                             public SummaryTraceable {
  public:
   ResNetCifarBlockImpl(
       int64_t in, int64_t out, int64_t stride, ResNetShortcut shortcut)
@@ -142,18 +195,29 @@ class ResNetCifarBlockImpl : public torch::nn::Cloneable<ResNetCifarBlockImpl> {
     }
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = torch::relu(forward_child(*this, "bn1", conv1(x)));
-    y = forward_child(*this, "bn2", conv2(y));
-    return torch::relu(y + shortcut(x));
+    SummaryTracer off;
+    return trace_forward(x, off);
+  }
+  /// `forward`, step by step (see `summary()`).
+  torch::Tensor trace_forward(
+      const torch::Tensor& x, SummaryTracer& t) override {
+    auto y = t("conv1", conv1, x);
+    y = forward_child(*this, "bn1", y, t);
+    y = t.functional("relu1", y, torch::relu(y));
+    y = t("conv2", conv2, y);
+    y = forward_child(*this, "bn2", y, t);
+    const auto s = shortcut(x, t);
+    y = t.functional("add", y, y + s);
+    return t.functional("relu2", y, torch::relu(y));
   }
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::Conv2d conv2{nullptr};
 
  private:
-  torch::Tensor shortcut(const torch::Tensor& x) {
+  torch::Tensor shortcut(const torch::Tensor& x, SummaryTracer& t) {
     if (projection_) {
-      auto child = named_children()["downsample"];
-      return child->as<ResNetCifarProjectionImpl>()->forward(x);
+      return forward_child<ResNetCifarProjectionImpl>(
+          *this, "downsample", x, t);
     }
     if (stride_ == 1 && in_ == out_) {
       return x;
@@ -170,8 +234,13 @@ class ResNetCifarBlockImpl : public torch::nn::Cloneable<ResNetCifarBlockImpl> {
         in_,
         " -> ",
         out_);
-    return torch::nn::functional::pad(
-        y, torch::nn::functional::PadFuncOptions({0, 0, 0, 0, 0, out_ - in_}));
+    return t.functional(
+        "shortcut",
+        x,
+        torch::nn::functional::pad(
+            y,
+            torch::nn::functional::PadFuncOptions(
+                {0, 0, 0, 0, 0, out_ - in_})));
   }
 
   int64_t in_;
@@ -190,13 +259,15 @@ TORCH_MODULE(ResNetCifarBlock);
 /// stages: layer1..layerS, each `blocks[s]` basic blocks of `widths[s]`
 ///         channels, the first block of every stage but the first with
 ///         stride 2
-/// head:   global average pool - `fc` (Linear)
+/// head:   global average pool (avgpool, flatten) - `fc` (Linear)
 ///
 /// Parameter names follow torchvision's ResNet (conv1, bn1,
 /// layer1.0.conv1.weight, ..., layer2.0.downsample.0.weight, fc.weight), so
-/// `replace_linear_head(*net, "fc", k)` and `layer_groups()` work, and the
+/// `replace_linear_head(net, "fc", k)` and `layer_groups()` work, and the
 /// forward reaches every batch norm and the head through the registry, so
-/// `set_batchnorm_policy` and `replace_head` take effect.
+/// `set_batchnorm_policy` and `replace_head` take effect, in `summary()`
+/// too (the model is `SummaryTraceable`; `resnet_cifar_layers` describes
+/// the same rows for `analyze_layers`).
 /// Initialization (seeded): convolutions Kaiming normal (fan_out, relu),
 /// batch norm weight 1 and bias 0, fc U(-1/sqrt(in), 1/sqrt(in)).
 ///
@@ -210,7 +281,8 @@ TORCH_MODULE(ResNetCifarBlock);
 /// sides; the parameter count, 0.27M for ResNet-20, is the same). ResNet-18
 /// matches torchvision's `resnet18` with `conv1 = Conv2d(3, 64, 3, 1, 1)` and
 /// `maxpool = Identity()` (11,173,962 parameters for 10 classes).
-class ResNetCifarImpl : public torch::nn::Cloneable<ResNetCifarImpl> {
+class ResNetCifarImpl : public torch::nn::Cloneable<ResNetCifarImpl>,
+                        public SummaryTraceable {
  public:
   explicit ResNetCifarImpl(ResNetCifarOptions options = {})
       : options(std::move(options)) {
@@ -219,38 +291,7 @@ class ResNetCifarImpl : public torch::nn::Cloneable<ResNetCifarImpl> {
 
   void reset() override {
     const auto& o = options;
-    TORCH_CHECK(
-        !o.blocks().empty() && o.blocks().size() == o.widths().size(),
-        "ResNetCifar: expected as many widths as stages (at least one), but "
-        "got ",
-        o.blocks().size(),
-        " stages and ",
-        o.widths().size(),
-        " widths");
-    for (std::size_t s = 0; s < o.blocks().size(); ++s) {
-      TORCH_CHECK(
-          o.blocks()[s] >= 1 && o.widths()[s] >= 1,
-          "ResNetCifar: expected blocks and widths >= 1, but stage ",
-          s,
-          " has ",
-          o.blocks()[s],
-          " blocks of width ",
-          o.widths()[s]);
-      TORCH_CHECK(
-          o.shortcut() == ResNetShortcut::kB || s == 0 ||
-              o.widths()[s] >= o.widths()[s - 1],
-          "ResNetCifar: option A shortcuts need non-decreasing widths, but "
-          "got ",
-          c10::IntArrayRef(o.widths()));
-    }
-    TORCH_CHECK(
-        o.in_channels() >= 1,
-        "ResNetCifar: expected in_channels >= 1, but got ",
-        o.in_channels());
-    TORCH_CHECK(
-        o.num_classes() >= 1,
-        "ResNetCifar: expected num_classes >= 1, but got ",
-        o.num_classes());
+    detail::resnet_cifar_check(o, "ResNetCifar");
 
     stages_.clear();
     conv1 = register_module(
@@ -279,27 +320,21 @@ class ResNetCifarImpl : public torch::nn::Cloneable<ResNetCifarImpl> {
 
   /// The pooled features [N, feature_dim()] fed to the head.
   torch::Tensor features(const torch::Tensor& x) {
-    TORCH_CHECK(
-        x.dim() == 4 && x.size(1) == options.in_channels(),
-        "ResNetCifar: expected input [N, ",
-        options.in_channels(),
-        ", H, W], but got ",
-        x.sizes());
-    auto y = torch::relu(forward_child(*this, "bn1", conv1(x)));
-    // Through the registry, so that replaced blocks are honoured.
-    for (std::size_t s = 0; s < stages_.size(); ++s) {
-      auto stage = named_children()["layer" + std::to_string(s + 1)]
-                       ->as<torch::nn::ModuleListImpl>();
-      for (const auto& block : stage->children()) {
-        y = block->as<ResNetCifarBlockImpl>()->forward(y);
-      }
-    }
-    return y.mean({2, 3});
+    SummaryTracer off;
+    return features(x, off);
   }
 
   /// Logits [N, num_classes] (those of whatever module `fc` now is).
   torch::Tensor forward(const torch::Tensor& x) {
-    return forward_child(*this, "fc", features(x));
+    SummaryTracer off;
+    return trace_forward(x, off);
+  }
+
+  /// `forward`, step by step (see `summary()`): conv1, bn1, relu, each stage
+  /// (a ModuleList row holding its blocks' rows), avgpool, flatten, fc.
+  torch::Tensor trace_forward(
+      const torch::Tensor& x, SummaryTracer& t) override {
+    return forward_child(*this, "fc", features(x, t), t);
   }
 
   /// Channels of the pooled features.
@@ -325,6 +360,38 @@ class ResNetCifarImpl : public torch::nn::Cloneable<ResNetCifarImpl> {
   torch::nn::Conv2d conv1{nullptr};
 
  private:
+  torch::Tensor features(const torch::Tensor& x, SummaryTracer& t) {
+    TORCH_CHECK(
+        x.dim() == 4 && x.size(1) == options.in_channels(),
+        "ResNetCifar: expected input [N, ",
+        options.in_channels(),
+        ", H, W], but got ",
+        x.sizes());
+    auto y = t("conv1", conv1, x);
+    y = forward_child(*this, "bn1", y, t);
+    y = t.functional("relu", y, torch::relu(y));
+    // Through the registry, so that replaced blocks are honoured.
+    for (std::size_t s = 0; s < stages_.size(); ++s) {
+      const std::string name = "layer" + std::to_string(s + 1);
+      const auto stage = named_children()[name];
+      y = t.nested(
+          name,
+          stage,
+          y,
+          [&stage](const torch::Tensor& in, SummaryTracer& inner) {
+            torch::Tensor z = in;
+            for (const auto& block : stage->named_children()) {
+              z = forward_child<ResNetCifarBlockImpl>(
+                  *stage, block.key(), z, inner);
+            }
+            return z;
+          });
+    }
+    // Global average pooling as [N, C, 1, 1] and a view to [N, C].
+    y = t.functional("avgpool", y, y.mean({2, 3}, /*keepdim=*/true));
+    return t.functional("flatten", y, y.flatten(1));
+  }
+
   void initialize() {
     auto gen = at::detail::createCPUGenerator(options.seed());
     torch::NoGradGuard no_grad;
@@ -378,6 +445,63 @@ inline ResNetCifar resnet18_cifar(
   return ResNetCifar(ResNetCifarOptions::resnet18()
                          .num_classes(num_classes)
                          .in_channels(in_channels));
+}
+
+/// `ResNetCifar(options)` as layer specs for `analyze_layers()` (input
+/// {in_channels, H, W}), row for row the same as the model's `summary()`
+/// leaf rows, with the same names: conv1, bn1, relu; per block
+/// `layerS.B.` conv1, bn1, relu1, conv2, bn2, the shortcut (downsample.0
+/// and downsample.1 for option B, `shortcut` — a `subsample_pad` — for
+/// option A, nothing for the identity), add, relu2; avgpool, flatten, fc.
+///
+/// Example:
+///   auto s = dlcore::analyze_layers(
+///       dlcore::resnet_cifar_layers(dlcore::ResNetCifarOptions::depth(20)),
+///       {3, 32, 32});
+///   // s.params == 269722 (as resnet20_cifar()), s.output_shape == {10}
+inline std::vector<LayerSpec> resnet_cifar_layers(
+    const ResNetCifarOptions& options = {}) {
+  using L = LayerSpec;
+  const auto& o = options;
+  detail::resnet_cifar_check(o, "resnet_cifar_layers");
+  int64_t in = o.widths()[0];
+  std::vector<L> layers = {
+      L::conv2d(o.in_channels(), in, 3).padding(1).bias(false).name("conv1"),
+      L::batch_norm(in).name("bn1"),
+      L::relu(/*inplace=*/false).name("relu")};
+  for (std::size_t s = 0; s < o.blocks().size(); ++s) {
+    const int64_t w = o.widths()[s];
+    for (int64_t b = 0; b < o.blocks()[s]; ++b) {
+      const int64_t stride = (s > 0 && b == 0) ? 2 : 1;
+      const std::string p =
+          "layer" + std::to_string(s + 1) + "." + std::to_string(b) + ".";
+      std::vector<L> main = {
+          L::conv2d(in, w, 3).stride(stride).padding(1).bias(false).name(
+              p + "conv1"),
+          L::batch_norm(w).name(p + "bn1"),
+          L::relu(/*inplace=*/false).name(p + "relu1"),
+          L::conv2d(w, w, 3).padding(1).bias(false).name(p + "conv2"),
+          L::batch_norm(w).name(p + "bn2")};
+      std::vector<L> shortcut;
+      if (stride != 1 || in != w) {
+        if (o.shortcut() == ResNetShortcut::kB) {
+          shortcut = {
+              L::conv2d(in, w, 1).stride(stride).bias(false).name(
+                  p + "downsample.0"),
+              L::batch_norm(w).name(p + "downsample.1")};
+        } else {
+          shortcut = {L::subsample_pad(w, stride).name(p + "shortcut")};
+        }
+      }
+      layers.push_back(L::add({main, shortcut}).inplace(false).name(p + "add"));
+      layers.push_back(L::relu(/*inplace=*/false).name(p + "relu2"));
+      in = w;
+    }
+  }
+  layers.push_back(L::adaptive_avg_pool2d(1).name("avgpool"));
+  layers.push_back(L::flatten().name("flatten"));
+  layers.push_back(L::linear(in, o.num_classes()).name("fc"));
+  return layers;
 }
 
 } // namespace dlcore
