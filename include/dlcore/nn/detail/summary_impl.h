@@ -302,8 +302,17 @@ inline std::string ModelSummary::to_string(int64_t max_depth) const {
      << detail::format_thousands(non_trainable_params) << "\n";
   // Without a trace, MACs and activations are unknown, not zero.
   const std::string unknown = "-- (not traced)";
-  os << "Total mult-adds (G): "
-     << (traced ? detail::summary_fixed(total_macs / 1e9, 3) : unknown) << "\n";
+  // In G, or in M below 10^9 (LeNet-5's 416,520 read as 0.417 M, not 0.000
+  // G), as torchinfo chooses its unit.
+  if (!traced) {
+    os << "Total mult-adds: " << unknown << "\n";
+  } else if (total_macs >= 1e9) {
+    os << "Total mult-adds (G): " << detail::summary_fixed(total_macs / 1e9, 3)
+       << "\n";
+  } else {
+    os << "Total mult-adds (M): " << detail::summary_fixed(total_macs / 1e6, 3)
+       << "\n";
+  }
   os << rule << "\n";
   os << "Input size (MiB): " << detail::summary_fixed(input_bytes / mib, 2)
      << "\n";
