@@ -33,8 +33,8 @@ inline std::vector<double> discriminative_lrs(
       num_groups);
   TORCH_CHECK(
       lr_low > 0.0 && lr_high >= lr_low && std::isfinite(lr_high),
-      "discriminative_lrs: expected finite 0 < lr_low <= lr_high, but got "
-      "lr_low = ",
+      "discriminative_lrs: expected 0 < lr_low <= lr_high, both finite, but "
+      "got lr_low = ",
       lr_low,
       " and lr_high = ",
       lr_high);

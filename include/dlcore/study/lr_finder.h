@@ -700,10 +700,9 @@ inline std::vector<double> log_grid(double start, double end, int64_t num) {
       end);
   // A grid point is a training run: a million is far beyond any study, and
   // the bound keeps the vector's allocation justified.
+  TORCH_CHECK(num >= 1, "log_grid: num must be >= 1, but got ", num);
   TORCH_CHECK(
-      num >= 1 && num <= 1000000,
-      "log_grid: num must be in [1, 1000000], but got ",
-      num);
+      num <= 1000000, "log_grid: num must be <= 1000000, but got ", num);
   const double a = std::log10(start);
   const double b = std::log10(end);
   std::vector<double> out;
