@@ -42,6 +42,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -456,6 +457,19 @@ inline dlcore::PlotPanel csv_panel(
 
 /// Prints what went wrong as `<program>: error: <message>` (a LibTorch
 /// error without its C++ backtrace) and returns the exit status, 1.
+/// Parses the command line like CLI11_PARSE, but a refused flag exits with
+/// status 1, as every other error of an example does (CLI11's own codes are
+/// 100 and above). Returns the exit status when the program should stop
+/// (0 after --help), nothing when it should run.
+inline std::optional<int> parse_flags(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 1;
+  }
+  return std::nullopt;
+}
+
 inline int report_error(const std::string& program, const std::exception& e) {
   const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
   std::cerr << program << ": error: "

@@ -849,7 +849,9 @@ int main(int argc, char** argv) try {
       "FashionMNIST"};
   Settings s;
   add_flags(app, s);
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = ex::parse_flags(app, argc, argv)) {
+    return *rc;
+  }
   // Every flag is checked before any work.
   finish_settings(app, s);
   s.flags.validate();

@@ -635,7 +635,9 @@ int main(int argc, char** argv) try {
   CLI::App app{"Problem 2: CNN architecture analysis"};
   Settings s;
   add_flags(app, s);
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = ex::parse_flags(app, argc, argv)) {
+    return *rc;
+  }
   // Every flag is checked before any work; no data set is read.
   check_flags(s);
   s.flags.validate(/*reads_data=*/false);

@@ -833,7 +833,9 @@ int main(int argc, char** argv) try {
   Settings s;
   Cli cli;
   add_flags(app, flags, s, cli);
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = ex::parse_flags(app, argc, argv)) {
+    return *rc;
+  }
   // Every flag is checked before any work (the backbone in run_all, which
   // knows the model).
   finish_settings(flags, cli, s);

@@ -628,7 +628,9 @@ int main(int argc, char** argv) try {
   ex::CommonFlags flags;
   Settings s;
   add_flags(app, flags, s);
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = ex::parse_flags(app, argc, argv)) {
+    return *rc;
+  }
   // Every flag is checked before any work.
   finish_settings(flags, s);
   flags.validate();

@@ -1,9 +1,11 @@
 #include <dlcore/data/cifar.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 
 namespace {
 
@@ -228,4 +230,76 @@ TEST_CASE("normalize_cifar validates its input", "[cifar]") {
       {0.5f, 0.5f, 0.5f},
       {0.5f, 0.5f, 0.5f});
   CHECK(torch::all(y == 1.0f).item<bool>());
+}
+
+TEST_CASE(
+    "read_cifar_file: every truncation of a file is whole records or an "
+    "error naming the file",
+    "[cifar]") {
+  // CIFAR files have no header: each record is its label byte(s) then 3072
+  // pixels, so every cut inside a record (its label bytes included) must
+  // be refused, and a cut at a record boundary reads the records before
+  // it. The file holds two records.
+  const auto dir = temp_dir("truncations");
+  int64_t tried = 0;
+  int64_t errors = 0;
+  for (const auto format :
+       {dlcore::CifarFormat::kCifar10, dlcore::CifarFormat::kCifar100}) {
+    const bool hundred = format == dlcore::CifarFormat::kCifar100;
+    std::vector<uint8_t> bytes;
+    for (uint8_t i = 0; i < 2; ++i) {
+      const auto r = hundred ? record100(i, i + 1, i) : record10(i, i);
+      bytes.insert(bytes.end(), r.begin(), r.end());
+    }
+    const auto record = static_cast<std::size_t>(hundred ? 3074 : 3073);
+    const std::string path = (dir / "cut.bin").string();
+    // Every cut inside the first record's label bytes and the pixels just
+    // after them, every cut within 3 bytes of a record boundary, and every
+    // 61st byte in between (each cut is a file write: all 12,294 took 45 s
+    // on a busy machine).
+    const std::size_t labels = record - 3072;
+    std::set<std::size_t> cuts;
+    for (std::size_t len = 0; len < labels + 4; ++len) {
+      cuts.insert(len);
+    }
+    for (std::size_t b = record; b <= bytes.size(); b += record) {
+      for (std::size_t len = b - 3;
+           len < std::min(b + labels + 4, bytes.size());
+           ++len) {
+        cuts.insert(len);
+      }
+    }
+    for (std::size_t len = 0; len < bytes.size(); len += 61) {
+      cuts.insert(len);
+    }
+    for (const std::size_t len : cuts) {
+      write_raw(
+          path,
+          {std::vector<uint8_t>(
+              bytes.begin(), bytes.begin() + static_cast<long>(len))});
+      ++tried;
+      if (len > 0 && len % record == 0) {
+        const auto r = dlcore::read_cifar_file(path, format);
+        REQUIRE(r.images.size(0) == static_cast<int64_t>(len / record));
+        CHECK(r.labels[0].item<int64_t>() == (hundred ? 1 : 0));
+        continue;
+      }
+      try {
+        dlcore::read_cifar_file(path, format);
+        FAIL("a cut at " << len << " bytes loaded");
+      } catch (const c10::Error& e) {
+        const std::string msg = e.what_without_backtrace();
+        INFO(msg);
+        CHECK(msg.rfind("read_cifar_file: expected '" + path + "'", 0) == 0);
+        ++errors;
+      }
+    }
+  }
+  WARN(
+      "CIFAR truncation sweep: " << tried << " inputs tried, " << errors
+                                 << " clean errors, " << tried - errors
+                                 << " whole-record files read");
+  CHECK(tried == 234);
+  CHECK(errors == tried - 2);
+  fs::remove_all(dir);
 }

@@ -493,3 +493,62 @@ TEST_CASE(
     }
   }
 }
+
+TEST_CASE(
+    "read_idx refuses a huge size claimed in any dimension of any header, "
+    "plain or gzip, before allocating",
+    "[idx]") {
+  TempDir dir;
+  // Every dtype, 1 to 4 dimensions, each dimension in turn set to a huge
+  // count (the others 2), over 8 bytes of payload. The reader must refuse
+  // each by the size the header declares (before it allocates that size),
+  // never by a failed allocation or read.
+  const std::vector<uint8_t> codes = {0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E};
+  const std::vector<uint32_t> huge = {65536u, 1u << 31, 0xFFFFFFFFu};
+  int64_t tried = 0;
+  int64_t clean = 0;
+  for (const uint8_t code : codes) {
+    for (size_t ndim = 1; ndim <= 4; ++ndim) {
+      for (size_t d = 0; d < ndim; ++d) {
+        for (const uint32_t h : huge) {
+          std::vector<uint32_t> dims(ndim, 2);
+          dims[d] = h;
+          const Bytes bytes = concat(header(code, dims), Bytes(8, 1));
+          for (const bool gzip : {false, true}) {
+            const std::string p = dir / (gzip ? "h.gz" : "h");
+            write_bytes(p, bytes, gzip);
+            ++tried;
+            const std::string msg = error_of(p);
+            INFO(
+                "code " << int(code) << ", dims " << ndim << ", huge dim " << d
+                        << " = " << h << ", gzip " << gzip << ": " << msg);
+            const bool named = msg.rfind("read_idx: " + p + ": ", 0) == 0;
+            const bool by_size =
+                msg.find("the header declares") != std::string::npos ||
+                msg.find("overflow") != std::string::npos;
+            CHECK(named);
+            CHECK(by_size);
+            clean += named && by_size;
+          }
+        }
+      }
+    }
+  }
+  // All dimensions huge at once: the product overflows 64 bits.
+  for (const bool gzip : {false, true}) {
+    const std::string p = dir / (gzip ? "all.gz" : "all");
+    write_bytes(
+        p,
+        concat(header(0x0E, std::vector<uint32_t>(16, 0xFFFFFFFFu)), {1}),
+        gzip);
+    ++tried;
+    const std::string msg = error_of(p);
+    INFO(msg);
+    CHECK_THAT(msg, Catch::Contains("overflow"));
+    clean += msg.find("overflow") != std::string::npos;
+  }
+  WARN(
+      "IDX huge-size sweep: " << tried << " inputs tried, " << clean
+                              << " clean errors");
+  CHECK(tried == 6 * (1 + 2 + 3 + 4) * 3 * 2 + 2);
+}

@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
@@ -218,13 +219,21 @@ inline torch::Tensor normalize_cifar(
           images.dim() == 4 && images.size(1) == 3,
       "normalize_cifar: expected uint8 images [N, 3, H, W], but got ",
       images.defined() ? images.sizes() : c10::IntArrayRef{});
+  detail::check_has_data(images, "normalize_cifar", "images");
   for (int c = 0; c < 3; ++c) {
+    const auto i = static_cast<std::size_t>(c);
     TORCH_CHECK(
-        std[static_cast<std::size_t>(c)] > 0.0f,
-        "normalize_cifar: expected std > 0, but channel ",
+        std::isfinite(std[i]) && std[i] > 0.0f,
+        "normalize_cifar: expected a finite std > 0, but channel ",
         c,
         " has ",
-        std[static_cast<std::size_t>(c)]);
+        std[i]);
+    TORCH_CHECK(
+        std::isfinite(mean[i]),
+        "normalize_cifar: expected a finite mean, but channel ",
+        c,
+        " has ",
+        mean[i]);
   }
   const auto m =
       torch::tensor({mean[0], mean[1], mean[2]}).reshape({1, 3, 1, 1});

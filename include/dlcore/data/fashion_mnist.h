@@ -58,6 +58,7 @@ inline torch::Tensor normalize_fashion_mnist(const torch::Tensor& images) {
       images.defined() ? c10::toString(images.scalar_type()) : "undefined",
       " ",
       images.defined() ? images.sizes() : c10::IntArrayRef{});
+  detail::check_has_data(images, "normalize_fashion_mnist", "images");
   float lut[256];
   for (int v = 0; v < 256; ++v) {
     // Same float32 operations, in the same order, as ToTensor + Normalize.

@@ -204,6 +204,7 @@ class HashtagResampler : public torch::data::samplers::Sampler<> {
         "but got ",
         labels.defined() ? labels.toString() : std::string("undefined"),
         labels.defined() ? labels.sizes() : torch::IntArrayRef{});
+    detail::check_has_data(labels, "HashtagResampler", "labels");
     check_options();
     auto l = labels.to(torch::kCPU).contiguous();
     if (l.scalar_type() == torch::kLong) {

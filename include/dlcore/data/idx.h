@@ -5,6 +5,7 @@
 
 #include <dlcore/data/detail/gzip_stream.h>
 #include <dlcore/data/detail/idx_format.h>
+#include <dlcore/detail/tensor_check.h>
 
 #include <cstdint>
 #include <limits>
@@ -238,6 +239,7 @@ inline void write_idx(
       ": ",
       path,
       ": expected a defined tensor but got an undefined one");
+  detail::check_has_data(tensor, kOwner, "a tensor");
   const uint8_t code = detail::idx_code_from_dtype(tensor.scalar_type());
   TORCH_CHECK(
       code != 0,

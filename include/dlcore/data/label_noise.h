@@ -102,6 +102,7 @@ inline std::vector<double> noise_tensor_values(
       name,
       ", but got ",
       t.toString());
+  check_has_data(t, "inject_label_noise", name);
   auto d = t.to(torch::kCPU, torch::kDouble).contiguous();
   return std::vector<double>(
       d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
@@ -385,6 +386,7 @@ inline LabelNoiseResult inject_label_noise(
           labels.scalar_type() != torch::kBool,
       "inject_label_noise: expected integer labels, but got ",
       labels.defined() ? labels.toString() : std::string("undefined"));
+  detail::check_has_data(labels, "inject_label_noise", "labels");
   auto out = detail::inject_label_noise_impl(labels, nullptr, 0, options);
   out.labels = out.labels.to(labels.device());
   out.changed = out.changed.to(labels.device());

@@ -364,6 +364,7 @@ class TopKTopPSelector {
         indices.defined() ? indices.toString() : std::string("undefined"),
         " of shape ",
         indices.defined() ? indices.sizes() : at::IntArrayRef{});
+    detail::check_has_data(indices, "TopKTopPSelector", "indices");
     if (scores.size(0) == 0) {
       return;
     }
@@ -955,6 +956,7 @@ class TopKTopPSelector {
         "TopKTopPSelector: expected float32, float64, float16 or bfloat16 "
         "scores, but got ",
         t);
+    detail::check_has_data(scores, "TopKTopPSelector", "scores");
   }
 
   void check_no_overlap(int64_t begin, int64_t end) const {

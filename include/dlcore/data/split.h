@@ -29,6 +29,7 @@ inline torch::Tensor split_int_targets(
       targets.defined() ? c10::toString(targets.scalar_type()) : "undefined",
       " ",
       targets.defined() ? targets.sizes() : c10::IntArrayRef{});
+  detail::check_has_data(targets, owner.c_str(), "targets");
   return targets.to(at::kCPU, at::kLong).contiguous();
 }
 
@@ -57,6 +58,7 @@ inline TensorDataset subset(
       indices.defined() ? c10::toString(indices.scalar_type()) : "undefined",
       " ",
       indices.defined() ? indices.sizes() : c10::IntArrayRef{});
+  detail::check_has_data(indices, "subset", "indices");
   const torch::Tensor idx = indices.to(at::kCPU, at::kLong);
   if (idx.numel() > 0) {
     const int64_t lo = idx.min().item<int64_t>();
@@ -146,6 +148,11 @@ inline torch::Tensor class_balanced_indices(
       per_class >= 1,
       "class_balanced_indices: expected per_class >= 1 but got ",
       per_class);
+  TORCH_CHECK(
+      num_classes == -1 || num_classes >= 1,
+      "class_balanced_indices: expected num_classes -1 (the largest target "
+      "+ 1) or >= 1 but got ",
+      num_classes);
   const int64_t* y = t.data_ptr<int64_t>();
   const int64_t n = t.numel();
   int64_t max_label = -1;
@@ -166,6 +173,15 @@ inline torch::Tensor class_balanced_indices(
         y[i]);
     max_label = std::max(max_label, y[i]);
   }
+  // A class beyond the largest target has no sample; refused before the
+  // per-class lists are allocated.
+  TORCH_CHECK(
+      num_classes < 0 || num_classes <= max_label + 1,
+      "class_balanced_indices: expected at least per_class (",
+      per_class,
+      ") samples of every class but class ",
+      max_label + 1,
+      " has 0");
   const int64_t classes = num_classes >= 0 ? num_classes : max_label + 1;
   std::vector<std::vector<int64_t>> members(static_cast<size_t>(classes));
   for (int64_t i = 0; i < n; ++i) {

@@ -7,6 +7,8 @@
 #include <c10/util/Exception.h>
 #include <torch/types.h>
 
+#include <dlcore/detail/tensor_check.h>
+
 #include <cstdint>
 #include <string>
 
@@ -42,6 +44,7 @@ struct TagLists {
         "but got ",
         labels.defined() ? labels.toString() : std::string("undefined"),
         labels.defined() ? labels.sizes() : torch::IntArrayRef{});
+    detail::check_has_data(labels, "TagLists::from_labels", "labels");
     auto l = labels.to(torch::kCPU, torch::kLong).contiguous();
     auto has = l.ge(0);
     TagLists out;
@@ -72,6 +75,8 @@ struct TagLists {
         ": expected int64 or int32 tags of shape [P], but got ",
         tags.toString(),
         tags.sizes());
+    detail::check_has_data(offsets, owner.c_str(), "offsets");
+    detail::check_has_data(tags, owner.c_str(), "tags");
     // CUDA tag lists are copied to the CPU once, here and by the sampler.
     auto off = offsets.to(torch::kCPU).contiguous();
     const int64_t* o = off.data_ptr<int64_t>();
@@ -122,6 +127,9 @@ inline torch::Tensor soft_targets(
           tags.tags.defined() && tags.tags.dim() == 1,
       "soft_targets: expected TagLists with int64 offsets [N + 1] and tags "
       "[P]");
+  detail::check_has_data(indices, "soft_targets", "indices");
+  detail::check_has_data(tags.offsets, "soft_targets", "offsets");
+  detail::check_has_data(tags.tags, "soft_targets", "tags");
   auto off = tags.offsets.to(torch::kCPU).contiguous();
   auto t = tags.tags.to(torch::kCPU, torch::kLong).contiguous();
   auto idx = indices.to(torch::kCPU).contiguous();

@@ -4,6 +4,8 @@
 #include <c10/util/Exception.h>
 #include <torch/types.h>
 
+#include <dlcore/detail/tensor_check.h>
+
 #include <cstdint>
 #include <string>
 
@@ -36,6 +38,8 @@ struct TensorDataset {
         owner,
         ": expected a TensorDataset with data and targets, but got an "
         "undefined tensor");
+    detail::check_has_data(data, owner.c_str(), "data");
+    detail::check_has_data(targets, owner.c_str(), "targets");
     TORCH_CHECK(
         data.dim() >= 1 && targets.dim() >= 1 &&
             data.size(0) == targets.size(0),

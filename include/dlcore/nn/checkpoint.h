@@ -70,24 +70,11 @@ inline void save_weights(ConstModuleRef module, const std::string& path) {
   detail::write_file_atomic(path, bytes.data(), bytes.size(), "save_weights");
 }
 
-/// Reads the tensors of a weights file by dotted name. Accepts a pickled
-/// dict of tensors (`save_weights`, or Python's
-/// `torch.save(dict(model.state_dict()), path)`) and LibTorch's
-/// `torch::save(module, path)` archives. A file that is neither is an error
-/// naming it.
-///
-/// Before LibTorch parses the file, only a regular file is opened (a FIFO,
-/// device or directory is refused), and the archive is checked by
-/// `detail::check_archive` (zip structure, CRC-32 of every entry, a bounded
-/// walk of the pickles): a damaged file is an error naming it and what is
-/// wrong. Files that pass are still trusted input (see docs/reliability.md).
-///
-/// Differences from PyTorch (Python): LibTorch 1.13's unpickler cannot
-/// rebuild a `collections.OrderedDict`, which `state_dict()` returns, so a
-/// Python checkpoint must be saved as a plain `dict(...)`.
-inline std::map<std::string, torch::Tensor> read_weights(
-    const std::string& path) {
-  constexpr const char* kOwner = "read_weights";
+namespace detail {
+
+// read_weights, with `kOwner` naming the public function in every error.
+inline std::map<std::string, torch::Tensor> read_weights_as(
+    const std::string& path, const char* kOwner) {
   const std::vector<char> bytes = detail::read_regular_file(path, kOwner);
   detail::check_archive(bytes.data(), bytes.size(), path, kOwner);
   std::map<std::string, torch::Tensor> out;
@@ -125,7 +112,8 @@ inline std::map<std::string, torch::Tensor> read_weights(
   } catch (const c10::Error& e) {
     TORCH_CHECK(
         false,
-        "read_weights: expected '",
+        kOwner,
+        ": expected '",
         path,
         "' to hold a pickled dict of tensors (save_weights, Python's "
         "torch.save(dict(model.state_dict())) -- LibTorch cannot read an "
@@ -137,6 +125,28 @@ inline std::map<std::string, torch::Tensor> read_weights(
         ")");
   }
   return out;
+}
+
+} // namespace detail
+
+/// Reads the tensors of a weights file by dotted name. Accepts a pickled
+/// dict of tensors (`save_weights`, or Python's
+/// `torch.save(dict(model.state_dict()), path)`) and LibTorch's
+/// `torch::save(module, path)` archives. A file that is neither is an error
+/// naming it.
+///
+/// Before LibTorch parses the file, only a regular file is opened (a FIFO,
+/// device or directory is refused), and the archive is checked by
+/// `detail::check_archive` (zip structure, CRC-32 of every entry, a bounded
+/// walk of the pickles): a damaged file is an error naming it and what is
+/// wrong. Files that pass are still trusted input (see docs/reliability.md).
+///
+/// Differences from PyTorch (Python): LibTorch 1.13's unpickler cannot
+/// rebuild a `collections.OrderedDict`, which `state_dict()` returns, so a
+/// Python checkpoint must be saved as a plain `dict(...)`.
+inline std::map<std::string, torch::Tensor> read_weights(
+    const std::string& path) {
+  return detail::read_weights_as(path, "read_weights");
 }
 
 /// Options of `load_weights`.
@@ -315,7 +325,12 @@ inline LoadWeightsReport load_weights(
   auto& m = module.get("load_weights");
   const auto ignore = detail::weights_ignore_regex(options, "load_weights");
   return detail::load_matching_weights(
-      m, read_weights(path), options, ignore, "load_weights", path);
+      m,
+      detail::read_weights_as(path, "load_weights"),
+      options,
+      ignore,
+      "load_weights",
+      path);
 }
 
 } // namespace dlcore

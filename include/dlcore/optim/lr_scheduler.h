@@ -36,9 +36,10 @@ class ChainedScheduler;
 /// versioned save/load.
 ///
 /// Guards that hold for every scheduler:
-/// - a step whose learning rate (or momentum) would not be finite throws a
-///   `c10::Error` naming the scheduler, the param group and the step, and
-///   leaves the optimizer and the scheduler unchanged;
+/// - a step whose learning rate (or momentum) would not be finite, or whose
+///   learning rate would be negative, throws a `c10::Error` naming the
+///   scheduler, the param group and the step, and leaves the optimizer and
+///   the scheduler unchanged;
 /// - `last_epoch` never overflows: stepping at INT64_MAX is an error;
 /// - the optimizer must keep the param groups the scheduler was built for.
 ///
@@ -213,11 +214,31 @@ class SchedulerBase {
     }
   }
 
-  /// Checks that `lrs` are finite, writes them into the groups and makes
-  /// them get_last_lr() at `epoch`. `lrs` receives the previous LRs' storage
-  /// (no allocation per step).
+  /// Throws unless every learning rate is >= 0 (a user's LR function can
+  /// return a negative factor; the optimizers check their LR only when they
+  /// are built).
+  void check_non_negative(const std::vector<double>& lrs, int64_t epoch) const {
+    for (std::size_t i = 0; i < lrs.size(); ++i) {
+      TORCH_CHECK(
+          lrs[i] >= 0.0,
+          name_,
+          ": the learning rate of param group ",
+          i,
+          " at step ",
+          epoch,
+          " would be ",
+          lrs[i],
+          ", which is negative; the optimizer was left unchanged (check "
+          "the scheduler's options)");
+    }
+  }
+
+  /// Checks that `lrs` are finite and >= 0, writes them into the groups and
+  /// makes them get_last_lr() at `epoch`. `lrs` receives the previous LRs'
+  /// storage (no allocation per step).
   void commit(std::vector<double>& lrs, int64_t epoch) {
     check_finite(lrs, epoch, "learning rate");
+    check_non_negative(lrs, epoch);
     check_groups();
     detail::sched_write_lrs(optimizer_, lrs);
     last_lr_.swap(lrs);
@@ -235,6 +256,7 @@ class SchedulerBase {
       detail::SchedMomentumWriter& writer,
       int64_t epoch) {
     check_finite(lrs, epoch, "learning rate");
+    check_non_negative(lrs, epoch);
     check_finite(momenta, epoch, "momentum");
     check_groups();
     writer.write(optimizer_, momenta);

@@ -32,8 +32,9 @@ inline std::vector<double> discriminative_lrs(
       "discriminative_lrs: expected num_groups > 0, but got ",
       num_groups);
   TORCH_CHECK(
-      lr_low > 0.0 && lr_high >= lr_low,
-      "discriminative_lrs: expected 0 < lr_low <= lr_high, but got lr_low = ",
+      lr_low > 0.0 && lr_high >= lr_low && std::isfinite(lr_high),
+      "discriminative_lrs: expected 0 < lr_low <= lr_high, both finite, but "
+      "got lr_low = ",
       lr_low,
       " and lr_high = ",
       lr_high);
@@ -116,8 +117,8 @@ inline int64_t add_trainable_param_group(
   auto options = optimizer.defaults().clone();
   if (lr) {
     TORCH_CHECK(
-        *lr >= 0.0,
-        "add_trainable_param_group: expected lr >= 0, but got ",
+        std::isfinite(*lr) && *lr >= 0.0,
+        "add_trainable_param_group: expected a finite lr >= 0, but got ",
         *lr);
     options->set_lr(*lr);
   }

@@ -146,6 +146,25 @@ struct BatchSizeStudyOptions {
         eval_batch_size_ >= 1,
         "batch_size_study: eval_batch_size must be >= 1, but got ",
         eval_batch_size_);
+    // kLinear scales lr by batch_size / base_batch_size: every run's LR
+    // must stay finite.
+    for (int64_t bs : batch_sizes_) {
+      for (BatchLRRule rule : rules_) {
+        TORCH_CHECK(
+            std::isfinite(lr_for(bs, rule)),
+            "batch_size_study: the ",
+            to_string(rule),
+            " LR of batch size ",
+            bs,
+            " (lr ",
+            lr_,
+            " scaled by ",
+            bs,
+            " / base_batch_size ",
+            base_batch_size_,
+            ") is not finite");
+      }
+    }
   }
 
   /// The learning rate of a run at `batch_size` under `rule`.

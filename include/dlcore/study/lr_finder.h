@@ -157,6 +157,15 @@ struct LRFinderOptions {
         start_lr_,
         ")");
     TORCH_CHECK(
+        step_mode_ != LRStepMode::kExp || std::isfinite(end_lr_ / start_lr_),
+        owner,
+        ": end_lr / start_lr (",
+        end_lr_,
+        " / ",
+        start_lr_,
+        ") must be finite for the exponential sweep, whose learning rates "
+        "are start_lr * (end_lr / start_lr)^(i / (num_iter - 1))");
+    TORCH_CHECK(
         beta_ >= 0.0 && beta_ < 1.0,
         owner,
         ": beta must be in [0, 1), but got ",
@@ -754,16 +763,21 @@ inline CyclicBounds suggest_cyclic_bounds(
       "suggest_cyclic_bounds: base_div must be finite and > 1, but got ",
       options.base_div());
   LRSuggestion s;
-  switch (options.max_lr_rule()) {
-    case CyclicMaxRule::kMinDiv10:
-      s = suggest_min_div10(result, options.skip_start(), options.skip_end());
-      break;
-    case CyclicMaxRule::kSteepest:
-      s = suggest_steepest(result, options.skip_start(), options.skip_end());
-      break;
-    case CyclicMaxRule::kValley:
-      s = suggest_valley(result, options.skip_start(), options.skip_end());
-      break;
+  try {
+    switch (options.max_lr_rule()) {
+      case CyclicMaxRule::kMinDiv10:
+        s = suggest_min_div10(result, options.skip_start(), options.skip_end());
+        break;
+      case CyclicMaxRule::kSteepest:
+        s = suggest_steepest(result, options.skip_start(), options.skip_end());
+        break;
+      case CyclicMaxRule::kValley:
+        s = suggest_valley(result, options.skip_start(), options.skip_end());
+        break;
+    }
+  } catch (const c10::Error& e) {
+    // The suggestion's error (too few points, bad skips), named as ours.
+    TORCH_CHECK(false, "suggest_cyclic_bounds: ", e.what_without_backtrace());
   }
   return {s.lr / options.base_div(), s.lr};
 }
@@ -943,7 +957,11 @@ inline std::vector<double> log_grid(double start, double end, int64_t num) {
       start,
       " and ",
       end);
+  // A grid point is a training run: a million is far beyond any study, and
+  // the bound keeps the vector's allocation justified.
   TORCH_CHECK(num >= 1, "log_grid: num must be >= 1, but got ", num);
+  TORCH_CHECK(
+      num <= 1000000, "log_grid: num must be <= 1000000, but got ", num);
   const double a = std::log10(start);
   const double b = std::log10(end);
   std::vector<double> out;

@@ -30,6 +30,13 @@ inline torch::Tensor soft_target_cross_entropy(
       logits.sizes(),
       " and targets ",
       targets.sizes());
+  TORCH_CHECK(
+      logits.is_floating_point() && targets.is_floating_point(),
+      "soft_target_cross_entropy: expected floating-point logits and target "
+      "probabilities, but got ",
+      logits.scalar_type(),
+      " and ",
+      targets.scalar_type());
   return -(targets.to(logits.scalar_type()) * torch::log_softmax(logits, 1))
               .sum(1)
               .mean();

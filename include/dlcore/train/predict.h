@@ -4,6 +4,7 @@
 /// Inference: a model's scores for a tensor or for a range of batches, in
 /// chunks, in eval mode without autograd, with the model's mode restored.
 
+#include <dlcore/detail/tensor_check.h>
 #include <dlcore/train/train_loop.h>
 
 #include <ATen/core/Tensor.h>
@@ -187,7 +188,9 @@ void predict_each(
       "predict: expected inputs [N, ...], but got ",
       inputs.defined() ? inputs.toString()
                        : std::string("an undefined tensor"));
+  detail::check_has_data(inputs, "predict", "inputs");
   auto& module = detail::module_of(model);
+  detail::check_device_option(module, options.device(), "predict");
   detail::PredictScope scope(module);
   const int64_t n = inputs.size(0);
   for (int64_t first = 0; first < n; first += options.batch_size()) {
@@ -218,6 +221,7 @@ void predict_each(
     const PredictOptions& options = {}) {
   detail::check_predict_options(options);
   auto& module = detail::module_of(model);
+  detail::check_device_option(module, options.device(), "predict");
   detail::PredictScope scope(module);
   detail::EpochRestorer<BatchRange> restore_epoch(batches);
   int64_t first = 0;

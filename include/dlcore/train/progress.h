@@ -1,5 +1,6 @@
 #pragma once
 
+#include <c10/util/Exception.h>
 #include <torch/arg.h>
 
 #include <dlcore/detail/format.h>
@@ -72,6 +73,10 @@ class ProgressLine {
         options_(options),
         start_(Clock::now()),
         last_(start_) {
+    TORCH_CHECK(
+        options_.min_interval() >= 0.0,
+        "ProgressLine: min_interval must be >= 0 seconds, but got ",
+        options_.min_interval());
     switch (options_.mode()) {
       case ProgressMode::kNever:
         enabled_ = false;

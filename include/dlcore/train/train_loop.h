@@ -293,6 +293,32 @@ void clear_grads(Optimizer& optimizer, bool set_to_none) {
   optimizer.zero_grad();
 }
 
+// A `device` option must name the device of the model's parameters: the
+// batches move there, and a forward across devices would fail inside
+// LibTorch without naming the caller. A device without an index matches
+// any index of its type.
+inline void check_device_option(
+    const torch::nn::Module& module,
+    const std::optional<torch::Device>& device,
+    const char* owner) {
+  if (!device.has_value()) {
+    return;
+  }
+  for (const auto& p : module.parameters()) {
+    const torch::Device d = p.device();
+    TORCH_CHECK(
+        d.type() == device->type() &&
+            (!device->has_index() || d.index() == device->index()),
+        owner,
+        ": the device option is ",
+        *device,
+        ", but the model's parameters are on ",
+        d,
+        "; move the model there first");
+    return;
+  }
+}
+
 template <typename Optimizer>
 void read_groups(
     const Optimizer& optimizer,
@@ -571,6 +597,7 @@ EpochMetrics train_epoch_impl(
       options.accumulation_steps() >= 1,
       "train_epoch: accumulation_steps must be >= 1, but got ",
       options.accumulation_steps());
+  check_device_option(module, options.device(), "train_epoch");
   module.train(true);
   const LossFunction& loss_fn = options.loss_fn();
   const int64_t k = options.accumulation_steps();
@@ -836,6 +863,7 @@ EpochMetrics evaluate(
       options.data_parallel() >= 1,
       "evaluate: data_parallel must be >= 1, but got ",
       options.data_parallel());
+  detail::check_device_option(module, options.device(), "evaluate");
   module.eval();
   torch::NoGradGuard no_grad;
   const LossFunction& loss_fn = options.loss_fn();

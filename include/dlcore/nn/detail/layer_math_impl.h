@@ -587,6 +587,11 @@ inline NetworkStats analyze_layers(
       options.batch_size() > 0,
       "analyze_layers: batch_size must be positive, got ",
       options.batch_size());
+  TORCH_CHECK(
+      options.dtype() != c10::ScalarType::Undefined &&
+          options.dtype() != c10::ScalarType::NumOptions,
+      "analyze_layers: dtype must be a tensor element type, got ",
+      options.dtype());
 
   NetworkStats stats;
   detail::LayerMathContext ctx;

@@ -349,6 +349,11 @@ inline ModelSummary summary(
       "summary: input_shape must be non-empty with positive sizes (batch "
       "included), got ",
       detail::format_shape(input_shape));
+  TORCH_CHECK(
+      options.dtype() != c10::ScalarType::Undefined &&
+          options.dtype() != c10::ScalarType::NumOptions,
+      "summary: dtype must be a tensor element type, got ",
+      options.dtype());
 
   ModelSummary s;
   s.input_shape = input_shape;

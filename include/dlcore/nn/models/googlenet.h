@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dlcore {
@@ -113,6 +114,18 @@ class InceptionImpl : public torch::nn::Module, public SummaryTraceable {
         k3 == 3 || k3 == 5,
         "Inception: branch3_kernel must be 3 or 5, got ",
         k3);
+    const std::pair<const char*, int64_t> widths[] = {
+        {"in_channels", o.in_channels()},
+        {"ch1x1", o.ch1x1()},
+        {"ch3x3red", o.ch3x3red()},
+        {"ch3x3", o.ch3x3()},
+        {"ch5x5red", o.ch5x5red()},
+        {"ch5x5", o.ch5x5()},
+        {"pool_proj", o.pool_proj()}};
+    for (const auto& [name, width] : widths) {
+      TORCH_CHECK(
+          width >= 1, "Inception: ", name, " must be >= 1, got ", width);
+    }
     branch1 =
         register_module("branch1", BasicConv2d(o.in_channels(), o.ch1x1(), 1));
     branch2 = register_module(
