@@ -33,10 +33,6 @@
 #include <torch/version.h>
 #include <CLI/CLI.hpp>
 
-// DLCORE_BUILD_COMMIT: `git describe --always --dirty` of the checkout the
-// program was built from, or "unknown" (examples/build_commit.cmake).
-#include "build_commit.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,6 +56,11 @@
 #include <vector>
 
 namespace dlcore::examples {
+
+/// `git describe --always --dirty` of the checkout the program was built
+/// from, or "unknown" without git or outside a git checkout. Defined in a
+/// source file generated at build time (examples/build_commit.cmake).
+const char* build_commit();
 
 /// How much work an example does.
 enum class Scale {
@@ -308,7 +309,7 @@ struct CommonFlags {
   dlcore::Json run_json(const std::string& program) const {
     dlcore::Json j = dlcore::Json::object();
     j["program"] = program;
-    j["commit"] = std::string(DLCORE_BUILD_COMMIT);
+    j["commit"] = std::string(build_commit());
     j["dlcore_version"] = std::string(dlcore::version());
     j["libtorch_version"] = std::string(TORCH_VERSION);
     j["scale"] = scale_name(scale);

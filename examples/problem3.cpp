@@ -777,11 +777,12 @@ RunsReport write_runs(
   test_acc.key("bottom right");
   train_acc.key("bottom right");
   std::ostringstream md_table;
-  md_table << "| run | trainable params | final test accuracy (mean ± "
-              "half-range over "
-           << s.seeds << " seed" << (s.seeds == 1 ? "" : "s")
-           << ") | per seed | best epoch's test "
-              "accuracy (mean; test-selected, as the homework) |\n"
+  md_table << "| run | trainable params | final test accuracy ("
+           << (s.seeds > 1 ? "mean ± half-range over " +
+                                 std::to_string(s.seeds) + " seeds"
+                           : std::string("1 seed"))
+           << ") | per seed | best epoch's test accuracy (mean; "
+              "test-selected, as the homework) |\n"
            << "|---|---|---|---|---|\n";
   for (const auto& spec : specs) {
     const RunSummary m = summarize(spec, results);
