@@ -45,6 +45,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -65,80 +66,6 @@ int64_t coarse_tag(int64_t c) {
       10, 11, 10, 11, 10, 12, 10, 12, 11, 12};
   return kCoarse[c];
 }
-
-// The sampler's batches as a range for dlcore::train_epoch: index_select on
-// the data, targets from a callback (class indices or soft targets).
-struct DrawBatch {
-  torch::Tensor data;
-  torch::Tensor targets;
-};
-
-class SampledBatches {
- public:
-  using Targets = std::function<torch::Tensor(const torch::Tensor&)>;
-
-  SampledBatches(
-      dlcore::HashtagResampler& sampler,
-      torch::Tensor data,
-      Targets targets,
-      size_t batch_size)
-      : sampler_(sampler),
-        data_(std::move(data)),
-        targets_(std::move(targets)),
-        batch_size_(batch_size) {}
-
-  class Iterator {
-   public:
-    Iterator(SampledBatches* owner) : owner_(owner) {
-      fetch();
-    }
-    const DrawBatch& operator*() const {
-      return batch_;
-    }
-    Iterator& operator++() {
-      fetch();
-      return *this;
-    }
-    bool operator!=(const Iterator& other) const {
-      return owner_ != other.owner_;
-    }
-
-   private:
-    void fetch() {
-      if (owner_ == nullptr) {
-        return;
-      }
-      auto idx = owner_->sampler_.next(owner_->batch_size_);
-      if (!idx.has_value() || idx->empty()) {
-        owner_ = nullptr;
-        return;
-      }
-      auto i = torch::tensor(std::vector<int64_t>(idx->begin(), idx->end()));
-      batch_.data = owner_->data_.index_select(0, i);
-      batch_.targets = owner_->targets_(i);
-    }
-    SampledBatches* owner_;
-    DrawBatch batch_;
-  };
-
-  Iterator begin() {
-    sampler_.reset();
-    return Iterator(this);
-  }
-  Iterator end() {
-    return Iterator(nullptr);
-  }
-  int64_t size() const {
-    return (sampler_.local_length() + static_cast<int64_t>(batch_size_) - 1) /
-           static_cast<int64_t>(batch_size_);
-  }
-
- private:
-  dlcore::HashtagResampler& sampler_;
-  torch::Tensor data_;
-  Targets targets_;
-  size_t batch_size_;
-};
 
 struct Settings {
   Scale scale = Scale::kDefault;
@@ -404,7 +331,7 @@ Accuracy train_sampled(
     int64_t seed,
     const dlcore::TensorDataset& test,
     torch::Device device) {
-  dlcore::HashtagResampler sampler(
+  auto sampler = std::make_shared<dlcore::HashtagResampler>(
       lt.tags,
       dlcore::HashtagResamplerOptions(sc.alpha)
           .num_tags(lt.num_tags)
@@ -415,22 +342,18 @@ Accuracy train_sampled(
   net->to(device);
   torch::optim::SGD opt(
       net->parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9));
-  SampledBatches::Targets targets;
-  if (s.extra_tags > 0.0) {
-    targets = [&tags = lt.tags,
-               num_tags = lt.num_tags](const torch::Tensor& i) {
-      return dlcore::soft_targets(tags, i, num_tags);
-    };
-  } else {
-    targets = [&set = lt.set](const torch::Tensor& i) {
-      return set.targets.index_select(0, i);
-    };
-  }
-  SampledBatches batches(
-      sampler, lt.set.data, targets, static_cast<size_t>(s.batch_size));
+  // One target row per image (its class, or 1/k over its k tags); each
+  // batch gathers the drawn images' rows of the data and of these targets.
+  const dlcore::TensorDataset set{
+      lt.set.data,
+      s.extra_tags > 0.0
+          ? dlcore::soft_targets(
+                lt.tags, torch::arange(lt.set.size()), lt.num_tags)
+          : lt.set.targets};
+  dlcore::Batches batches(set, sampler, s.batch_size);
   ex::DivergenceGuard guard;
   for (int64_t e = 0; e < s.epochs; ++e) {
-    sampler.set_epoch(e);
+    batches.set_epoch(e); // the pass calls sampler->set_epoch(e)
     const auto m = dlcore::train_epoch(
         net,
         batches,

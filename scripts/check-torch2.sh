@@ -76,6 +76,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export work
 
+# The program of docs/pipeline.md, extracted as the build does.
+python3 "$root/scripts/extract-doc-program.py" docs/pipeline.md "$work/pipeline_doc.cpp"
+units+=("$work/pipeline_doc.cpp::nogloo")
+
 # The precompiled headers, built once per variant with the units' flags, cut
 # the check from minutes per core to seconds per unit.
 for variant in nogloo gloo; do

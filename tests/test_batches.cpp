@@ -1,10 +1,15 @@
 #include <dlcore/data/batches.h>
+#include <dlcore/data/hashtag_resampler.h>
 #include <dlcore/detail/splitmix.h>
+#include <dlcore/detail/state.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/data/samplers/distributed.h>
+#include <torch/data/samplers/random.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -409,4 +414,359 @@ TEST_CASE(
       CHECK(torch::equal(b.order(epoch), expected));
     }
   }
+}
+
+// ---- Index sources: an index tensor and LibTorch samplers ----------------
+
+namespace {
+
+/// A sampler's indices for one epoch, batch by batch, drawn as a loop over
+/// it would: `reset()`, then `next(batch_size)` until it is exhausted.
+template <typename S>
+std::vector<std::vector<int64_t>> drawn(S& sampler, size_t batch_size) {
+  std::vector<std::vector<int64_t>> out;
+  sampler.reset(torch::nullopt);
+  while (auto idx = sampler.next(batch_size)) {
+    out.emplace_back(idx->begin(), idx->end());
+  }
+  return out;
+}
+
+/// One pass over a const Batches (or a Pass), checking alignment.
+template <typename Range>
+std::vector<std::vector<int64_t>> read(const Range& range) {
+  std::vector<std::vector<int64_t>> out;
+  for (const dlcore::Batch& b : range) {
+    const std::vector<int64_t> idx = to_vec(b.data.select(1, 0));
+    CHECK(to_vec(b.targets) == to_vec(torch::tensor(idx) * 3));
+    out.push_back(idx);
+  }
+  return out;
+}
+
+/// A sampler that yields the indices it is given, once per epoch.
+class ListSampler : public torch::data::samplers::Sampler<> {
+ public:
+  explicit ListSampler(std::vector<size_t> list) : list_(std::move(list)) {}
+  void reset(torch::optional<size_t> /*new_size*/) override {
+    done_ = false;
+  }
+  torch::optional<std::vector<size_t>> next(size_t /*batch_size*/) override {
+    if (done_) {
+      return torch::nullopt;
+    }
+    done_ = true;
+    return list_;
+  }
+  void save(torch::serialize::OutputArchive& /*archive*/) const override {}
+  void load(torch::serialize::InputArchive& /*archive*/) override {}
+
+ private:
+  std::vector<size_t> list_;
+  bool done_ = false;
+};
+
+} // namespace
+
+TEST_CASE(
+    "Batches over an index tensor visits those indices in order, batch by "
+    "batch",
+    "[batches][indices]") {
+  torch::Tensor idx = torch::tensor(std::vector<int64_t>{7, 2, 2, 9, 0});
+  dlcore::Batches b(ids(10), idx, dlcore::BatchesOptions(2));
+  CHECK(b.size() == 3);
+  CHECK(b.num_samples() == 5);
+  const std::vector<std::vector<int64_t>> expected = {{7, 2}, {2, 9}, {0}};
+  CHECK(pass(b) == expected);
+  CHECK(pass(b) == expected);
+  CHECK(b.epoch() == 2);
+  // The indices were copied: changing the caller's tensor changes nothing.
+  idx.fill_(1);
+  CHECK(pass(b) == expected);
+  CHECK(to_vec(b.indices()) == std::vector<int64_t>{7, 2, 2, 9, 0});
+
+  dlcore::Batches dropped(
+      ids(10),
+      torch::tensor(std::vector<int64_t>{7, 2, 2, 9, 0}),
+      dlcore::BatchesOptions(2).drop_last(true));
+  CHECK(dropped.size() == 2);
+  CHECK(dropped.num_samples() == 4);
+  CHECK(pass(dropped) == std::vector<std::vector<int64_t>>{{7, 2}, {2, 9}});
+
+  // With shuffle, epoch e visits indices[randperm(M)] under the epoch key.
+  const torch::Tensor sub =
+      torch::tensor(std::vector<int64_t>{3, 5, 8, 13, 21, 1});
+  dlcore::Batches shuffled(
+      ids(30), sub, dlcore::BatchesOptions(4).shuffle(true).seed(9));
+  for (int64_t e : {0, 1, 4}) {
+    const torch::Tensor perm = torch::randperm(
+        6,
+        at::detail::createCPUGenerator(
+            reference_epoch_key(9, static_cast<uint64_t>(e), 0)),
+        torch::kLong);
+    const std::vector<int64_t> order = to_vec(sub.index_select(0, perm));
+    CHECK(to_vec(shuffled.order(e)) == order);
+    shuffled.set_epoch(e);
+    const auto batches = pass(shuffled);
+    REQUIRE(batches.size() == 2);
+    CHECK(batches[0] == std::vector<int64_t>(order.begin(), order.begin() + 4));
+    CHECK(batches[1] == std::vector<int64_t>(order.begin() + 4, order.end()));
+  }
+  CHECK(to_vec(shuffled.order(0)) != to_vec(shuffled.order(1)));
+}
+
+TEST_CASE(
+    "Batches over a HashtagResampler yields its draws in order, and a pass "
+    "sets the sampler's epoch",
+    "[batches][sampler]") {
+  const torch::Tensor labels = torch::arange(40, torch::kLong) % 4;
+  for (int64_t world : {1, 3}) {
+    INFO("world_size " << world);
+    auto opts =
+        dlcore::HashtagResamplerOptions(dlcore::SamplingScheme::kUniform)
+            .epoch_length(50)
+            .seed(11)
+            .world_size(world)
+            .rank(world - 1);
+    auto sampler = std::make_shared<dlcore::HashtagResampler>(labels, opts);
+    dlcore::HashtagResampler ref(labels, opts);
+    dlcore::Batches b(ids(40), sampler, dlcore::BatchesOptions(8));
+    CHECK(b.num_samples() == ref.local_length());
+    CHECK(b.size() == (ref.local_length() + 7) / 8);
+    std::vector<std::vector<std::vector<int64_t>>> epochs;
+    for (int64_t e = 0; e < 3; ++e) {
+      const auto got = pass(b); // moves b to the next epoch
+      CHECK(sampler->epoch() == e);
+      ref.set_epoch(e);
+      CHECK(got == drawn(ref, 8));
+      epochs.push_back(got);
+    }
+    CHECK(epochs[0] != epochs[1]);
+    CHECK(epochs[1] != epochs[2]);
+    // An explicit epoch, and a pass of a chosen epoch, as set_epoch says.
+    b.set_epoch(7);
+    ref.set_epoch(7);
+    const auto seven = drawn(ref, 8);
+    CHECK(read(b.pass(7)) == seven);
+    CHECK(b.epoch() == 7);
+    CHECK(pass(b) == seven);
+    CHECK(b.epoch() == 8);
+  }
+}
+
+TEST_CASE(
+    "Batches over a RandomSampler yields its permutations in order",
+    "[batches][sampler]") {
+  using torch::data::samplers::RandomSampler;
+  torch::manual_seed(123);
+  auto sampler = std::make_shared<RandomSampler>(23);
+  // The constructor counts one pass (RandomSampler has no length).
+  dlcore::Batches b(ids(23), sampler, dlcore::BatchesOptions(5));
+  CHECK(b.size() == 5);
+  CHECK(b.num_samples() == 23);
+  const auto first = pass(b);
+  const auto second = pass(b);
+
+  // The same global generator, the same calls: one permutation at
+  // construction, one counting, one per pass.
+  torch::manual_seed(123);
+  RandomSampler ref(23);
+  ref.reset(torch::nullopt);
+  CHECK(first == drawn(ref, 5));
+  CHECK(second == drawn(ref, 5));
+  CHECK(first != second);
+  std::vector<int64_t> all = flat(first);
+  std::sort(all.begin(), all.end());
+  CHECK(all == to_vec(torch::arange(23)));
+}
+
+TEST_CASE(
+    "Batches over a DistributedRandomSampler yields its shard of each epoch",
+    "[batches][sampler]") {
+  using torch::data::samplers::DistributedRandomSampler;
+  for (size_t rank : {size_t{0}, size_t{1}}) {
+    INFO("rank " << rank);
+    auto sampler = std::make_shared<DistributedRandomSampler>(21, 2, rank);
+    DistributedRandomSampler ref(21, 2, rank);
+    dlcore::Batches b(ids(21), sampler, dlcore::BatchesOptions(4));
+    CHECK(b.num_samples() == 11); // ceil(21 / 2)
+    CHECK(b.size() == 3);
+    std::vector<std::vector<std::vector<int64_t>>> epochs;
+    for (size_t e = 0; e < 3; ++e) {
+      const auto got = pass(b);
+      CHECK(sampler->epoch() == e);
+      ref.set_epoch(e);
+      CHECK(got == drawn(ref, 4));
+      epochs.push_back(got);
+    }
+    CHECK(epochs[0] != epochs[1]);
+    CHECK(epochs[1] != epochs[2]);
+  }
+}
+
+TEST_CASE(
+    "a const Batches is read at its epoch, and pass(e) reads any epoch, "
+    "without moving the epoch",
+    "[batches]") {
+  dlcore::Batches b(ids(19), dlcore::BatchesOptions(4).shuffle(true).seed(2));
+  b.set_epoch(5);
+  const dlcore::Batches& cb = b;
+  const auto first = read(cb);
+  CHECK(read(cb) == first);
+  CHECK(cb.epoch() == 5);
+  CHECK(read(cb.pass(5)) == first);
+  const auto six = read(cb.pass(6));
+  CHECK(six != first);
+  CHECK(cb.epoch() == 5);
+  // The non-const pass visits the same batches and moves on.
+  CHECK(pass(b) == first);
+  CHECK(pass(b) == six);
+  CHECK(b.epoch() == 7);
+  // A pass can be walked twice; its size is the batches per epoch.
+  const dlcore::Batches::Pass p = cb.pass(3);
+  CHECK(p.size() == 5);
+  CHECK(p.epoch() == 3);
+  CHECK(read(p) == read(p));
+}
+
+TEST_CASE("Batches rejects bad index sources", "[batches][sampler]") {
+  using Catch::Contains;
+  using torch::data::samplers::RandomSampler;
+  const dlcore::TensorDataset ds = ids(6);
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::Batches(ds, torch::Tensor(), dlcore::BatchesOptions(2));
+      }),
+      Contains("Batches: expected an int64 index tensor of shape [M] but got "
+               "an undefined tensor"));
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::Batches(ds, torch::zeros({3}), dlcore::BatchesOptions(2));
+      }),
+      Contains("Batches: expected an int64 index tensor of shape [M] but got "
+               "a CPUFloatType of shape [3]"));
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::Batches(
+            ds, torch::zeros({2, 2}, torch::kLong), dlcore::BatchesOptions(2));
+      }),
+      Contains("Batches: expected an int64 index tensor of shape [M] but got "
+               "a CPULongType of shape [2, 2]"));
+  for (int64_t bad : {-1, 6}) {
+    CHECK_THAT(
+        error_of([&] {
+          dlcore::Batches(
+              ds,
+              torch::tensor(std::vector<int64_t>{0, bad, 3}),
+              dlcore::BatchesOptions(2));
+        }),
+        Contains(
+            "Batches: expected indices in [0, N = 6) but got indices "
+            "from " +
+            std::to_string(std::min<int64_t>(0, bad)) + " to " +
+            std::to_string(std::max<int64_t>(3, bad))));
+  }
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::Batches(
+            ds, std::shared_ptr<RandomSampler>(), dlcore::BatchesOptions(2));
+      }),
+      Contains("Batches: expected a sampler but got a null std::shared_ptr"));
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::Batches(
+            ds,
+            std::make_shared<RandomSampler>(6),
+            dlcore::BatchesOptions(2).shuffle(true));
+      }),
+      Contains("Batches: expected shuffle false with a sampler (the sampler "
+               "chooses the order) but got shuffle true"));
+  CHECK_THAT(
+      error_of([&] {
+        dlcore::Batches(
+            ds,
+            std::make_shared<ListSampler>(std::vector<size_t>{1, 6}),
+            dlcore::BatchesOptions(2));
+      }),
+      Contains("Batches: expected the sampler's indices in [0, N = 6) but got "
+               "6 (counting its epoch at construction)"));
+  // A sampler whose length changes after construction.
+  auto shrinking = std::make_shared<RandomSampler>(6);
+  dlcore::Batches b(ds, shrinking, dlcore::BatchesOptions(4));
+  shrinking->reset(5);
+  CHECK_THAT(
+      error_of([&] { pass(b); }),
+      Contains("Batches: expected the sampler to yield 6 indices per epoch "
+               "(counted at construction) but it yielded 5 in epoch 0"));
+  // Epochs of a sampler with set_epoch are >= 0.
+  auto hashtag = std::make_shared<dlcore::HashtagResampler>(
+      torch::arange(6, torch::kLong) % 2);
+  dlcore::Batches h(ds, hashtag, dlcore::BatchesOptions(4));
+  CHECK_THAT(
+      error_of([&] { h.pass(-1); }),
+      Contains("Batches: expected epoch >= 0 for a pass over a sampler with "
+               "set_epoch but got -1"));
+}
+
+TEST_CASE(
+    "a Batches over a sampler saves its epoch and its source",
+    "[batches][sampler]") {
+  const torch::Tensor labels = torch::arange(30, torch::kLong) % 3;
+  auto opts = dlcore::HashtagResamplerOptions(0.5).seed(4);
+  auto sampler = std::make_shared<dlcore::HashtagResampler>(labels, opts);
+  dlcore::Batches a(ids(30), sampler, dlcore::BatchesOptions(7));
+  pass(a);
+  pass(a);
+  std::stringstream stream;
+  {
+    torch::serialize::OutputArchive archive;
+    a.save(archive);
+    archive.save_to(stream);
+  }
+  const auto third = pass(a);
+  torch::serialize::InputArchive archive;
+  archive.load_from(stream);
+
+  // A new sampler of the same options: the saved epoch replays the pass.
+  dlcore::Batches b(
+      ids(30),
+      std::make_shared<dlcore::HashtagResampler>(labels, opts),
+      dlcore::BatchesOptions(7));
+  b.load(archive);
+  CHECK(b.epoch() == 2);
+  CHECK(pass(b) == third);
+
+  // Over the data set, with as many samples: refused, naming the sources.
+  dlcore::Batches plain(ids(30), dlcore::BatchesOptions(7));
+  CHECK_THAT(
+      error_of([&] { plain.load(archive); }),
+      Catch::Contains("Batches: expected saved state of a Batches over the "
+                      "dataset but got one over the sampler"));
+  CHECK(plain.epoch() == 0);
+
+  // A version 1 state (no `source`) is a Batches over the data set.
+  std::ostringstream v1;
+  {
+    torch::serialize::OutputArchive out;
+    dlcore::detail::StateWriter(out, "Batches", 1)
+        .put_int("epoch", 4)
+        .put_int("seed", 0)
+        .put_int("num_samples", 30)
+        .put_int("batch_size", 7)
+        .put_bool("shuffle", false)
+        .put_bool("drop_last", false);
+    out.save_to(v1);
+  }
+  std::istringstream v1_in(v1.str());
+  torch::serialize::InputArchive in;
+  in.load_from(v1_in);
+  plain.load(in);
+  CHECK(plain.epoch() == 4);
+  std::istringstream v1_again(v1.str());
+  torch::serialize::InputArchive in_again;
+  in_again.load_from(v1_again);
+  CHECK_THAT(
+      error_of([&] { b.load(in_again); }),
+      Catch::Contains("Batches: expected saved state of a Batches over the "
+                      "sampler but got one over the dataset"));
 }

@@ -906,6 +906,34 @@ TEST_CASE("lr_grid_search evaluates validation batches", "[lr_finder]") {
   CHECK(g.points[0].epoch_accuracies.size() == 1);
 }
 
+TEST_CASE(
+    "lr_grid_search reads validation Batches through a const reference and "
+    "leaves their epoch",
+    "[lr_finder]") {
+  auto gen = at::detail::createCPUGenerator(33);
+  dlcore::TensorDataset data{
+      torch::randn({24, 4}, gen),
+      torch::randint(0, 3, {24}, gen, torch::kLong)};
+  dlcore::Batches train(data, dlcore::BatchesOptions(8).shuffle(true).seed(1));
+  dlcore::Batches val_batches(
+      data, dlcore::BatchesOptions(8).shuffle(true).seed(2));
+  val_batches.set_epoch(5);
+  const dlcore::Batches& val = val_batches;
+  auto g = dlcore::lr_grid_search(
+      [] { return make_linear(3); },
+      [](torch::nn::Linear& m, double lr) {
+        return torch::optim::SGD(m->parameters(), torch::optim::SGDOptions(lr));
+      },
+      train,
+      val,
+      dlcore::LRGridOptions().lrs({0.1, 0.2}).epochs(2));
+  REQUIRE(g.points.size() == 2);
+  CHECK(val.epoch() == 5);
+  CHECK(std::isfinite(g.points[1].val_loss));
+  // Training moved the training batches: set_epoch(1), then one pass.
+  CHECK(train.epoch() == 2);
+}
+
 TEST_CASE("invalid grid searches are clear errors", "[lr_finder]") {
   auto batches = make_batches(1, 4, 1);
   auto mm = [] { return make_linear(0); };
@@ -1075,16 +1103,20 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "the range test cycles dlcore::Batches through successive epochs",
+    "the range test reads a const dlcore::Batches through successive epochs "
+    "and leaves its epoch unchanged",
     "[lr_finder]") {
-  // 40 samples in batches of 16: 3 batches per epoch, so 7 iterations start
-  // epochs 0, 1 and 2 (a new shuffle each) and leave the batches at epoch 3.
+  // 40 samples in batches of 16: 3 batches per epoch, so 7 iterations read
+  // the passes over epochs 2, 3 and 4 (a new shuffle each) of batches at
+  // epoch 2, which stay at epoch 2.
   auto gen = at::detail::createCPUGenerator(41);
   dlcore::TensorDataset data{
       torch::randn({40, 4}, gen),
       torch::randint(0, 3, {40}, gen, torch::kLong)};
   auto options = dlcore::BatchesOptions(16).shuffle(true).seed(41);
   dlcore::Batches batches(data, options);
+  batches.set_epoch(2);
+  const dlcore::Batches& read_only = batches;
   auto opts = dlcore::LRFinderOptions()
                   .start_lr(1e-3)
                   .end_lr(1.0)
@@ -1093,13 +1125,19 @@ TEST_CASE(
                   .stop_on_divergence(false);
   auto model = make_linear(41);
   torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
-  auto r = dlcore::LRFinder(model, sgd, opts).range_test(batches);
+  dlcore::LRFinder finder(model, sgd, opts);
+  auto r = finder.range_test(read_only);
   REQUIRE(r.iterations() == 7);
-  CHECK(batches.epoch() == 3);
+  CHECK(batches.epoch() == 2);
+  // A non-const Batches is read the same way, and does not move either.
+  auto r2 = finder.range_test(batches);
+  CHECK(batches.epoch() == 2);
+  CHECK(r2.losses == r.losses);
 
-  // The same 7 batches, taken from epochs 0, 1, 2 by hand, fed to the
+  // The same 7 batches, taken from epochs 2, 3, 4 by hand, fed to the
   // hand-written loop.
   dlcore::Batches again(data, options);
+  again.set_epoch(2);
   std::vector<TestBatch> seen;
   for (int e = 0; e < 3; ++e) {
     for (const auto& b : again) {

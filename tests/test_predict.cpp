@@ -117,6 +117,10 @@ TEST_CASE(
   const auto y = dlcore::predict(net, batches);
   CHECK(batches.epoch() == 4);
   CHECK(torch::allclose(y, dlcore::predict(net, x), 1e-6, 1e-6));
+  // A const Batches is read the same way.
+  const dlcore::Batches& read_only = batches;
+  CHECK(torch::equal(dlcore::predict(net, read_only), y));
+  CHECK(read_only.epoch() == 4);
   // A range of tensors works too.
   std::vector<torch::Tensor> chunks = x.split(10);
   CHECK(torch::allclose(dlcore::predict(net, chunks), y, 1e-6, 1e-6));

@@ -385,7 +385,8 @@ TEST_CASE("every component writes type, version and named fields", "[state]") {
   auto check_header =
       [](const std::function<void(torch::serialize::OutputArchive&)>& save,
          const std::string& type,
-         const std::vector<std::string>& fields) {
+         const std::vector<std::string>& fields,
+         int64_t version = 1) {
         torch::serialize::OutputArchive out;
         save(out);
         std::stringstream bytes;
@@ -396,7 +397,7 @@ TEST_CASE("every component writes type, version and named fields", "[state]") {
         c10::IValue v;
         REQUIRE(in.try_read("version", v));
         CHECK(v.isInt());
-        CHECK(v.toInt() == 1);
+        CHECK(v.toInt() == version);
         for (const auto& f : fields) {
           INFO(type << " field " << f);
           CHECK(in.try_read(f, v));
@@ -439,7 +440,14 @@ TEST_CASE("every component writes type, version and named fields", "[state]") {
   check_header(
       [&](auto& a) { b.save(a); },
       "dlcore.Batches",
-      {"epoch", "seed", "num_samples", "batch_size", "shuffle", "drop_last"});
+      {"epoch",
+       "seed",
+       "num_samples",
+       "batch_size",
+       "shuffle",
+       "drop_last",
+       "source"},
+      2);
 }
 
 TEST_CASE(
@@ -558,7 +566,7 @@ TEST_CASE(
     auto b = make_batches();
     CHECK(
         load_error(b, edited(save_bat, {{"drop_last", std::nullopt}})) ==
-        "Batches: the dlcore.Batches state (version 1) has no field "
+        "Batches: the dlcore.Batches state (version 2) has no field "
         "`drop_last`");
   }
   SECTION("a field of the wrong kind or shape") {

@@ -2,6 +2,7 @@
 
 #include <dlcore/data/batches.h>
 #include <dlcore/data/fashion_mnist.h>
+#include <dlcore/data/hashtag_resampler.h>
 #include <dlcore/data/split.h>
 #include <dlcore/nn/models/lenet5.h>
 
@@ -951,4 +952,58 @@ TEST_CASE(
   CHECK(calls == 4);
   CHECK(mixed.loss == Approx(per_sample / 100.0).epsilon(1e-12));
   CHECK(mixed.accuracy == m.accuracy);
+}
+
+TEST_CASE(
+    "evaluate reads a const Batches at its epoch and does not move it",
+    "[train_loop][batches]") {
+  auto gen = at::detail::createCPUGenerator(17);
+  const dlcore::TensorDataset ds{
+      torch::randn({45, 8}, gen), torch::randint(3, {45}, gen, torch::kLong)};
+  dlcore::Batches batches(ds, dlcore::BatchesOptions(10).shuffle(true).seed(3));
+  batches.set_epoch(4);
+  auto net = linear_model(3, 17);
+  const dlcore::Batches& read_only = batches;
+  const auto m = dlcore::evaluate(net, read_only);
+  CHECK(read_only.epoch() == 4);
+  CHECK(m.samples == 45);
+  CHECK(m.batches == 5);
+  // A non-const Batches is read the same way, as is its pass over epoch 4.
+  CHECK(dlcore::evaluate(net, batches).loss == m.loss);
+  CHECK(batches.epoch() == 4);
+  CHECK(dlcore::evaluate(net, batches.pass(4)).loss == m.loss);
+}
+
+TEST_CASE(
+    "train_epoch over a Batches drawn from a sampler trains on the sampler's "
+    "indices and moves the epoch on",
+    "[train_loop][batches]") {
+  auto gen = at::detail::createCPUGenerator(23);
+  const dlcore::TensorDataset ds{
+      torch::randn({30, 8}, gen), torch::randint(3, {30}, gen, torch::kLong)};
+  const auto opts =
+      dlcore::HashtagResamplerOptions(0.5).epoch_length(40).seed(23);
+  auto sampler = std::make_shared<dlcore::HashtagResampler>(ds.targets, opts);
+  dlcore::Batches drawn(ds, sampler, dlcore::BatchesOptions(8));
+  dlcore::HashtagResampler ref(ds.targets, opts);
+
+  auto a = linear_model(3, 23);
+  auto b = linear_model(3, 23);
+  torch::optim::SGD sgd_a(a->parameters(), torch::optim::SGDOptions(0.1));
+  torch::optim::SGD sgd_b(b->parameters(), torch::optim::SGDOptions(0.1));
+  for (int64_t e = 0; e < 2; ++e) {
+    const auto ma = dlcore::train_epoch(a, drawn, sgd_a);
+    CHECK(drawn.epoch() == e + 1);
+    CHECK(ma.samples == 40);
+    // The reference: the same draws as an index tensor.
+    dlcore::Batches by_index(
+        ds, ref.epoch_indices(e), dlcore::BatchesOptions(8));
+    const auto mb = dlcore::train_epoch(b, by_index, sgd_b);
+    CHECK(ma.loss == mb.loss);
+  }
+  CHECK(torch::equal(a->weight, b->weight));
+  CHECK(torch::equal(a->bias, b->bias));
+  // A chosen epoch, without moving the counter.
+  dlcore::train_epoch(a, drawn.pass(0), sgd_a);
+  CHECK(drawn.epoch() == 2);
 }

@@ -336,6 +336,12 @@ class LRFinder {
   /// `num_iter * accumulation_steps` batches, with `loss_fn(output, target)`
   /// (empty: `default_loss`, mean cross-entropy). The model and optimizer are
   /// restored before it returns.
+  ///
+  /// A `Batches` (const or not) is only read: the test visits its passes
+  /// over epochs `epoch()`, `epoch() + 1`, ... (the next one each time it
+  /// cycles), the batches a training loop would see from there, and
+  /// `epoch()` is unchanged afterwards. Another range (a LibTorch
+  /// DataLoader) is iterated as it is, `begin()` again each time it cycles.
   template <typename Batches, typename LossFn = LossFunction>
   LRFinderResult range_test(Batches&& batches, LossFn loss_fn = LossFn()) {
     const auto start_time = std::chrono::steady_clock::now();
@@ -354,11 +360,15 @@ class LRFinder {
       }
     }
 
+    // A Batches is read through its passes, leaving its epoch counter as it
+    // is; any other range is iterated as it is.
+    auto&& source = detail::passes_of(batches);
+    using Source = std::remove_reference_t<decltype(source)>;
     using std::begin;
     using std::end;
-    auto it = begin(batches);
+    auto it = begin(source);
     TORCH_CHECK(
-        it != end(batches),
+        it != end(source),
         "LRFinder: range_test expected at least one batch, but got none");
 
     torch::nn::Module& module = detail::module_of(model_, "LRFinder");
@@ -443,8 +453,8 @@ class LRFinder {
 
     detail::LRSweep sweep{optimizer_, options_, ratios};
     sweep.apply();
-    detail::CycledRange<std::remove_reference_t<Batches>, decltype(it)> cycled(
-        batches, std::move(it), n * options_.accumulation_steps(), "LRFinder");
+    detail::CycledRange<Source, decltype(it)> cycled(
+        source, std::move(it), n * options_.accumulation_steps(), "LRFinder");
     train_epoch(
         model_,
         cycled,

@@ -200,9 +200,11 @@ void predict_each(
 
 /// Same, for a range of batches (a `dlcore::Batches`, or any range whose
 /// elements are tensors or have a tensor `data`), one forward pass per
-/// batch; `first_row` counts the rows of the batches before. A range with
-/// `epoch()` and `set_epoch()` (a `Batches`) has its epoch restored
-/// afterwards: scoring does not move a training schedule on.
+/// batch; `first_row` counts the rows of the batches before. Scoring does
+/// not move a training schedule on: a range that can be iterated as const (a
+/// `Batches`, which may be a `const Batches&`) is read so, which visits its
+/// current epoch and leaves `epoch()` as it is; any other range with
+/// `epoch()` and `set_epoch()` has its epoch restored afterwards.
 template <
     typename Model,
     typename BatchRange,
@@ -219,7 +221,7 @@ void predict_each(
   detail::PredictScope scope(module);
   detail::EpochRestorer<BatchRange> restore_epoch(batches);
   int64_t first = 0;
-  for (const auto& batch : batches) {
+  for (const auto& batch : detail::read_only(batches)) {
     const torch::Tensor& x = detail::predict_input(batch);
     torch::Tensor scores = detail::predict_chunk(module, x, options);
     callback(scores, first);

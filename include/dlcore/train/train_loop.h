@@ -242,6 +242,50 @@ decltype(auto) module_of(Model& model, const char* owner = "dlcore") {
 }
 
 template <typename T, typename = void>
+struct HasConstBegin : std::false_type {};
+template <typename T>
+struct HasConstBegin<T, std::void_t<decltype(std::declval<const T&>().begin())>>
+    : std::true_type {};
+
+/// `range` to be read: as a const reference when it can be iterated so (a
+/// `dlcore::Batches` then visits its current epoch without moving on), else
+/// as it is (a LibTorch DataLoader's `begin()` is not const).
+template <typename Range>
+decltype(auto) read_only(Range& range) {
+  if constexpr (HasConstBegin<Range>::value) {
+    return std::as_const(range);
+  } else {
+    return (range);
+  }
+}
+
+/// Whether a range has epochs that can be read without moving its epoch
+/// counter: `epoch()` and `pass(e)` (`dlcore::Batches`).
+template <typename T, typename = void>
+struct HasEpochPasses : std::false_type {};
+template <typename T>
+struct HasEpochPasses<
+    T,
+    std::void_t<
+        decltype(std::declval<const T&>().epoch()),
+        decltype(std::declval<const T&>().pass(int64_t{0}))>> : std::true_type {
+};
+
+/// Refuses a const range with epochs (a `const Batches&`) where a pass must
+/// move the epoch on: `train_epoch` would otherwise train on one epoch
+/// again and again.
+template <typename BatchRange>
+constexpr void check_movable_epoch() {
+  using Range = std::remove_reference_t<BatchRange>;
+  static_assert(
+      !(std::is_const_v<Range> &&
+        HasEpochPasses<std::remove_const_t<Range>>::value),
+      "train_epoch: expected a non-const Batches, since a pass moves its "
+      "epoch on; to train on a chosen epoch without moving it, pass "
+      "batches.pass(e)");
+}
+
+template <typename T, typename = void>
 struct HasTargets : std::false_type {};
 template <typename T>
 struct HasTargets<T, std::void_t<decltype(std::declval<T&>().targets)>>
@@ -733,6 +777,12 @@ struct HasStep<T, std::void_t<decltype(std::declval<T&>().step())>>
 /// `step()`. With `accumulation_steps(k)`, k > 1, gradients of k batches
 /// (each loss divided by k) add up before each optimizer step.
 ///
+/// The pass moves a `Batches` on: it visits epoch `batches.epoch()` and
+/// leaves the counter one further, as `for (auto& b : batches)` does; so a
+/// `Batches` must be non-const (a `const Batches&` does not compile). To
+/// train on a chosen epoch without moving the counter, pass
+/// `batches.pass(e)`.
+///
 /// The LR range test and the studies (`study/`) train through this loop:
 /// the range test with a scheduler that writes each iteration's LR and a
 /// callback that stops on divergence, the studies with
@@ -763,6 +813,7 @@ EpochMetrics train_epoch(
     BatchRange&& batches,
     Optimizer& optimizer,
     const TrainOptions& options = TrainOptions()) {
+  detail::check_movable_epoch<BatchRange>();
   return detail::train_epoch_impl(
       model,
       batches,
@@ -788,6 +839,7 @@ EpochMetrics train_epoch(
     Optimizer& optimizer,
     Scheduler& scheduler,
     const TrainOptions& options = TrainOptions()) {
+  detail::check_movable_epoch<BatchRange>();
   return detail::train_epoch_impl(
       model, batches, optimizer, &scheduler, options);
 }
@@ -796,6 +848,10 @@ EpochMetrics train_epoch(
 /// model (a `ModuleHolder`, a pointer to a module or a module, as for
 /// `train_epoch`) is put in evaluation mode under `torch::NoGradGuard`, and
 /// its previous training mode is restored on return (also on error).
+///
+/// `batches` is only read: a range that can be iterated as const is read so.
+/// A `Batches` (which may be a `const Batches&`) is evaluated on its pass over
+/// `epoch()`, and its epoch counter does not move.
 ///
 /// Example:
 ///   auto val = dlcore::evaluate(net, val_batches);
@@ -835,7 +891,7 @@ EpochMetrics evaluate(
   }
   detail::Accumulator acc;
   auto start = std::chrono::steady_clock::now();
-  for (auto&& batch : batches) {
+  for (auto&& batch : detail::read_only(batches)) {
     torch::Tensor data = batch.data;
     torch::Tensor targets = detail::batch_targets(batch);
     if (options.device().has_value()) {

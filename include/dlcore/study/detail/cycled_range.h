@@ -4,10 +4,13 @@
 // number of elements: the LR range test's batches, cycled when there are
 // fewer than it needs. Internal to dlcore (study/lr_finder.h).
 
+#include <dlcore/train/train_loop.h>
+
 #include <c10/util/Exception.h>
 
 #include <cstdint>
 #include <iterator>
+#include <type_traits>
 #include <utility>
 
 namespace dlcore {
@@ -16,9 +19,9 @@ namespace detail {
 /// The first `count` elements of `range` repeated from its start: `first` is
 /// an iterator the caller already took with `begin(range)`, and
 /// `begin(range)` is called again each time the range runs out while more
-/// elements are needed (so a `dlcore::Batches` moves on to its next epoch
-/// then, and only then). An input range: one pass, `begin()` once. `range`
-/// must outlive this object.
+/// elements are needed (so `EpochPasses` over a `dlcore::Batches` starts its
+/// pass over the next epoch then, and only then). An input range: one pass,
+/// `begin()` once. `range` must outlive this object.
 template <typename Range, typename Iterator>
 class CycledRange {
  public:
@@ -81,6 +84,40 @@ class CycledRange {
   int64_t count_;
   const char* owner_;
 };
+
+/// The passes of a range with epochs (`dlcore::Batches`), read without
+/// moving its epoch counter: the first `begin()` starts a pass over
+/// `batches.epoch()`, each later one over the next epoch, as a non-const
+/// `Batches` would do, while `batches.epoch()` stays as it is. `batches`
+/// must outlive this object.
+template <typename B>
+class EpochPasses {
+ public:
+  explicit EpochPasses(const B& batches)
+      : batches_(batches), next_(batches.epoch()) {}
+
+  auto begin() {
+    return batches_.pass(next_++).begin();
+  }
+  auto end() const {
+    return batches_.end();
+  }
+
+ private:
+  const B& batches_;
+  int64_t next_;
+};
+
+/// What the LR range test iterates: `EpochPasses` over a range with epochs
+/// (a `Batches`, const or not), else the range itself.
+template <typename Range>
+decltype(auto) passes_of(Range& range) {
+  if constexpr (HasEpochPasses<std::remove_const_t<Range>>::value) {
+    return EpochPasses<std::remove_const_t<Range>>(range);
+  } else {
+    return (range);
+  }
+}
 
 } // namespace detail
 } // namespace dlcore
