@@ -23,9 +23,14 @@
 #include <dlcore/train/allocator.h>
 #include <dlcore/train/plot.h>
 #include <dlcore/train/threads.h>
+#include <dlcore/train/train_loop.h>
+#include <dlcore/version.h>
 
+#include <ATen/Parallel.h>
 #include <torch/cuda.h>
+#include <torch/nn/module.h>
 #include <torch/types.h>
+#include <torch/version.h>
 #include <CLI/CLI.hpp>
 
 #include <fcntl.h>
@@ -52,6 +57,11 @@
 #include <vector>
 
 namespace dlcore::examples {
+
+/// `git describe --always --dirty` of the checkout the program was built
+/// from, or "unknown" without git or outside a git checkout. Defined in a
+/// source file generated at build time (examples/build_commit.cmake).
+const char* build_commit();
 
 /// How much work an example does.
 enum class Scale {
@@ -290,6 +300,28 @@ struct CommonFlags {
     return t;
   }
 
+  /// The facts of the run that results/REPORT.md's header names, recorded
+  /// in every example's JSON summary as its `run` object: the program, the
+  /// commit it was built from (`git describe --always --dirty`, "unknown"
+  /// outside a git checkout or without git), dlcore's and LibTorch's
+  /// versions, the scale, the seed, the device, LibTorch's intra-op threads
+  /// in use (`at::get_num_threads()`, after `apply_threads`), the --threads
+  /// flag and the machine's cores.
+  dlcore::Json run_json(const std::string& program) const {
+    dlcore::Json j = dlcore::Json::object();
+    j["program"] = program;
+    j["commit"] = std::string(build_commit());
+    j["dlcore_version"] = std::string(dlcore::version());
+    j["libtorch_version"] = std::string(TORCH_VERSION);
+    j["scale"] = scale_name(scale);
+    j["seed"] = static_cast<int64_t>(seed);
+    j["device"] = resolve_device().str();
+    j["threads"] = static_cast<int64_t>(at::get_num_threads());
+    j["threads_flag"] = threads;
+    j["cores"] = static_cast<int64_t>(std::thread::hardware_concurrency());
+    return j;
+  }
+
   /// A JSON object with the common settings (scale, seed, data_dir,
   /// threads, the --device flag and the device it resolved to).
   dlcore::Json to_json() const {
@@ -454,6 +486,133 @@ inline dlcore::PlotPanel csv_panel(
   }
   return p;
 }
+
+/// An accuracy (a fraction in [0, 1]) as the reports print it: a
+/// percentage with `digits` decimals and a space before the sign,
+/// "89.12 %"; "—" when it is NaN (not measured). CSV and JSON files keep the
+/// raw fraction.
+inline std::string percent(double fraction, int digits = 2) {
+  if (!std::isfinite(fraction)) {
+    return "—";
+  }
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(digits);
+  s << 100.0 * fraction << " %";
+  return s.str();
+}
+
+/// Where a training run diverged: the first optimizer step whose training
+/// loss was not finite, or, when every loss was finite, the last step of the
+/// first epoch after which a parameter was not finite. Epoch and step are
+/// 1-based, as the reports print them (step counts optimizer steps within
+/// the epoch).
+struct Divergence {
+  bool diverged = false;
+  int64_t epoch = 0;
+  int64_t step = 0;
+  /// "training loss nan", "training loss inf" or "a parameter is not finite".
+  std::string reason;
+
+  /// "diverged at epoch 1, step 3" ("" when the run did not diverge).
+  std::string text() const {
+    if (!diverged) {
+      return "";
+    }
+    return "diverged at epoch " + std::to_string(epoch) + ", step " +
+           std::to_string(step);
+  }
+
+  /// {"diverged": false} or {"diverged": true, "epoch", "step", "reason"}.
+  dlcore::Json to_json() const {
+    dlcore::Json j = dlcore::Json::object();
+    j["diverged"] = diverged;
+    if (diverged) {
+      j["epoch"] = epoch;
+      j["step"] = step;
+      j["reason"] = reason;
+    }
+    return j;
+  }
+};
+
+/// Watches one training run for divergence. Each epoch's `train_epoch`
+/// gets `on_step(epoch)` as its step callback (it reads each step's loss,
+/// one host synchronisation per step, and ends the epoch at the first
+/// non-finite one), then `diverged_after(model, metrics)` also checks the
+/// parameters; training stops when it returns true, and the run is reported
+/// with `result().text()` instead of an accuracy.
+///
+///   ex::DivergenceGuard guard;
+///   for (int64_t e = 1; e <= epochs; ++e) {
+///     auto m = dlcore::train_epoch(net, batches, opt,
+///                                  dlcore::TrainOptions().on_step(
+///                                      guard.on_step(e)));
+///     if (guard.diverged_after(*net, m)) break;
+///   }
+class DivergenceGuard {
+ public:
+  /// The step callback for epoch `epoch` (1-based); `then` (may be empty)
+  /// runs first, e.g. `History::step_recorder()`.
+  dlcore::StepCallback on_step(
+      int64_t epoch, dlcore::StepCallback then = nullptr) {
+    epoch_ = epoch;
+    return [this, epoch, then = std::move(then)](dlcore::StepInfo& info) {
+      if (then) {
+        then(info);
+      }
+      if (!d_.diverged && !std::isfinite(info.loss)) {
+        d_.diverged = true;
+        d_.epoch = epoch;
+        d_.step = info.step + 1;
+        d_.reason =
+            std::isnan(info.loss) ? "training loss nan" : "training loss inf";
+      }
+      if (d_.diverged) {
+        info.stop = true;
+      }
+    };
+  }
+
+  /// After epoch `on_step`'s epoch: true when the run diverged, seen by the
+  /// callback, by a non-finite epoch loss (a run without the callback) or by
+  /// a non-finite parameter of `model` (then at the epoch's last step).
+  bool diverged_after(
+      const torch::nn::Module& model, const dlcore::EpochMetrics& metrics) {
+    if (d_.diverged) {
+      return true;
+    }
+    bool finite = metrics.batches == 0 || std::isfinite(metrics.loss);
+    if (finite) {
+      torch::NoGradGuard no_grad;
+      for (const auto& p : model.parameters()) {
+        if (!torch::isfinite(p).all().item<bool>()) {
+          finite = false;
+          break;
+        }
+      }
+      if (!finite) {
+        d_.reason = "a parameter is not finite";
+      }
+    } else {
+      d_.reason = "training loss not finite";
+    }
+    if (!finite) {
+      d_.diverged = true;
+      d_.epoch = epoch_;
+      d_.step = metrics.steps;
+    }
+    return d_.diverged;
+  }
+
+  const Divergence& result() const {
+    return d_;
+  }
+
+ private:
+  Divergence d_;
+  int64_t epoch_ = 0;
+};
 
 /// Prints what went wrong as `<program>: error: <message>` (a LibTorch
 /// error without its C++ backtrace) and returns the exit status, 1.

@@ -80,12 +80,38 @@ torch::optim::SGD make_sgd(dlcore::LeNet5& net, double lr) {
 }
 
 std::string pct(double fraction) {
-  return std::isfinite(fraction) ? fmt::format("{:.2f}%", 100 * fraction)
-                                 : std::string("—");
+  return ex::percent(fraction);
 }
 
 std::string num(double v) {
   return std::isfinite(v) ? fmt::format("{:.4f}", v) : std::string("diverged");
+}
+
+// Where a study run stopped on divergence: the study stops at the first
+// non-finite batch loss (stop_on_non_finite, that batch counted) after
+// whole epochs of ceil(train / batch) steps (no drop_last).
+ex::Divergence study_divergence(const dlcore::BatchSizeRun& r, int64_t train) {
+  ex::Divergence d;
+  if (r.diverged) {
+    const int64_t per_epoch = (train + r.batch_size - 1) / r.batch_size;
+    d.diverged = true;
+    d.epoch = static_cast<int64_t>(r.train_loss.size());
+    d.step = r.steps - (d.epoch - 1) * per_epoch;
+    d.reason = "training loss not finite";
+  }
+  return d;
+}
+
+// Where a grid point stopped on divergence, likewise (epochs of `per_epoch`
+// steps).
+ex::Divergence grid_divergence(const dlcore::LRGridPoint& p) {
+  ex::Divergence d;
+  if (p.diverged) {
+    d.diverged = true;
+    d.epoch = static_cast<int64_t>(p.epoch_losses.size());
+    d.reason = "training loss not finite";
+  }
+  return d;
 }
 
 std::string epochs_text(int64_t n) {
@@ -373,6 +399,9 @@ struct ClrRun {
   double gamma = 0;
   dlcore::History history;
   dlcore::EpochMetrics test;
+  /// Set when training diverged: the run then stops, and is reported so
+  /// instead of with an accuracy (`test` stays unmeasured).
+  ex::Divergence divergence;
   double seconds = 0;
 };
 
@@ -409,9 +438,9 @@ ClrRun train_with_clr(
       c.gamma,
       s.clr_epochs);
   dlcore::History& history = c.history;
-  auto train_opts = dlcore::TrainOptions()
-                        .on_step(history.step_recorder())
-                        .loss_average(dlcore::LossAverage::kPerBatch);
+  ex::DivergenceGuard guard;
+  auto train_opts =
+      dlcore::TrainOptions().loss_average(dlcore::LossAverage::kPerBatch);
   for (int64_t epoch = 1; epoch <= s.clr_epochs; ++epoch) {
     data.train_batches.set_epoch(epoch - 1);
     auto tr = dlcore::train_epoch(
@@ -419,7 +448,19 @@ ClrRun train_with_clr(
         data.train_batches,
         sgd,
         clr,
-        train_opts.epoch(epoch).global_step((epoch - 1) * data.per_epoch));
+        train_opts.epoch(epoch)
+            .global_step((epoch - 1) * data.per_epoch)
+            .on_step(guard.on_step(epoch, history.step_recorder())));
+    if (guard.diverged_after(*net, tr)) {
+      c.divergence = guard.result();
+      std::cout << fmt::format(
+          "  epoch {}/{}: {} ({})\n",
+          epoch,
+          s.clr_epochs,
+          c.divergence.text(),
+          c.divergence.reason);
+      break;
+    }
     auto va = dlcore::evaluate(net, data.val_batches);
     history.add_epoch(epoch, tr, va);
     std::cout << fmt::format(
@@ -433,12 +474,17 @@ ClrRun train_with_clr(
         pct(va.accuracy),
         tr.seconds + va.seconds);
   }
-  c.test = dlcore::evaluate(net, data.test_batches);
+  if (!c.divergence.diverged) {
+    c.test = dlcore::evaluate(net, data.test_batches);
+  }
   c.seconds = sw.seconds();
   std::cout << fmt::format(
-      "CLR: val acc {}, test acc {} ({:.1f}s)\n",
-      pct(history.last("val_accuracy")),
-      pct(c.test.accuracy),
+      "CLR: {} ({:.1f}s)\n",
+      c.divergence.diverged ? c.divergence.text()
+                            : fmt::format(
+                                  "val acc {}, test acc {}",
+                                  pct(history.last("val_accuracy")),
+                                  pct(c.test.accuracy)),
       sw.seconds());
   const std::string curves = out.path("curves.csv");
   const std::string steps = out.path("steps.csv");
@@ -635,6 +681,7 @@ dlcore::Json summary_json(
     double total_seconds) {
   dlcore::Json summary = dlcore::Json::object();
   summary["problem"] = "problem1";
+  summary["run"] = s.flags.run_json("problem1");
   summary["settings"] = s.flags.to_json();
   summary["settings"]["batch_size"] = s.batch_size;
   summary["settings"]["momentum"] = kMomentum;
@@ -670,6 +717,9 @@ dlcore::Json summary_json(
       o["final_train_loss"] = p.final_loss;
       o["val_accuracy"] = p.val_accuracy;
       o["diverged"] = p.diverged;
+      if (p.diverged) {
+        o["diverged_in_epoch"] = grid_divergence(p).epoch;
+      }
       points.push_back(o);
     }
     summary["lr_grid"]["epochs"] = s.grid_epochs;
@@ -684,6 +734,7 @@ dlcore::Json summary_json(
   summary["clr"]["final_train_loss"] = r.clr.history.last("train_loss");
   summary["clr"]["test_accuracy"] = r.clr.test.accuracy;
   summary["clr"]["test_loss"] = r.clr.test.loss;
+  summary["clr"]["divergence"] = r.clr.divergence.to_json();
   if (!s.skip_study) {
     dlcore::Json runs = dlcore::Json::array();
     for (const auto& run : r.study.result.runs) {
@@ -696,6 +747,7 @@ dlcore::Json summary_json(
       o["steps"] = run.steps;
       o["seconds"] = run.seconds;
       o["diverged"] = run.diverged;
+      o["divergence"] = study_divergence(run, data.train.size()).to_json();
       runs.push_back(o);
     }
     summary["batch_size_study"]["epochs"] = s.bs_epochs;
@@ -743,8 +795,15 @@ std::string grid_md(const Settings& s, const Grid& g) {
       "weights.\n\n| LR | final train loss | val acc |\n|---:|---:|---:|\n",
       epochs_text(s.grid_epochs));
   for (const auto& p : g.result.points) {
-    md += fmt::format(
-        "| {:.3g} | {} | {} |\n", p.lr, num(p.final_loss), pct(p.val_accuracy));
+    const ex::Divergence d = grid_divergence(p);
+    md += d.diverged
+              ? fmt::format(
+                    "| {:.3g} | diverged in epoch {} | — |\n", p.lr, d.epoch)
+              : fmt::format(
+                    "| {:.3g} | {} | {} |\n",
+                    p.lr,
+                    num(p.final_loss),
+                    pct(p.val_accuracy));
   }
   return md + fmt::format(
                   "\nHomework rule (best and one grid step below): lr_min "
@@ -776,6 +835,17 @@ std::string clr_md(
         h.at(i, "val_loss"),
         pct(h.at(i, "val_accuracy")));
   }
+  if (c.divergence.diverged) {
+    md += fmt::format(
+        "| {} | **{}** ({}) | — | — | — |\n",
+        c.divergence.epoch,
+        c.divergence.text(),
+        c.divergence.reason);
+    return md + fmt::format(
+                    "\nTraining **{}**; no accuracy is reported for a "
+                    "diverged run.\n\n![CLR training](clr_training.png)\n\n",
+                    c.divergence.text());
+  }
   return md + fmt::format(
                   "\nValidation accuracy **{}**, test accuracy **{}**.\n\n"
                   "![CLR training](clr_training.png)\n\n",
@@ -783,7 +853,8 @@ std::string clr_md(
                   pct(c.test.accuracy));
 }
 
-std::string study_md(const Settings& s, double max_lr, const Study& st) {
+std::string study_md(
+    const Settings& s, double max_lr, const Study& st, int64_t train) {
   std::string md = "### Batch size\n\n";
   md += fmt::format(
       "Same initial weights and shuffles, {} per run; fixed LR {:.3g} "
@@ -797,6 +868,7 @@ std::string study_md(const Settings& s, double max_lr, const Study& st) {
   md += "| batch | rule | LR | steps | final train loss | val acc | s |\n";
   md += "|---:|---|---:|---:|---:|---:|---:|\n";
   for (const auto& r : st.result.runs) {
+    const ex::Divergence d = study_divergence(r, train);
     md += fmt::format(
         "| {} | {}{} | {:.3g} | {} | {} | {} | {:.1f} |\n",
         r.batch_size,
@@ -804,8 +876,8 @@ std::string study_md(const Settings& s, double max_lr, const Study& st) {
         r.reused ? " (same LR: run reused)" : "",
         r.lr,
         r.steps,
-        num(r.final_train_loss),
-        pct(r.final_val_accuracy),
+        d.diverged ? "**" + d.text() + "**" : num(r.final_train_loss),
+        d.diverged ? std::string("—") : pct(r.final_val_accuracy),
         r.seconds);
   }
   return md + "\n![batch size](batch_size.png)\n\n";
@@ -834,7 +906,7 @@ std::string summary_md(
   }
   md += clr_md(s, r.sweep.bounds, r.clr);
   if (!s.skip_study) {
-    md += study_md(s, r.sweep.bounds.max_lr, r.study);
+    md += study_md(s, r.sweep.bounds.max_lr, r.study, data.train.size());
   }
   return md +
          "Data: `lr_finder.csv`, `curves.csv`, `steps.csv`, `batch_size.csv`, "

@@ -666,6 +666,7 @@ int main(int argc, char** argv) try {
   const bool all_match = check_real_modules(c);
 
   dlcore::Json j = s.flags.to_json();
+  j["run"] = s.flags.run_json("problem2");
   j["image_size"] = s.image;
   j["batch_size"] = s.batch;
   j["alexnet_params"] = alex.params;

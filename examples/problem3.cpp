@@ -57,8 +57,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -160,6 +162,9 @@ struct RunResult {
   int64_t trainable = 0;
   double seconds = 0;
   dlcore::History history;
+  /// Set when training diverged: the run stopped there, its accuracies are
+  /// NaN and it is reported as diverged.
+  ex::Divergence divergence;
 };
 
 // A backbone file: safetensors (what this program writes) by its
@@ -259,6 +264,7 @@ RunResult run_one(
   r.run = spec.name;
   r.seed = seed;
   r.best_test_accuracy = -1;
+  ex::DivergenceGuard guard;
   for (int64_t e = 0; e < s.epochs; ++e) {
     if (schedule && dlcore::add_trainable_param_group(
                         sgd, schedule->apply(e), spec.lr) > 0) {
@@ -267,7 +273,18 @@ RunResult run_one(
     }
     train_batches.set_epoch(e);
     const auto tr = dlcore::train_epoch(
-        net, train_batches, sgd, dlcore::TrainOptions().epoch(e));
+        net,
+        train_batches,
+        sgd,
+        dlcore::TrainOptions().epoch(e).on_step(guard.on_step(e + 1)));
+    if (guard.diverged_after(*net, tr)) {
+      r.divergence = guard.result();
+      r.final_test_accuracy = std::nan("");
+      r.best_test_accuracy = std::nan("");
+      r.final_train_accuracy = std::nan("");
+      r.best_epoch = 0;
+      break;
+    }
     const auto te = dlcore::evaluate(net, test_batches);
     r.history.add_epoch(
         {{"epoch", static_cast<double>(e + 1)},
@@ -304,13 +321,26 @@ double pretrain(
   dlcore::Batches batches(
       dlcore::examples::on_device(source_train, s.device),
       dlcore::BatchesOptions(64).shuffle(true).seed(seed));
+  ex::DivergenceGuard guard;
   for (int64_t e = 0; e < s.pretrain_epochs; ++e) {
     batches.set_epoch(e);
-    const auto m =
-        dlcore::train_epoch(net, batches, sgd, dlcore::TrainOptions().epoch(e));
+    const auto m = dlcore::train_epoch(
+        net,
+        batches,
+        sgd,
+        dlcore::TrainOptions().epoch(e).on_step(guard.on_step(e + 1)));
+    // Every transfer run starts from this backbone: a diverged one ends the
+    // program.
+    TORCH_CHECK(
+        !guard.diverged_after(*net, m),
+        "pretraining the backbone ",
+        guard.result().text(),
+        " (",
+        guard.result().reason,
+        "); no transfer run can start from it");
     std::cout << "  pretrain epoch " << e + 1 << "/" << s.pretrain_epochs
-              << ": loss " << m.loss << ", train accuracy " << 100 * m.accuracy
-              << "%\n";
+              << ": loss " << m.loss << ", train accuracy "
+              << ex::percent(m.accuracy) << "\n";
   }
   dlcore::Batches test_batches(
       dlcore::examples::on_device(source_test, s.device),
@@ -321,26 +351,55 @@ double pretrain(
 }
 
 std::string pct(double v) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(2) << 100 * v;
-  return s.str();
+  return ex::percent(v);
+}
+
+// The largest (smallest) of `values` that is not NaN; NaN when all are (a
+// diverged run's mean is NaN).
+double finite_max(std::initializer_list<double> values) {
+  double m = std::nan("");
+  for (double v : values) {
+    m = std::isnan(m) || v > m ? v : m;
+  }
+  return m;
+}
+
+double finite_min(std::initializer_list<double> values) {
+  double m = std::nan("");
+  for (double v : values) {
+    m = std::isnan(m) || v < m ? v : m;
+  }
+  return m;
 }
 
 // What the measured means say about the homework's expectations
 // (fine-tuning >= shallow > scratch, and the sensitivity to the LR).
 std::string interpretation(std::map<std::string, double>& m) {
-  const double shallow = std::max(m["shallow"], m["shallow_0.1"]);
+  const double shallow = finite_max({m["shallow"], m["shallow_0.1"]});
   const double ft =
-      std::max({m["finetune_0.1"], m["finetune_0.01"], m["finetune_0.001"]});
+      finite_max({m["finetune_0.1"], m["finetune_0.01"], m["finetune_0.001"]});
   const double ft_worst =
-      std::min({m["finetune_0.1"], m["finetune_0.01"], m["finetune_0.001"]});
+      finite_min({m["finetune_0.1"], m["finetune_0.01"], m["finetune_0.001"]});
   std::ostringstream s;
-  s
-      << (ft >= shallow ? "Fine-tuning beats shallow learning, as the homework "
-                          "expects. "
-                        : "Shallow learning beats fine-tuning here, unlike the "
-                          "homework's expectation. ");
-  if (shallow > m["scratch"]) {
+  int diverged = 0;
+  for (const auto& [name, mean] : m) {
+    diverged += std::isnan(mean) ? 1 : 0;
+  }
+  if (diverged > 0) {
+    s << diverged << " configuration(s) diverged (marked in the table); they "
+      << "are left out of the comparisons below. ";
+  }
+  if (!std::isnan(ft) && !std::isnan(shallow)) {
+    s
+        << (ft >= shallow
+                ? "Fine-tuning beats shallow learning, as the homework "
+                  "expects. "
+                : "Shallow learning beats fine-tuning here, unlike the "
+                  "homework's expectation. ");
+  }
+  if (std::isnan(shallow) || std::isnan(m["scratch"])) {
+    // No comparison with a diverged configuration.
+  } else if (shallow > m["scratch"]) {
     s << "Shallow learning beats training from scratch, as expected. ";
   } else {
     s << "Shallow learning does not beat training from scratch here: the "
@@ -351,10 +410,10 @@ std::string interpretation(std::map<std::string, double>& m) {
          "the homework's ImageNet features are far more general. ";
   }
   s << "Fine-tuning is sensitive to the learning rate: " << pct(ft_worst)
-    << "% to " << pct(ft)
-    << "% across 0.1, 0.01 and 0.001; discriminative LRs reach "
-    << pct(m["discriminative"]) << "%, gradual unfreezing " << pct(m["gradual"])
-    << "%.";
+    << " to " << pct(ft)
+    << " across 0.1, 0.01 and 0.001; discriminative LRs reach "
+    << pct(m["discriminative"]) << ", gradual unfreezing " << pct(m["gradual"])
+    << ".";
   return s.str();
 }
 
@@ -506,7 +565,7 @@ Backbone prepare_backbone(
   ex::Stopwatch pre;
   b.source_accuracy =
       pretrain<Arch>(t.source_train, t.source_test, s, flags.seed, b.path);
-  std::cout << "  source test accuracy " << pct(b.source_accuracy) << "% ("
+  std::cout << "  source test accuracy " << pct(b.source_accuracy) << " ("
             << t.source_test.size() << " images), " << pre.seconds()
             << " s; saved " << b.path << "\n";
   return b;
@@ -558,11 +617,17 @@ std::vector<RunResult> run_seeds(
     for (const auto& spec : specs) {
       auto r =
           run_one<Arch>(spec, seed, backbone, target_train, t.target_test, s);
-      std::cout << "  " << std::left << std::setw(16) << spec.name
-                << " test accuracy " << pct(r.final_test_accuracy) << "% (best "
-                << pct(r.best_test_accuracy) << "% at epoch " << r.best_epoch
-                << "), trainable " << r.trainable << ", "
-                << std::setprecision(3) << r.seconds << " s\n";
+      std::cout << "  " << std::left << std::setw(16) << spec.name;
+      if (r.divergence.diverged) {
+        std::cout << " " << r.divergence.text() << " (" << r.divergence.reason
+                  << ")";
+      } else {
+        std::cout << " test accuracy " << pct(r.final_test_accuracy)
+                  << " (best " << pct(r.best_test_accuracy) << " at epoch "
+                  << r.best_epoch << ")";
+      }
+      std::cout << ", trainable " << r.trainable << ", " << std::setprecision(3)
+                << r.seconds << " s\n";
       results.push_back(std::move(r));
     }
   }
@@ -582,7 +647,10 @@ void write_results_csv(
        "best_epoch",
        "final_train_accuracy",
        "trainable_parameters",
-       "seconds"});
+       "seconds",
+       "diverged",
+       "diverged_epoch",
+       "diverged_step"});
   for (const auto& r : results) {
     table.add_row(
         {r.run,
@@ -592,15 +660,24 @@ void write_results_csv(
          r.best_epoch,
          r.final_train_accuracy,
          r.trainable,
-         r.seconds});
+         r.seconds,
+         static_cast<int64_t>(r.divergence.diverged),
+         r.divergence.epoch,
+         r.divergence.step});
   }
   table.write(out.path("results.csv"));
 }
 
-// One run over its seeds: mean and spread of the final test accuracy.
+// One run over its seeds: mean and spread of the final test accuracy (NaN
+// when a seed diverged: `diverged` names it instead).
 struct RunSummary {
   std::vector<const RunResult*> seeds;
   double mean = 0, sd = 0, mean_best = 0;
+  /// (max - min) / 2 over the seeds: with two seeds, mean ± half_range spans
+  /// both values.
+  double half_range = 0;
+  /// The first diverged seed, or null.
+  const RunResult* diverged = nullptr;
 };
 
 RunSummary summarize(
@@ -612,15 +689,26 @@ RunSummary summarize(
     }
   }
   const auto n = static_cast<double>(m.seeds.size());
+  double lo = std::numeric_limits<double>::infinity();
+  double hi = -lo;
   for (auto* r : m.seeds) {
     m.mean += r->final_test_accuracy / n;
     m.mean_best += r->best_test_accuracy / n;
+    lo = std::min(lo, r->final_test_accuracy);
+    hi = std::max(hi, r->final_test_accuracy);
+    if (r->divergence.diverged && m.diverged == nullptr) {
+      m.diverged = r;
+    }
   }
   double var = 0;
   for (auto* r : m.seeds) {
     var += std::pow(r->final_test_accuracy - m.mean, 2);
   }
   m.sd = m.seeds.size() > 1 ? std::sqrt(var / (n - 1)) : 0.0;
+  m.half_range = (hi - lo) / 2;
+  if (m.diverged != nullptr) {
+    m.mean = m.sd = m.mean_best = m.half_range = std::nan("");
+  }
   return m;
 }
 
@@ -638,12 +726,19 @@ std::string write_curves(
        "test_loss",
        "test_accuracy",
        "lr"});
+  // A diverged seed's history ends before s.epochs: its later epochs are
+  // NaN, and so are the means over seeds there.
+  const auto at = [](const RunResult* r, int64_t e, const char* col) {
+    return static_cast<std::size_t>(e) < r->history.num_epochs()
+               ? r->history.at(static_cast<std::size_t>(e), col)
+               : std::nan("");
+  };
   for (int64_t e = 0; e < s.epochs; ++e) {
     std::map<std::string, double> mean;
     for (const auto* col :
          {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}) {
       for (auto* r : m.seeds) {
-        mean[col] += r->history.at(static_cast<std::size_t>(e), col) / n;
+        mean[col] += at(r, e, col) / n;
       }
     }
     curves.add_row(
@@ -652,7 +747,7 @@ std::string write_curves(
          mean["train_accuracy"],
          mean["test_loss"],
          mean["test_accuracy"],
-         m.seeds.front()->history.at(static_cast<std::size_t>(e), "lr")});
+         at(m.seeds.front(), e, "lr")});
   }
   const auto csv = out.path("curves_" + spec.name + ".csv");
   curves.write(csv);
@@ -689,22 +784,33 @@ RunsReport write_runs(
   train_loss.key("off");
   test_loss.key("off");
   std::ostringstream md_table;
-  md_table << "| run | trainable params | test accuracy % (final, mean ± sd "
-              "over "
-           << s.seeds
-           << " seeds) | per seed | best epoch's test "
-              "accuracy % (test-selected, as the homework) |\n"
+  md_table << "| run | trainable params | final test accuracy ("
+           << (s.seeds > 1 ? "mean ± half-range over " +
+                                 std::to_string(s.seeds) + " seeds"
+                           : std::string("1 seed"))
+           << ") | per seed | best epoch's test accuracy (mean; "
+              "test-selected, as the homework) |\n"
            << "|---|---|---|---|---|\n";
   for (const auto& spec : specs) {
     const RunSummary m = summarize(spec, results);
     rep.mean_final[spec.name] = m.mean;
     std::string per_seed;
     for (auto* r : m.seeds) {
-      per_seed += (per_seed.empty() ? "" : ", ") + pct(r->final_test_accuracy);
+      per_seed += (per_seed.empty() ? "" : ", ") +
+                  (r->divergence.diverged ? r->divergence.text()
+                                          : pct(r->final_test_accuracy));
     }
     md_table << "| " << spec.label << " | " << m.seeds.front()->trainable
-             << " | " << pct(m.mean) << " ± " << pct(m.sd) << " | " << per_seed
-             << " | " << pct(m.mean_best) << " |\n";
+             << " | ";
+    if (m.diverged != nullptr) {
+      md_table << "**" << m.diverged->divergence.text() << "** (seed "
+               << m.diverged->seed << ")";
+    } else if (m.seeds.size() > 1) {
+      md_table << pct(m.mean) << " ± " << ex::percent(m.half_range);
+    } else {
+      md_table << pct(m.mean);
+    }
+    md_table << " | " << per_seed << " | " << pct(m.mean_best) << " |\n";
     const std::string csv = write_curves(s, spec, m, out);
     const auto series = [&](const char* column) {
       return dlcore::PlotSeries(csv, "epoch", column)
@@ -720,7 +826,18 @@ RunsReport write_runs(
     j["lr"] = spec.lr;
     j["mean_final_test_accuracy"] = m.mean;
     j["sd_final_test_accuracy"] = m.sd;
+    j["half_range_final_test_accuracy"] = m.half_range;
     j["mean_best_test_accuracy"] = m.mean_best;
+    dlcore::Json seeds = dlcore::Json::array();
+    for (auto* r : m.seeds) {
+      dlcore::Json o = dlcore::Json::object();
+      o["seed"] = static_cast<int64_t>(r->seed);
+      o["final_test_accuracy"] = r->final_test_accuracy;
+      o["best_test_accuracy"] = r->best_test_accuracy;
+      o["divergence"] = r->divergence.to_json();
+      seeds.push_back(o);
+    }
+    j["seeds"] = seeds;
     j["trainable_parameters"] = m.seeds.front()->trainable;
     rep.runs_json.push_back(j);
   }
@@ -741,7 +858,7 @@ std::string summary_md(
     RunsReport& rep,
     double seconds) {
   auto& mean_final = rep.mean_final;
-  const double best_ft = std::max(
+  const double best_ft = finite_max(
       {mean_final["finetune_0.1"],
        mean_final["finetune_0.01"],
        mean_final["finetune_0.001"],
@@ -756,7 +873,7 @@ std::string summary_md(
              ? "backbone " + s.model + " pretrained for " +
                    std::to_string(s.pretrain_epochs) +
                    " epoch(s) (source test accuracy " + pct(b.source_accuracy) +
-                   "%), saved as `backbone.safetensors`."
+                   "), saved as `backbone.safetensors`."
              : "backbone loaded from `" + s.backbone + "`.")
      << " Target task: classes 5–9 with " << s.per_class
      << " labelled images per class, evaluated on " << t.target_test.size()
@@ -767,10 +884,10 @@ std::string summary_md(
      << s.disc_low << " (first layer) to " << s.disc_high << " (head). Scale `"
      << ex::scale_name(s.scale) << "`.\n\n"
      << rep.md_table << "\n"
-     << "Best fine-tuning " << pct(best_ft) << "% vs best shallow "
-     << pct(std::max(mean_final["shallow"], mean_final["shallow_0.1"]))
-     << "% vs scratch " << pct(mean_final["scratch"])
-     << "% (final-epoch test accuracy, mean "
+     << "Best fine-tuning " << pct(best_ft) << " vs best shallow "
+     << pct(finite_max({mean_final["shallow"], mean_final["shallow_0.1"]}))
+     << " vs scratch " << pct(mean_final["scratch"])
+     << " (final-epoch test accuracy, mean "
      << "over seeds). The final epoch is reported, not the best one: picking "
      << "the epoch on the test set, as the homework's code does, is "
      << "optimistic. " << interpretation(mean_final) << "\n\n"
@@ -788,6 +905,7 @@ dlcore::Json results_json(
     const RunsReport& rep,
     double seconds) {
   dlcore::Json j = flags.to_json();
+  j["run"] = flags.run_json("problem3");
   j["model"] = s.model;
   j["per_class"] = s.per_class;
   j["epochs"] = s.epochs;

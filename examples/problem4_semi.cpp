@@ -96,18 +96,30 @@ struct Settings {
   double finetune_lr = 0.005;
 };
 
-std::string pct(double v, int digits = 2) {
+std::string pct(double v) {
+  return ex::percent(v);
+}
+
+// A difference of two accuracies in percentage points, signed.
+std::string signed_pct(double v) {
+  if (!std::isfinite(v)) {
+    return "—"; // a diverged run has no accuracy
+  }
   std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << 100.0 * v;
+  s << std::fixed << std::setprecision(2) << std::showpos << 100.0 * v;
   return s.str();
 }
 
-std::string signed_pct(double v) {
-  return (v >= 0 ? "+" : "") + pct(v);
+// An accuracy cell: the percentage, or where the training before it
+// diverged.
+std::string acc_cell(double acc, const ex::Divergence& d) {
+  return d.diverged ? "**" + d.text() + "**" : pct(acc);
 }
 
+// Trains `net`; stops at divergence and says where (see
+// ex::DivergenceGuard).
 template <typename Net>
-void train(
+ex::Divergence train(
     Net& net,
     const dlcore::TensorDataset& data,
     int64_t epochs,
@@ -118,10 +130,19 @@ void train(
       net->parameters(), torch::optim::SGDOptions(lr).momentum(0.9));
   dlcore::Batches batches(
       data, dlcore::BatchesOptions(batch_size).shuffle(true).seed(seed));
+  ex::DivergenceGuard guard;
   for (int64_t e = 0; e < epochs; ++e) {
     batches.set_epoch(e);
-    dlcore::train_epoch(net, batches, opt, dlcore::TrainOptions().epoch(e));
+    const auto m = dlcore::train_epoch(
+        net,
+        batches,
+        opt,
+        dlcore::TrainOptions().epoch(e).on_step(guard.on_step(e + 1)));
+    if (guard.diverged_after(*net, m)) {
+      break;
+    }
   }
+  return guard.result();
 }
 
 template <typename Net>
@@ -141,6 +162,9 @@ struct Point {
   double pretrain_acc = 0; // student after pretraining on D-hat only
   double final_acc = 0;    // after fine-tuning on D
   double seconds = 0;
+  /// Where pretraining on D-hat, or fine-tuning on D, diverged (the
+  /// accuracies after it are then NaN).
+  ex::Divergence pretrain_divergence, finetune_divergence;
 };
 
 void add_flags(CLI::App& app, ex::CommonFlags& flags, Settings& s) {
@@ -214,8 +238,10 @@ Data load_data(
 
 struct Teacher {
   double test_accuracy = 0;
-  torch::Tensor u_logits;
-  double u_accuracy = 0; // top-1 on U against the hidden labels
+  torch::Tensor u_logits; // undefined when the teacher diverged
+  double u_accuracy = 0;  // top-1 on U against the hidden labels
+  /// A diverged teacher scores nothing: no pseudo-labels, no student.
+  ex::Divergence divergence;
 };
 
 Teacher train_teacher(
@@ -227,10 +253,17 @@ Teacher train_teacher(
   torch::manual_seed(flags.seed);
   TeacherNet teacher;
   teacher->to(device);
-  train(teacher, data.d, s.teacher_epochs, s.lr, s.batch_size, flags.seed);
   Teacher t;
+  t.divergence =
+      train(teacher, data.d, s.teacher_epochs, s.lr, s.batch_size, flags.seed);
+  if (t.divergence.diverged) {
+    t.test_accuracy = t.u_accuracy = std::nan("");
+    std::cout << "teacher: " << t.divergence.text() << " ("
+              << t.divergence.reason << "); no pseudo-labels\n";
+    return t;
+  }
   t.test_accuracy = test_accuracy(teacher, data.test);
-  std::cout << "teacher: test " << pct(t.test_accuracy) << "% ("
+  std::cout << "teacher: test " << pct(t.test_accuracy) << " ("
             << std::setprecision(3) << watch.seconds() << " s)\n";
   watch = {};
   const auto& u = data.u;
@@ -250,13 +283,18 @@ Teacher train_teacher(
                      .mean()
                      .item<double>();
   std::cout << "teacher scored U in " << std::setprecision(3) << watch.seconds()
-            << " s (top-1 on U " << pct(t.u_accuracy) << "%)\n";
+            << " s (top-1 on U " << pct(t.u_accuracy) << ")\n";
   return t;
 }
 
 // ---- The supervised student: LeNet-5 on D alone ----
 
-double train_baseline(
+struct Baseline {
+  double accuracy = 0; // NaN when it diverged
+  ex::Divergence divergence;
+};
+
+Baseline train_baseline(
     const ex::CommonFlags& flags,
     const Settings& s,
     const Data& data,
@@ -265,11 +303,16 @@ double train_baseline(
   torch::manual_seed(flags.seed + 1);
   dlcore::LeNet5 baseline(kClasses);
   baseline->to(device);
-  train(baseline, data.d, s.student_epochs, s.lr, s.batch_size, flags.seed + 1);
-  const double acc = test_accuracy(baseline, data.test);
-  std::cout << "supervised student: test " << pct(acc) << "% ("
-            << std::setprecision(3) << watch.seconds() << " s)\n";
-  return acc;
+  Baseline b;
+  b.divergence = train(
+      baseline, data.d, s.student_epochs, s.lr, s.batch_size, flags.seed + 1);
+  b.accuracy =
+      b.divergence.diverged ? std::nan("") : test_accuracy(baseline, data.test);
+  std::cout << "supervised student: "
+            << (b.divergence.diverged ? b.divergence.text()
+                                      : "test " + pct(b.accuracy))
+            << " (" << std::setprecision(3) << watch.seconds() << " s)\n";
+  return b;
 }
 
 // ---- The semi-supervised student at (K, P): select D-hat, pretrain on it,
@@ -332,28 +375,36 @@ class Points {
     torch::manual_seed(flags_.seed + 1);
     dlcore::LeNet5 student(kClasses);
     student->to(device_);
-    train(
+    pt.pretrain_divergence = train(
         student,
         dhat,
         s_.pretrain_epochs,
         s_.lr,
         s_.batch_size,
         flags_.seed + 2);
-    pt.pretrain_acc = test_accuracy(student, data_.test);
-    train(
-        student,
-        data_.d,
-        s_.finetune_epochs,
-        s_.finetune_lr,
-        s_.batch_size,
-        flags_.seed + 3);
-    pt.final_acc = test_accuracy(student, data_.test);
+    pt.pretrain_acc = std::nan("");
+    pt.final_acc = std::nan("");
+    if (!pt.pretrain_divergence.diverged) {
+      pt.pretrain_acc = test_accuracy(student, data_.test);
+      pt.finetune_divergence = train(
+          student,
+          data_.d,
+          s_.finetune_epochs,
+          s_.finetune_lr,
+          s_.batch_size,
+          flags_.seed + 3);
+      if (!pt.finetune_divergence.diverged) {
+        pt.final_acc = test_accuracy(student, data_.test);
+      }
+    }
     pt.seconds = pw.seconds();
     std::cout << "K " << k << " P " << p << ": |D-hat| " << pt.size << " ("
               << pt.images << " images), precision " << pct(pt.precision)
-              << "%, pretrained " << pct(pt.pretrain_acc) << "%, fine-tuned "
-              << pct(pt.final_acc) << "% (" << std::setprecision(3)
-              << pt.seconds << " s)\n";
+              << ", pretrained "
+              << acc_cell(pt.pretrain_acc, pt.pretrain_divergence)
+              << ", fine-tuned "
+              << acc_cell(pt.final_acc, pt.finetune_divergence) << " ("
+              << std::setprecision(3) << pt.seconds << " s)\n";
     return pt;
   }
 
@@ -369,6 +420,7 @@ class Points {
 struct Results {
   Teacher teacher;
   double baseline_acc = 0;
+  ex::Divergence baseline_divergence;
   std::vector<Point> k_points, p_points;
   Point main_pt;
   double select_rows_per_s = 0;
@@ -453,6 +505,8 @@ dlcore::Json point_json(const Point& pt) {
   j["precision"] = pt.precision;
   j["pretrain_accuracy"] = pt.pretrain_acc;
   j["final_accuracy"] = pt.final_acc;
+  j["pretrain_divergence"] = pt.pretrain_divergence.to_json();
+  j["finetune_divergence"] = pt.finetune_divergence.to_json();
   return j;
 }
 
@@ -462,13 +516,18 @@ dlcore::Json results_json(
     const Results& r,
     double seconds) {
   dlcore::Json js = flags.to_json();
+  js["run"] = flags.run_json("problem4_semi");
   js["labelled"] = data.d.size();
   js["unlabelled"] = data.u.size();
   js["test"] = data.test.size();
   js["teacher_accuracy"] = r.teacher.test_accuracy;
   js["teacher_top1_on_U"] = r.teacher.u_accuracy;
+  js["teacher_divergence"] = r.teacher.divergence.to_json();
   js["supervised_student_accuracy"] = r.baseline_acc;
-  js["semi_supervised_student"] = point_json(r.main_pt);
+  js["supervised_student_divergence"] = r.baseline_divergence.to_json();
+  if (!r.teacher.divergence.diverged) {
+    js["semi_supervised_student"] = point_json(r.main_pt);
+  }
   dlcore::Json ks = dlcore::Json::array();
   for (const auto& pt : r.k_points) {
     ks.push_back(point_json(pt));
@@ -492,8 +551,11 @@ std::string sweep_table(const std::vector<Point>& pts, const char* first) {
   for (const auto& pt : pts) {
     md << "| " << (first[0] == 'K' ? pt.k : pt.p) << " | " << pt.size << " | "
        << pt.images << " | " << pt.shortfall << " | " << pct(pt.precision)
-       << "% | " << pct(pt.pretrain_acc) << "% | " << pct(pt.final_acc)
-       << "% |\n";
+       << " | " << acc_cell(pt.pretrain_acc, pt.pretrain_divergence) << " | "
+       << (pt.pretrain_divergence.diverged
+               ? std::string("—")
+               : acc_cell(pt.final_acc, pt.finetune_divergence))
+       << " |\n";
   }
   return md.str();
 }
@@ -510,14 +572,35 @@ std::string summary_md(
   const Point& main_pt = r.main_pt;
   const double teacher_acc = r.teacher.test_accuracy;
   const double baseline_acc = r.baseline_acc;
-  const auto best = *std::max_element(
-      r.k_points.begin(), r.k_points.end(), [](const Point& a, const Point& b) {
-        return a.final_acc < b.final_acc;
-      });
   std::ostringstream md;
   md << "## Problem 4 — Semi-supervised: teacher, top-K/top-P pseudo-labels, "
-        "student (Yalniz et al. 2019)\n\n"
-     << "Scale `" << ex::scale_name(s.scale) << "`. D = " << d.size()
+        "student (Yalniz et al. 2019)\n\n";
+  if (r.teacher.divergence.diverged) {
+    md << "Scale `" << ex::scale_name(s.scale) << "`, SGD momentum 0.9, lr "
+       << s.lr << ", batch " << s.batch_size << ".\n\n"
+       << "| model | test accuracy |\n|---|---|\n"
+       << "| teacher (D) | " << acc_cell(teacher_acc, r.teacher.divergence)
+       << " |\n"
+       << "| supervised student (D) | "
+       << acc_cell(baseline_acc, r.baseline_divergence) << " |\n\n"
+       << "The teacher's training " << r.teacher.divergence.text() << " ("
+       << r.teacher.divergence.reason
+       << "), so it labels nothing: no pseudo-labels, no semi-supervised "
+          "student, no sweeps. Run time "
+       << std::setprecision(3) << seconds << " s.\n";
+    return md.str();
+  }
+  // The best point of the K sweep by final accuracy (a diverged point, NaN,
+  // never).
+  const auto best = *std::max_element(
+      r.k_points.begin(), r.k_points.end(), [](const Point& a, const Point& b) {
+        return std::isnan(a.final_acc) ||
+               (!std::isnan(b.final_acc) && a.final_acc < b.final_acc);
+      });
+  const bool any_diverged = r.baseline_divergence.diverged ||
+                            std::isnan(main_pt.final_acc) ||
+                            std::isnan(best.final_acc);
+  md << "Scale `" << ex::scale_name(s.scale) << "`. D = " << d.size()
      << " labelled FashionMNIST training images (" << s.per_class
      << " per class), U = " << u.size() << " training images with labels "
      << "hidden, test = " << data.test.size() << " images. Teacher: CNN "
@@ -531,12 +614,17 @@ std::string summary_md(
      << " epochs on D. D-hat from "
      << "`dlcore::TopKTopPSelector` over softmax(teacher logits) of U.\n\n"
      << "| model | test accuracy |\n|---|---|\n"
-     << "| teacher (D) | " << pct(teacher_acc) << "% |\n"
-     << "| supervised student (D) | " << pct(baseline_acc) << "% |\n"
+     << "| teacher (D) | " << pct(teacher_acc) << " |\n"
+     << "| supervised student (D) | "
+     << acc_cell(baseline_acc, r.baseline_divergence) << " |\n"
      << "| semi-supervised student (K = " << main_pt.k << ", P = " << main_pt.p
-     << ") | " << pct(main_pt.final_acc) << "% |\n"
+     << ") | "
+     << (main_pt.pretrain_divergence.diverged
+             ? acc_cell(0, main_pt.pretrain_divergence) + " (pretraining)"
+             : acc_cell(main_pt.final_acc, main_pt.finetune_divergence))
+     << " |\n"
      << "| best of the K sweep (K = " << best.k << ", P = " << best.p << ") | "
-     << pct(best.final_acc) << "% |\n\n"
+     << pct(best.final_acc) << " |\n\n"
      << "**K sweep (P = " << s.p_fixed << ").** U holds about "
      << u.size() / kClasses << " images per class.\n\n"
      << sweep_table(r.k_points, "K") << "\n"
@@ -548,8 +636,15 @@ std::string summary_md(
         "class it is.\n\n"
      << sweep_table(r.p_points, "P") << "\n"
      << (p_plot ? "![P sweep](p_sweep.png)\n\n" : "")
+     << (any_diverged ? "Training diverged in the runs marked so above; "
+                        "they are no evidence either way, and the "
+                        "comparisons below that involve them do not hold.\n\n"
+                      : "")
      << "**Reading.** The semi-supervised student "
-     << (main_pt.final_acc > baseline_acc ? "beats" : "does not beat")
+     << (std::isnan(main_pt.final_acc) || std::isnan(baseline_acc)
+             ? "cannot be compared with"
+         : main_pt.final_acc > baseline_acc ? "beats"
+                                            : "does not beat")
      << " the supervised one at K = " << main_pt.k << ", P = " << main_pt.p
      << " (" << signed_pct(main_pt.final_acc - baseline_acc)
      << " points; best K of the sweep: "
@@ -559,7 +654,7 @@ std::string summary_md(
                                         "teacher, as in the paper"
                                       : "")
      << ". The teacher's top-1 accuracy on U is " << pct(r.teacher.u_accuracy)
-     << "%, the precision of D-hat at P = 1 when K covers U. Precision falls "
+     << ", the precision of D-hat at P = 1 when K covers U. Precision falls "
         "as K grows past the images per class that U holds (a class must "
         "then take images whose best class is another) and as P grows (more "
         "second-choice labels): that is the mechanism of the paper's "
@@ -600,16 +695,20 @@ int main(int argc, char** argv) try {
 
   Results r;
   r.teacher = train_teacher(flags, s, data, device);
-  r.baseline_acc = train_baseline(flags, s, data, device);
-  Points points(flags, s, data, r.teacher.u_logits, device);
-  for (int64_t k : s.k_sweep) {
-    r.k_points.push_back(points.at(k, s.p_fixed));
+  const Baseline baseline = train_baseline(flags, s, data, device);
+  r.baseline_acc = baseline.accuracy;
+  r.baseline_divergence = baseline.divergence;
+  if (!r.teacher.divergence.diverged) {
+    Points points(flags, s, data, r.teacher.u_logits, device);
+    for (int64_t k : s.k_sweep) {
+      r.k_points.push_back(points.at(k, s.p_fixed));
+    }
+    for (int64_t p : s.p_sweep) {
+      r.p_points.push_back(points.at(s.k_fixed, p));
+    }
+    r.main_pt = points.at(s.k_main, s.p_fixed);
+    r.select_rows_per_s = points.select_rows_per_s();
   }
-  for (int64_t p : s.p_sweep) {
-    r.p_points.push_back(points.at(s.k_fixed, p));
-  }
-  r.main_pt = points.at(s.k_main, s.p_fixed);
-  r.select_rows_per_s = points.select_rows_per_s();
 
   const std::string k_csv = out.path("k_sweep.csv");
   const std::string p_csv = out.path("p_sweep.csv");

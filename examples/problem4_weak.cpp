@@ -81,11 +81,22 @@ struct Settings {
   int64_t test_size = 0;
 };
 
-// Test accuracy overall and per class (first 10 outputs only).
+// Test accuracy overall and per class (first 10 outputs only); NaN when
+// training diverged (`divergence` says where).
 struct Accuracy {
   double overall = 0.0;
   std::vector<double> per_class;
+  ex::Divergence divergence;
 };
+
+// What a diverged run reports instead of a measurement.
+Accuracy diverged_accuracy(const ex::Divergence& d) {
+  Accuracy a;
+  a.overall = std::nan("");
+  a.per_class.assign(kClasses, std::nan(""));
+  a.divergence = d;
+  return a;
+}
 
 Accuracy test_accuracy(dlcore::LeNet5& net, const dlcore::TensorDataset& test) {
   torch::NoGradGuard no_grad;
@@ -120,13 +131,23 @@ Accuracy test_accuracy(dlcore::LeNet5& net, const dlcore::TensorDataset& test) {
   return a;
 }
 
+// A rate (noise level, realized rate, tag probability) as a percentage
+// number, "10" or "9.8"; accuracies print through `acc`.
 std::string pct(double x, int digits = 1) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << 100.0 * x;
   return s.str();
 }
 
+// An accuracy: "89.12 %" (ex::percent), "—" when not measured.
+std::string acc(double x) {
+  return ex::percent(x);
+}
+
 std::string signed_points(double x) {
+  if (!std::isfinite(x)) {
+    return "—"; // a diverged run's accuracy is not measured
+  }
   std::ostringstream s;
   s << std::fixed << std::setprecision(1) << std::showpos << 100.0 * x;
   return s.str();
@@ -280,6 +301,16 @@ const std::vector<Scheme>& schemes() {
 
 struct Resampling {
   std::map<std::string, std::vector<Accuracy>> results;
+  /// The first diverged seed's divergence of `scheme` (not diverged when
+  /// none did); the means are then NaN.
+  ex::Divergence divergence(const std::string& scheme) const {
+    for (const auto& a : results.at(scheme)) {
+      if (a.divergence.diverged) {
+        return a.divergence;
+      }
+    }
+    return {};
+  }
   /// Mean test accuracy of `scheme` over seeds: overall (c < 0) or of
   /// class c.
   double mean(const std::string& scheme, int64_t c) const {
@@ -321,10 +352,18 @@ Accuracy train_sampled(
                 lt.tags, torch::arange(lt.set.size()), lt.num_tags)
           : lt.set.targets};
   dlcore::Batches batches(set, sampler, s.batch_size);
+  ex::DivergenceGuard guard;
   for (int64_t e = 0; e < s.epochs; ++e) {
     batches.set_epoch(e); // the pass calls sampler->set_epoch(e)
-    dlcore::train_epoch(
-        net, batches, opt, dlcore::TrainOptions().epoch(e).device(device));
+    const auto m = dlcore::train_epoch(
+        net,
+        batches,
+        opt,
+        dlcore::TrainOptions().epoch(e).device(device).on_step(
+            guard.on_step(e + 1)));
+    if (guard.diverged_after(*net, m)) {
+      return diverged_accuracy(guard.result());
+    }
   }
   return test_accuracy(net, test);
 }
@@ -344,21 +383,33 @@ Resampling run_resampling(
     header.push_back("class" + std::to_string(c));
   }
   header.push_back("seconds");
+  header.push_back("diverged");
+  header.push_back("diverged_epoch");
+  header.push_back("diverged_step");
   dlcore::CsvTable res_csv(header);
   for (int64_t seed = 0; seed < s.seeds; ++seed) {
     for (const auto& sc : schemes()) {
       ex::Stopwatch watch;
       const Accuracy acc = train_sampled(flags, s, lt, sc, seed, test, device);
       std::cout << std::left << std::setw(8) << sc.name << " seed " << seed
-                << ": test " << pct(acc.overall) << "%, rarest class "
-                << pct(acc.per_class[lt.rarest()]) << "% ("
-                << std::setprecision(3) << watch.seconds() << " s)\n";
+                << ": ";
+      if (acc.divergence.diverged) {
+        std::cout << acc.divergence.text() << " (" << acc.divergence.reason
+                  << ")";
+      } else {
+        std::cout << "test " << ::acc(acc.overall) << ", rarest class "
+                  << ::acc(acc.per_class[lt.rarest()]);
+      }
+      std::cout << " (" << std::setprecision(3) << watch.seconds() << " s)\n";
       std::vector<dlcore::CsvCell> row = {
           sc.name, sc.alpha, seed, draws_per_epoch * s.epochs, acc.overall};
       for (double a : acc.per_class) {
         row.emplace_back(a);
       }
       row.emplace_back(watch.seconds());
+      row.emplace_back(static_cast<int64_t>(acc.divergence.diverged));
+      row.emplace_back(acc.divergence.epoch);
+      row.emplace_back(acc.divergence.step);
       res_csv.add_row(row);
       res.results[sc.name].push_back(acc);
     }
@@ -410,6 +461,8 @@ struct Noise {
   std::vector<double> levels = {0.0, 0.10, 0.25, 0.50};
   std::vector<double> accuracy;
   std::vector<double> realized;
+  /// Per level: the first diverged seed's divergence (accuracy then NaN).
+  std::vector<ex::Divergence> divergence;
 };
 
 Noise run_label_noise(
@@ -426,6 +479,7 @@ Noise run_label_noise(
   n.balanced_images = bal.size();
   n.accuracy.assign(n.levels.size(), 0.0);
   n.realized.assign(n.levels.size(), 0.0);
+  n.divergence.assign(n.levels.size(), ex::Divergence());
   for (size_t l = 0; l < n.levels.size(); ++l) {
     for (int64_t seed = 0; seed < s.seeds; ++seed) {
       auto noise = dlcore::inject_label_noise(
@@ -444,26 +498,52 @@ Noise run_label_noise(
           dlcore::BatchesOptions(s.batch_size)
               .shuffle(true)
               .seed(flags.seed + seed));
+      ex::DivergenceGuard guard;
       for (int64_t e = 0; e < s.noise_epochs; ++e) {
         batches.set_epoch(e);
-        dlcore::train_epoch(
-            net, batches, opt, dlcore::TrainOptions().epoch(e).device(device));
+        const auto m = dlcore::train_epoch(
+            net,
+            batches,
+            opt,
+            dlcore::TrainOptions().epoch(e).device(device).on_step(
+                guard.on_step(e + 1)));
+        if (guard.diverged_after(*net, m)) {
+          break;
+        }
       }
-      n.accuracy[l] += test_accuracy(net, test).overall / s.seeds;
+      if (guard.result().diverged) {
+        if (!n.divergence[l].diverged) {
+          n.divergence[l] = guard.result();
+        }
+        n.accuracy[l] = std::nan("");
+      } else {
+        n.accuracy[l] += test_accuracy(net, test).overall / s.seeds;
+      }
       n.realized[l] += noise.realized_rate / s.seeds;
     }
     std::cout << "noise " << pct(n.levels[l], 0) << "%: realized "
-              << pct(n.realized[l]) << "%, test " << pct(n.accuracy[l])
-              << "%\n";
+              << pct(n.realized[l]) << "%, "
+              << (n.divergence[l].diverged ? n.divergence[l].text()
+                                           : "test " + acc(n.accuracy[l]))
+              << "\n";
   }
   dlcore::CsvTable noise_csv(
-      {"noise", "realized_rate", "test_accuracy", "drop_points"});
+      {"noise",
+       "realized_rate",
+       "test_accuracy",
+       "drop_points",
+       "diverged",
+       "diverged_epoch",
+       "diverged_step"});
   for (size_t l = 0; l < n.levels.size(); ++l) {
     noise_csv.add_row(
         {n.levels[l],
          n.realized[l],
          n.accuracy[l],
-         100.0 * (n.accuracy[0] - n.accuracy[l])});
+         100.0 * (n.accuracy[0] - n.accuracy[l]),
+         static_cast<int64_t>(n.divergence[l].diverged),
+         n.divergence[l].epoch,
+         n.divergence[l].step});
   }
   noise_csv.write(out.path("noise.csv"));
   return n;
@@ -498,14 +578,24 @@ std::string resampling_md(
      << "|---|---|---|---|---|\n";
   for (int64_t c : lt.by_freq()) {
     md << "| " << names[c] << " | " << lt.class_count[c] << " | "
-       << pct(res.mean("natural", c)) << "% | " << pct(res.mean("sqrt", c))
-       << "% | " << pct(res.mean("uniform", c)) << "% |\n";
+       << acc(res.mean("natural", c)) << " | " << acc(res.mean("sqrt", c))
+       << " | " << acc(res.mean("uniform", c)) << " |\n";
   }
-  md << "| **overall** | " << n_lt << " | **" << pct(res.mean("natural", -1))
-     << "%** | **" << pct(res.mean("sqrt", -1)) << "%** | **"
-     << pct(res.mean("uniform", -1)) << "%** |\n\n"
+  md << "| **overall** | " << n_lt;
+  bool any_diverged = false;
+  for (const char* scheme : {"natural", "sqrt", "uniform"}) {
+    const ex::Divergence d = res.divergence(scheme);
+    any_diverged = any_diverged || d.diverged;
+    md << " | **" << (d.diverged ? d.text() : acc(res.mean(scheme, -1)))
+       << "**";
+  }
+  md << " |\n\n"
      << (plot ? "![per-class accuracy](per_class.png)\n\n"
               : "(gnuplot unavailable: no plot)\n\n")
+     << (any_diverged ? "Training diverged where the table says so: those "
+                        "columns hold no measurement (—), and comparisons "
+                        "with them below are void.\n\n"
+                      : "")
      << "The paper reports +5-6% *transfer* accuracy for square-root or "
         "uniform over natural sampling. Here, measured directly on the "
         "balanced test set of the same classes (no transfer step), square "
@@ -514,13 +604,13 @@ std::string resampling_md(
      << " points, uniform vs natural: "
      << signed_points(res.mean("uniform", -1) - res.mean("natural", -1))
      << " points; the rarest class (" << names[rarest] << ", " << s.min_count
-     << " images): " << pct(res.mean("natural", rarest)) << "% natural, "
-     << pct(res.mean("sqrt", rarest)) << "% square root, "
-     << pct(res.mean("uniform", rarest)) << "% uniform; the head class ("
+     << " images): " << acc(res.mean("natural", rarest)) << " natural, "
+     << acc(res.mean("sqrt", rarest)) << " square root, "
+     << acc(res.mean("uniform", rarest)) << " uniform; the head class ("
      << names[head] << ", " << kMaxClassImages
-     << " images): " << pct(res.mean("natural", head)) << "%, "
-     << pct(res.mean("sqrt", head)) << "%, " << pct(res.mean("uniform", head))
-     << "%.\n\n";
+     << " images): " << acc(res.mean("natural", head)) << ", "
+     << acc(res.mean("sqrt", head)) << ", " << acc(res.mean("uniform", head))
+     << ".\n\n";
   return md.str();
 }
 
@@ -538,8 +628,17 @@ std::string noise_md(const Settings& s, const Noise& n) {
         "(ImageNet top-1, points) |\n|---|---|---|---|---|\n";
   for (size_t l = 0; l < n.levels.size(); ++l) {
     md << "| " << pct(n.levels[l], 0) << "% | " << pct(n.realized[l]) << "% | "
-       << pct(acc[l]) << "% | " << signed_points(acc[l] - acc[0]) << " | "
+       << (n.divergence[l].diverged ? "**" + n.divergence[l].text() + "**"
+                                    : ::acc(acc[l]))
+       << " | " << signed_points(acc[l] - acc[0]) << " | "
        << paper.at(n.levels[l]) << " |\n";
+  }
+  for (size_t l = 0; l < n.levels.size(); ++l) {
+    if (n.divergence[l].diverged) {
+      md << "\nAt " << pct(n.levels[l], 0) << "% noise, training "
+         << n.divergence[l].text() << " (" << n.divergence[l].reason
+         << "): no accuracy is reported for it.\n";
+    }
   }
   md << "\n**What carries over at this scale.** Measured: "
      << signed_points(acc[1] - acc[0]) << " points at 10% noise, "
@@ -591,6 +690,7 @@ dlcore::Json results_json(
     const Noise& noise,
     double seconds) {
   dlcore::Json j = flags.to_json();
+  j["run"] = flags.run_json("problem4_weak");
   j["long_tail_images"] = lt.set.size();
   j["zipf_s"] = lt.zipf_s;
   j["min_count"] = s.min_count;
@@ -609,6 +709,7 @@ dlcore::Json results_json(
       pcv.push_back(res.mean(sc.name, c));
     }
     r["per_class"] = pcv;
+    r["divergence"] = res.divergence(sc.name).to_json();
     schemes_json[sc.name] = r;
   }
   j["resampling"] = schemes_json;
@@ -616,6 +717,11 @@ dlcore::Json results_json(
   j["noise_levels"] = noise.levels;
   j["noise_realized"] = noise.realized;
   j["noise_test_accuracy"] = noise.accuracy;
+  dlcore::Json noise_div = dlcore::Json::array();
+  for (const auto& d : noise.divergence) {
+    noise_div.push_back(d.to_json());
+  }
+  j["noise_divergence"] = noise_div;
   j["seconds"] = seconds;
   return j;
 }

@@ -522,6 +522,70 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "a sweep whose learning rate would not be finite is an error naming the "
+    "iteration",
+    "[lr_finder]") {
+  SECTION("bounds 1e-300 .. 1e300: the ratio overflows, refused eagerly") {
+    auto model = make_linear(12);
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+    CHECK_THAT(
+        error_of([&] {
+          dlcore::LRFinder f(
+              model,
+              sgd,
+              dlcore::LRFinderOptions().start_lr(1e-300).end_lr(1e300));
+        }),
+        Contains("LRFinder: end_lr / start_lr = 1e+300 / 1e-300 is not "
+                 "finite, so the exponential sweep's learning rates would "
+                 "not be; narrow the range"));
+    // The linear sweep over the same bounds has finite learning rates.
+    CHECK_NOTHROW(dlcore::LRFinder(
+        model,
+        sgd,
+        dlcore::LRFinderOptions().start_lr(1e-300).end_lr(1e300).step_mode(
+            dlcore::LRStepMode::kLinear)));
+  }
+  SECTION("a proportional group whose learning rate overflows mid-sweep") {
+    // Group 1 (lr 1e300, ratio 1e300 to group 0) reaches inf at the last
+    // iteration: lr_9 = 1e10, lr_8 = 1e-7 * 1e17^(8/9) ~ 1.3e8. A zero loss
+    // keeps the test from stopping earlier.
+    auto model = make_linear(13);
+    auto extra = torch::zeros({2}, torch::requires_grad());
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(
+        model->parameters(),
+        std::make_unique<torch::optim::SGDOptions>(
+            torch::optim::SGDOptions(1.0)));
+    groups.emplace_back(
+        std::vector<torch::Tensor>{extra},
+        std::make_unique<torch::optim::SGDOptions>(
+            torch::optim::SGDOptions(1e300)));
+    torch::optim::SGD sgd(groups, torch::optim::SGDOptions(1.0));
+    auto w = model->weight.clone();
+    dlcore::LRFinder finder(
+        model,
+        sgd,
+        dlcore::LRFinderOptions()
+            .start_lr(1e-7)
+            .end_lr(1e10)
+            .num_iter(10)
+            .group_scaling(dlcore::LRGroupScaling::kProportional));
+    auto batches = make_batches(2, 8, 13);
+    auto zero_loss = [](const torch::Tensor& out, const torch::Tensor&) {
+      return out.sum() * 0.0;
+    };
+    CHECK_THAT(
+        error_of([&] { finder.range_test(batches, zero_loss); }),
+        Contains("LRFinder: the learning rate of param group 1 at iteration 9 "
+                 "would be inf, which is not finite; the test stopped there "
+                 "and the model and optimizer were restored"));
+    CHECK(bitwise_equal(model->weight, w));
+    CHECK(sgd.param_groups()[0].options().get_lr() == 1.0);
+    CHECK(sgd.param_groups()[1].options().get_lr() == 1e300);
+  }
+}
+
+TEST_CASE(
     "an exception inside the test still restores the model", "[lr_finder]") {
   auto model = make_linear(10);
   torch::optim::SGD sgd(

@@ -855,6 +855,54 @@ TEST_CASE(
     CHECK(s.last_epoch() == 3);
     CHECK(dlcore::group_lrs(opt) == s.get_last_lr());
   }
+  // Steps `s` until it throws (at most `limit` times): the error message.
+  auto first_error = [](dlcore::LRScheduler& s, int limit) {
+    std::string message = "no error";
+    for (int t = 0; t < limit && message == "no error"; ++t) {
+      message = error_of([&] { s.step(); });
+    }
+    return message;
+  };
+  SECTION("StepLR with a huge gamma") {
+    auto opt = make_sgd();
+    dlcore::StepLR s(opt, dlcore::StepLROptions(1).gamma(1e200));
+    CHECK_THAT(
+        first_error(s, 10),
+        Contains("StepLR: the learning rate of param group 0 at step 2 would "
+                 "be inf, which is not finite; the optimizer was left "
+                 "unchanged"));
+    CHECK(s.last_epoch() == 1);
+    CHECK(dlcore::group_lrs(opt) == s.get_last_lr());
+    CHECK(std::isfinite(dlcore::group_lrs(opt)[0]));
+  }
+  SECTION("MultiStepLR with a milestone given twice and a huge gamma") {
+    auto opt = make_sgd();
+    dlcore::MultiStepLR s(opt, dlcore::MultiStepLROptions({3, 3}).gamma(1e200));
+    CHECK_THAT(
+        first_error(s, 10),
+        Contains("MultiStepLR: the learning rate of param group 0 at step 3 "
+                 "would be inf"));
+    CHECK(s.last_epoch() == 2);
+    CHECK(dlcore::group_lrs(opt) == dlcore_golden::kLRSchedGroupLRs);
+  }
+  SECTION("SequentialLR whose second scheduler overflows") {
+    auto opt = make_sgd();
+    using Children = std::vector<std::shared_ptr<dlcore::LRScheduler>>;
+    auto warm = std::make_shared<dlcore::ConstantLR>(
+        opt, dlcore::ConstantLROptions().factor(0.5).total_iters(2));
+    auto grow = std::make_shared<dlcore::ExponentialLR>(
+        opt, dlcore::ExponentialLROptions(1e100));
+    dlcore::SequentialLR s(opt, Children{warm, grow}, {2});
+    // The child's 4th step (1e100^4 overflows) is the sequence's 6th.
+    CHECK_THAT(
+        first_error(s, 20),
+        Contains("SequentialLR: at step 6, schedulers[1] failed: "
+                 "ExponentialLR: the learning rate of param group 0 at step 4 "
+                 "would be inf, which is not finite"));
+    CHECK(s.last_epoch() == 5);
+    CHECK(dlcore::group_lrs(opt) == s.get_last_lr());
+    CHECK(std::isfinite(dlcore::group_lrs(opt)[0]));
+  }
   SECTION("a LambdaLR function returning nan") {
     auto opt = make_sgd();
     dlcore::LambdaLR s(opt, dlcore::LambdaLROptions([](int64_t e) {

@@ -191,10 +191,24 @@ class SequentialLR : public LRScheduler {
         std::upper_bound(milestones_.begin(), milestones_.end(), epoch) -
         milestones_.begin());
     LRScheduler& child = *schedulers_[idx];
-    if (idx > 0 && milestones_[idx - 1] == epoch) {
-      child.restart();
-    } else {
-      child.step();
+    // A child's error (a non-finite LR, say) names the child's own step; say
+    // which of this scheduler's steps it was. The child left the optimizer
+    // unchanged, and so does this one.
+    try {
+      if (idx > 0 && milestones_[idx - 1] == epoch) {
+        child.restart();
+      } else {
+        child.step();
+      }
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(
+          false,
+          "SequentialLR: at step ",
+          epoch,
+          ", schedulers[",
+          idx,
+          "] failed: ",
+          e.what_without_backtrace());
     }
     last_epoch_ = epoch;
     last_lr_ = child.get_last_lr();

@@ -185,6 +185,17 @@ struct LRFinderOptions {
         owner,
         ": accumulation_steps must be >= 1, but got ",
         accumulation_steps_);
+    // start_lr * (end_lr / start_lr)^r: a ratio that overflows would make
+    // every learning rate after the first inf.
+    TORCH_CHECK(
+        step_mode_ != LRStepMode::kExp || std::isfinite(end_lr_ / start_lr_),
+        owner,
+        ": end_lr / start_lr = ",
+        end_lr_,
+        " / ",
+        start_lr_,
+        " is not finite, so the exponential sweep's learning rates would not "
+        "be; narrow the range");
   }
 
   /// The learning rate of iteration `i` (0-based) of the sweep.
@@ -209,9 +220,25 @@ struct LRSweep {
   const std::vector<double>& ratios;
   int64_t iteration = 0;
 
+  /// Writes iteration `iteration`'s learning rates, or stops with an error
+  /// naming the iteration when one is not finite (checked for every group
+  /// before any is written).
   void apply() {
     const double lr = options.lr_at(iteration);
     auto& groups = optimizer.param_groups();
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      TORCH_CHECK(
+          std::isfinite(lr * ratios[g]),
+          "LRFinder: the learning rate of param group ",
+          g,
+          " at iteration ",
+          iteration,
+          " would be ",
+          lr * ratios[g],
+          ", which is not finite; the test stopped there and the model and "
+          "optimizer were restored (check start_lr, end_lr and the groups' "
+          "learning rates)");
+    }
     for (std::size_t g = 0; g < groups.size(); ++g) {
       groups[g].options().set_lr(lr * ratios[g]);
     }
