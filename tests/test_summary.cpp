@@ -295,8 +295,7 @@ TEST_CASE(
   CHECK(s.total_params == 56 + 25 + 6);
   CHECK(s.output_shape.empty());
   const std::string table = s.to_string();
-  CHECK(
-      table.find("Total mult-adds: -- (not traced)") != std::string::npos);
+  CHECK(table.find("Total mult-adds: -- (not traced)") != std::string::npos);
   CHECK(
       table.find("Forward pass size (MiB): -- (not traced)") !=
       std::string::npos);

@@ -214,10 +214,18 @@ class SchedulerBase {
     }
   }
 
+  /// Set by a scheduler whose PyTorch original itself gives a negative
+  /// learning rate from valid options (OneCycleLR's linear anneal at step
+  /// total_steps), so that it stays value for value PyTorch's.
+  bool allow_negative_lr_ = false;
+
   /// Throws unless every learning rate is >= 0 (a user's LR function can
   /// return a negative factor; the optimizers check their LR only when they
   /// are built).
   void check_non_negative(const std::vector<double>& lrs, int64_t epoch) const {
+    if (allow_negative_lr_) {
+      return;
+    }
     for (std::size_t i = 0; i < lrs.size(); ++i) {
       TORCH_CHECK(
           lrs[i] >= 0.0,

@@ -137,6 +137,9 @@ class OneCycleLR : public LRScheduler {
   OneCycleLR(torch::optim::Optimizer& optimizer, OneCycleLROptions options)
       : LRScheduler(optimizer, "OneCycleLR", kVersion),
         options_(std::move(options)) {
+    // PyTorch's step total_steps extrapolates the last phase: below 0 with
+    // the linear anneal. Every other value is checked as in any scheduler.
+    allow_negative_lr_ = true;
     const char* owner = "OneCycleLR";
     const std::size_t n = num_groups();
 

@@ -157,15 +157,6 @@ struct LRFinderOptions {
         start_lr_,
         ")");
     TORCH_CHECK(
-        step_mode_ != LRStepMode::kExp || std::isfinite(end_lr_ / start_lr_),
-        owner,
-        ": end_lr / start_lr (",
-        end_lr_,
-        " / ",
-        start_lr_,
-        ") must be finite for the exponential sweep, whose learning rates "
-        "are start_lr * (end_lr / start_lr)^(i / (num_iter - 1))");
-    TORCH_CHECK(
         beta_ >= 0.0 && beta_ < 1.0,
         owner,
         ": beta must be in [0, 1), but got ",
